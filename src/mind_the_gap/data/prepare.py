@@ -1,0 +1,199 @@
+"""From a raw source to the four splits every experiment uses: generator pool, real train, validation, test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
+
+from mind_the_gap.config import Config
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.sources import (
+    DataSourceError,
+    load_fashion_mnist,
+    load_image_folder,
+    load_torchvision,
+)
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("generator_pool", "train", "val", "test")
+
+
+class SplitConfig(Config):
+    """Per-class fractions of the source's training images; the rest is the students' real training pool."""
+
+    generator_pool: float = Field(0.5, ge=0.0, lt=1.0)
+    val: float = Field(0.1, gt=0.0, lt=1.0)
+    test: float = Field(0.15, gt=0.0, lt=1.0, description="used only when the source has no official test split")
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitConfig:
+        if self.generator_pool + self.val >= 1.0:
+            raise ValueError("split.generator_pool + split.val must leave images for the real training pool (< 1)")
+        return self
+
+
+class DatasetConfig(Config):
+    """Where the real images come from and how they are shaped (``dataset`` in the parameters)."""
+
+    source: str = "fashion_mnist"
+    path: Path = Path("data/01_raw/fashion_mnist")
+    image_size: int | None = Field(None, ge=8, le=1024, description="square side in pixels; null keeps the source's")
+    channels: Literal[1, 3] | None = None
+    classes: list[str] | None = None
+    max_per_class: int | None = Field(None, ge=3)
+    skip_corrupt: bool = False
+    split: SplitConfig = SplitConfig()
+    seed: int = 0
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in ("fashion_mnist", "imagefolder") or (value.startswith("torchvision:") and len(value) > 12):
+            return value
+        raise ValueError(f"unknown dataset.source {value!r}: use fashion_mnist, imagefolder or torchvision:<Name>")
+
+
+def load_source(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
+    """The source's training images and its official test split (None where it has none)."""
+    if config.source == "fashion_mnist":
+        return load_fashion_mnist(config.path)
+    if config.source.startswith("torchvision:"):
+        return load_torchvision(config.source.split(":", 1)[1], config.path)
+    # An image folder with train/ and val/ (or test/) sub-folders is ImageNet's layout: keep its split.
+    size, channels = config.image_size or 224, config.channels or 3
+    read = lambda folder: load_image_folder(  # noqa: E731
+        folder, size, channels, config.skip_corrupt, config.max_per_class, config.seed
+    )
+    held_out = next((config.path / n for n in ("val", "test") if (config.path / n).is_dir()), None)
+    if (config.path / "train").is_dir() and held_out is not None:
+        train, test = read(config.path / "train"), read(held_out)
+        if test.class_names != train.class_names:
+            raise DataSourceError(f"{held_out} and {config.path / 'train'} hold different class folders")
+        return train, test
+    return read(config.path), None
+
+
+def convert(images: ImageSet, image_size: int | None, channels: int | None) -> ImageSet:
+    """Resize (antialiased) and convert channels: 1 -> 3 repeats grey, 3 -> 1 takes ITU-R 601 luma."""
+    data = images.images
+    if channels is not None and channels != data.shape[1]:
+        if channels == 3 and data.shape[1] == 1:
+            data = data.expand(-1, 3, -1, -1)
+        elif channels == 1 and data.shape[1] == 3:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            data = torch.cat([(c.float() * weights).sum(1, keepdim=True).round() for c in data.split(4096)])
+        else:
+            raise DataSourceError(f"cannot convert {data.shape[1]} channels to {channels}")
+    if image_size is not None and tuple(data.shape[2:]) != (image_size, image_size):
+        data = torch.cat(
+            [
+                F.interpolate(chunk.float(), size=(image_size, image_size), mode="bilinear", antialias=True).round()
+                for chunk in data.split(4096)
+            ]
+        )
+    return ImageSet(data.clamp(0, 255).to(torch.uint8).contiguous(), images.labels, images.class_names)
+
+
+def select_classes(images: ImageSet, classes: list[str] | None) -> ImageSet:
+    """Keep only ``classes`` (names, or indices as strings), relabelled 0..k-1 in the order given."""
+    if not classes:
+        return images
+    lookup = {name: i for i, name in enumerate(images.class_names)}
+    indices, unknown = [], []
+    for name in classes:
+        if name in lookup:
+            indices.append(lookup[name])
+        elif str(name).isdigit() and int(name) < images.num_classes:
+            indices.append(int(name))
+        else:
+            unknown.append(name)
+    if unknown:
+        raise DataSourceError(
+            f"unknown class name(s) in dataset.classes: {', '.join(map(str, unknown))} "
+            f"(known: {', '.join(images.class_names[:20])}{', ...' if images.num_classes > 20 else ''})"
+        )
+    remap = torch.full((images.num_classes,), -1, dtype=torch.int64)
+    remap[torch.tensor(indices)] = torch.arange(len(indices))
+    keep = remap[images.labels] >= 0
+    return ImageSet(images.images[keep], remap[images.labels[keep]], tuple(images.class_names[i] for i in indices))
+
+
+def cap_per_class(images: ImageSet, max_per_class: int | None, generator: torch.Generator) -> ImageSet:
+    """At most ``max_per_class`` images of each class, a seeded random choice."""
+    if max_per_class is None:
+        return images
+    order = torch.randperm(len(images), generator=generator)
+    rank = _rank_within_class(images.labels[order], images.num_classes)
+    keep = order[rank < max_per_class].sort().values
+    return images.subset(keep)
+
+
+def _rank_within_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """For each position, how many earlier positions hold the same label (vectorised, stable)."""
+    one_hot = F.one_hot(labels, num_classes)
+    return (one_hot.cumsum(0) - 1).gather(1, labels.unsqueeze(1)).squeeze(1)
+
+
+def stratified_split(images: ImageSet, fractions: dict[str, float], generator: torch.Generator) -> dict[str, ImageSet]:
+    """Split every class by ``fractions`` (name -> share); the last name takes the remainder.
+
+    Each part gets at least one image of every class, or the split fails naming the class that is too small.
+    """
+    counts = images.class_counts()
+    names = list(fractions)
+    too_small = [f"{images.class_names[c]} ({int(n)} images)" for c, n in enumerate(counts.tolist()) if n < len(names)]
+    if too_small:
+        raise DataSourceError(
+            f"too few images for a {len(names)}-way split ({', '.join(names)}) in class(es): {', '.join(too_small)}"
+        )
+    # Per class, the first share of a seeded shuffle goes to the first part, and so on.
+    sizes = {}
+    remaining = counts.clone()
+    for i, name in enumerate(names[:-1]):
+        size = (counts.double() * fractions[name]).floor().long().clamp(min=1)
+        size = torch.minimum(size, remaining - (len(names) - 1 - i))  # leave one image for each later part
+        sizes[name] = size
+        remaining -= size
+    order = torch.randperm(len(images), generator=generator)
+    labels = images.labels[order]
+    rank = _rank_within_class(labels, images.num_classes)
+    parts, start = {}, torch.zeros_like(counts)
+    for name in names:
+        end = start + sizes[name] if name in sizes else counts
+        in_part = (rank >= start[labels]) & (rank < end[labels])
+        parts[name] = images.subset(order[in_part].sort().values)
+        start = end
+    return parts
+
+
+def prepare_splits(train: ImageSet, test: ImageSet | None, config: DatasetConfig) -> dict[str, ImageSet]:
+    """Classes, caps, conversion and the seeded stratified split into generator pool, train, val and test."""
+    generator = torch.Generator().manual_seed(config.seed)
+    train = select_classes(train, config.classes)
+    if test is not None:
+        if test.class_names != train.class_names and not config.classes:
+            raise DataSourceError("the source's test split names other classes than its training split")
+        test = select_classes(test, config.classes or None)
+    if config.source != "imagefolder":  # image folders were capped while reading, before decoding
+        train = cap_per_class(train, config.max_per_class, generator)
+    if test is None:
+        fractions = {"test": config.split.test}
+        held_out = stratified_split(train, {**fractions, "rest": 1.0}, generator)
+        train, test = held_out["rest"], held_out["test"]
+    fractions = {"generator_pool": config.split.generator_pool, "val": config.split.val, "train": 1.0}
+    if config.split.generator_pool == 0.0:
+        fractions.pop("generator_pool")
+    splits = stratified_split(train, fractions, generator)
+    splits.setdefault("generator_pool", train.subset(torch.zeros(0, dtype=torch.long)))
+    splits["test"] = test
+    converted = {name: convert(splits[name], config.image_size, config.channels) for name in SPLITS}
+    for name, part in converted.items():
+        log.info("%s: %d images, %d classes, %s px, %d channel(s)", name, len(part), part.num_classes,
+                 "x".join(map(str, part.image_size)), part.channels)  # fmt: skip
+    return converted

@@ -1,0 +1,193 @@
+"""Readers that turn a real-image source into ImageSets: Fashion-MNIST IDX files, torchvision, image folders."""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mind_the_gap.data.imageset import ImageSet
+
+log = logging.getLogger(__name__)
+
+FASHION_MNIST_CLASSES = (
+    "t-shirt/top", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)  # fmt: skip
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+
+
+class DataSourceError(ValueError):
+    """Bad or missing input data; the message names the culprit."""
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (plain or gzipped) as a numpy array: the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataSourceError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataSourceError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = raw[4 + 4 * ndim :]
+    if len(body) != int(np.prod(shape)):
+        raise DataSourceError(f"{path} is truncated: header says {shape}, found {len(body)} bytes of data")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path:
+    for name in (stem, f"{stem}.gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataSourceError(f"missing {stem}[.gz] in {directory} (Fashion-MNIST IDX files; `make data` puts them there)")
+
+
+def load_fashion_mnist(directory: Path) -> tuple[ImageSet, ImageSet]:
+    """The official Fashion-MNIST train and test splits from a folder of IDX files."""
+    if not directory.is_dir():
+        raise DataSourceError(f"dataset.path {directory} does not exist (run `make data` to fetch Fashion-MNIST)")
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = read_idx(_find_idx(directory, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(_find_idx(directory, f"{prefix}-labels-idx1-ubyte"))
+        if images.shape[0] != labels.shape[0]:
+            raise DataSourceError(f"{directory}: {prefix} has {images.shape[0]} images but {labels.shape[0]} labels")
+        splits.append(
+            ImageSet(
+                torch.from_numpy(images.copy()).unsqueeze(1),
+                torch.from_numpy(labels.astype(np.int64)),
+                FASHION_MNIST_CLASSES,
+            )
+        )
+    return splits[0], splits[1]
+
+
+def load_torchvision(name: str, root: Path) -> tuple[ImageSet, ImageSet | None]:
+    """A torchvision classification dataset (downloaded into ``root`` when missing): its train and test splits."""
+    import torchvision.datasets as tvd
+
+    dataset_cls = getattr(tvd, name, None)
+    if dataset_cls is None or not isinstance(dataset_cls, type):
+        raise DataSourceError(f"dataset.source torchvision:{name}: torchvision.datasets has no dataset {name!r}")
+    signature = inspect.signature(dataset_cls)
+
+    def split(train: bool):
+        if "train" in signature.parameters:
+            kwargs = {"train": train}
+        elif "split" in signature.parameters:
+            kwargs = {"split": "train" if train else "test"}
+        elif train:
+            kwargs = {}
+        else:
+            return None
+        try:
+            return dataset_cls(root=str(root), download=True, **kwargs)
+        except Exception as exc:  # torchvision raises many types for network and checksum failures
+            raise DataSourceError(f"torchvision:{name} could not be loaded into {root}: {exc}") from exc
+
+    train, test = split(True), split(False)
+    return _from_torchvision(train, name), (_from_torchvision(test, name) if test is not None else None)
+
+
+def _from_torchvision(dataset, name: str) -> ImageSet:
+    # Most classification datasets keep all images in a `data` array; fall back to decoding item by item.
+    data = getattr(dataset, "data", None)
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        targets = getattr(dataset, "labels", None)
+    if isinstance(data, (np.ndarray, torch.Tensor)) and targets is not None and len(data) == len(targets):
+        images = torch.as_tensor(np.asarray(data))
+        if images.ndim == 3:
+            images = images.unsqueeze(1)
+        elif images.ndim == 4 and images.shape[-1] in (1, 3):
+            images = images.permute(0, 3, 1, 2)
+        labels = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    else:
+        pairs = [dataset[i] for i in range(len(dataset))]
+        images = torch.stack([_pil_to_tensor(img) for img, _ in pairs])
+        labels = torch.tensor([int(label) for _, label in pairs], dtype=torch.int64)
+    classes = getattr(dataset, "classes", None) or [str(i) for i in range(int(labels.max()) + 1)]
+    return ImageSet(images.to(torch.uint8).contiguous(), labels, tuple(str(c) for c in classes))
+
+
+def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    return (
+        torch.from_numpy(array.copy()).unsqueeze(0)
+        if array.ndim == 2
+        else torch.from_numpy(array.copy()).permute(2, 0, 1)
+    )
+
+
+def _decode(path: Path, size: int, channels: int) -> torch.Tensor:
+    """One image file as uint8 (C, size, size): shorter side resized to ``size``, then centre-cropped."""
+    with Image.open(path) as image:
+        image.load()  # decode now, so that a truncated file fails here, naming it
+        image = image.convert("L" if channels == 1 else "RGB")
+        scale = size / min(image.size)
+        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+        image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (width - size) // 2, (height - size) // 2
+        return _pil_to_tensor(image.crop((left, top, left + size, top + size)))
+
+
+def load_image_folder(
+    directory: Path, image_size: int, channels: int, skip_corrupt: bool, max_per_class: int | None, seed: int
+) -> ImageSet:
+    """One folder per class with images in any format PIL reads, decoded once into a tensor.
+
+    With ``max_per_class`` only a seeded random choice of that many files per class is decoded.
+    """
+    if not directory.is_dir():
+        raise DataSourceError(f"image folder {directory} does not exist")
+    class_dirs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataSourceError(f"image folder {directory} has no class sub-folders")
+    rng = np.random.default_rng(seed)
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, class_dir in enumerate(class_dirs):
+        class_files = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not class_files:
+            raise DataSourceError(f"class folder {class_dir} holds no images")
+        if max_per_class is not None and len(class_files) > max_per_class:
+            keep = np.sort(rng.choice(len(class_files), size=max_per_class, replace=False))
+            class_files = [class_files[i] for i in keep]
+        files += class_files
+        labels += [label] * len(class_files)
+
+    def decode(path: Path) -> torch.Tensor | None:
+        try:
+            return _decode(path, image_size, channels)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            if skip_corrupt:
+                return None
+            raise DataSourceError(
+                f"unreadable image {path}: {exc} (set dataset.skip_corrupt: true to skip such files)"
+            ) from exc
+
+    # PIL releases the GIL while decoding, so threads use every core without pickling images between processes.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        decoded = list(pool.map(decode, files, chunksize=64))
+    kept = [i for i, image in enumerate(decoded) if image is not None]
+    if len(kept) < len(files):
+        log.warning("skipped %d unreadable image(s) in %s", len(files) - len(kept), directory)
+    kept_labels = torch.tensor([labels[i] for i in kept], dtype=torch.int64)
+    empty = [class_dirs[c].name for c in range(len(class_dirs)) if not bool((kept_labels == c).any())]
+    if empty:
+        raise DataSourceError(f"class folder(s) {', '.join(empty)} in {directory} hold no readable image")
+    images = torch.stack([decoded[i] for i in kept])
+    return ImageSet(images, kept_labels, tuple(p.name for p in class_dirs))

@@ -1,0 +1,52 @@
+"""Tables and figures of results: per-seed rows to mean and 95% confidence interval, confusion matrices."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files and MLflow, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t confidence interval (NaN for fewer than two values)."""
+    array = np.asarray(values, dtype=float)
+    if array.size < 2:
+        return float(array.mean()) if array.size else math.nan, math.nan
+    half_width = stats.t.ppf(0.975, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size)
+    return float(array.mean()), float(half_width)
+
+
+def summarize(results: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per group: n, and for each metric its mean and 95% CI half-width."""
+    rows = []
+    for keys, group in results.groupby(list(by), sort=False):
+        row = dict(zip(by, keys if isinstance(keys, tuple) else (keys,), strict=True))
+        row["n"] = len(group)
+        for metric in metrics:
+            row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_ci95(group[metric].tolist())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str) -> plt.Figure:
+    """The confusion matrix, normalised per true class, as a heat map."""
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.35 * len(class_names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    show_labels = len(class_names) <= 30
+    axes.set_xticks(ticks, class_names if show_labels else [], rotation=90, fontsize=8)
+    axes.set_yticks(ticks, class_names if show_labels else [], fontsize=8)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure

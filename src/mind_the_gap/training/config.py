@@ -1,0 +1,42 @@
+"""The training recipe shared by every experiment (``training`` in the parameters)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mind_the_gap.config import Config
+
+Augmentation = Literal["flip", "crop", "resized_crop", "color"]
+
+
+class TrainConfig(Config):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=2)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: list[Augmentation] = ["crop", "flip"]
+    crop_padding: float = Field(0.125, ge=0, le=0.5, description="crop shift as a share of the image side")
+    resized_crop_scale: tuple[float, float] = (0.35, 1.0)
+    normalization: Literal["train", "imagenet", "none"] = "train"
+    eval_batch_size: int = Field(1024, ge=1)
+    device: str = "auto"
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision, used on CUDA only
+    channels_last: bool = True  # used on CUDA only
+    log_every: int = Field(25, ge=1, description="steps between loss checks and progress-bar updates")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> TrainConfig:
+        low, high = self.resized_crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"training.resized_crop_scale must satisfy 0 < low <= high <= 1, got {low, high}")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"training.warmup_epochs ({self.warmup_epochs}) must be below training.epochs")
+        return self

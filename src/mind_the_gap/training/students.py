@@ -1,0 +1,188 @@
+"""Train-or-reuse one student: the step every experiment repeats, cached by a key of everything it depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.models.students import (
+    StudentConfig,
+    UnitNet,
+    build_student,
+    count_parameters,
+)
+from mind_the_gap.training.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    write_atomically,
+)
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.engine import (
+    Evaluation,
+    Normalization,
+    evaluate,
+    fit,
+    seed_everything,
+)
+
+log = logging.getLogger(__name__)
+
+# Settings that change how a run looks or where it runs, not what it learns: left out of the cache key.
+_NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size"}
+
+
+def fingerprint(data: ImageSet) -> str:
+    """A short content hash of an image set (pixels, labels and class names)."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(data.images.contiguous().numpy().tobytes())
+    digest.update(data.labels.numpy().tobytes())
+    digest.update(json.dumps(data.class_names).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class StudentResult:
+    """What one trained student measured; ``test`` is the evaluation on the real test set."""
+
+    key: str
+    seed: int
+    history: list[dict[str, float]]
+    test: Evaluation
+    normalization: Normalization
+    train_seconds: float
+    images_per_second: float
+    num_parameters: int
+    cache_hit: bool = False
+
+    def metrics(self) -> dict[str, float]:
+        """The final metrics, under the names every pipeline logs."""
+        last = self.history[-1]
+        metrics = {
+            "test_accuracy": self.test.top1,
+            "test_top5_accuracy": self.test.top5,
+            "test_loss": self.test.loss,
+            "train_accuracy": last["train_accuracy"],
+            "train_loss": last["train_loss"],
+            "train_seconds": self.train_seconds,
+            "images_per_second": self.images_per_second,
+        }
+        if "val_accuracy" in last:
+            metrics |= {"val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"]}
+        return metrics
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["test"]["confusion"] = self.test.confusion.tolist()
+        data.pop("cache_hit")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudentResult:
+        test = dict(data["test"], confusion=np.asarray(data["test"]["confusion"], dtype=np.int64))
+        return cls(**{**data, "test": Evaluation(**test), "normalization": Normalization(**data["normalization"])})
+
+
+class StudentTracker(Protocol):
+    """Receives a student's progress (the MLflow tracker implements it)."""
+
+    def log_epoch(self, record: dict[str, float]) -> None: ...
+
+
+class StudentStore:
+    """Trained students on disk, one safetensors checkpoint and one JSON result per key.
+
+    The result is written last, so a key whose JSON exists is complete; a run killed mid-way retrains.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def key(self, student: StudentConfig, training: TrainConfig, seed: int, **data: str) -> str:
+        parts = {
+            "student": student.model_dump(mode="json"),
+            "training": training.model_dump(mode="json", exclude=_NOT_IN_KEY),
+            "seed": seed,
+            "data": data,
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+    def checkpoint_path(self, key: str) -> Path:
+        return self.directory / f"{key}.safetensors"
+
+    def result_path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def load_result(self, key: str) -> StudentResult | None:
+        path = self.result_path(key)
+        if not (path.is_file() and self.checkpoint_path(key).is_file()):
+            return None
+        try:
+            result = StudentResult.from_json(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring unreadable cached result %s (%s); training again", path, exc)
+            return None
+        result.cache_hit = True
+        return result
+
+    def save(self, key: str, model: UnitNet, result: StudentResult, metadata: dict[str, Any]) -> None:
+        save_checkpoint(self.checkpoint_path(key), model, metadata)
+        text = json.dumps(result.to_json())
+        write_atomically(self.result_path(key), lambda temp: temp.write_text(text))
+
+    def load_model(self, key: str, student: StudentConfig, data: ImageSet) -> UnitNet:
+        model = build_student(student, data.num_classes, data.channels, data.image_size[0])
+        load_checkpoint(self.checkpoint_path(key), model)
+        return model
+
+
+def train_student(
+    store: StudentStore,
+    student: StudentConfig,
+    training: TrainConfig,
+    train: ImageSet,
+    test: ImageSet,
+    seed: int,
+    val: ImageSet | None = None,
+    tracker: StudentTracker | None = None,
+    description: str = "student",
+) -> StudentResult:
+    """Train a fresh student on ``train`` and test it on ``test``, or reuse the stored one with the same key."""
+    if train.class_names != test.class_names:
+        raise ValueError("training and test sets name different classes")
+    key = store.key(
+        student, training, seed, train=fingerprint(train), test=fingerprint(test),
+        val=fingerprint(val) if val is not None else "",
+    )  # fmt: skip
+    cached = store.load_result(key)
+    if cached is not None:
+        log.info("%s: reusing trained student %s (test accuracy %.4f)", description, key, cached.test.top1)
+        if tracker is not None:
+            for record in cached.history:
+                tracker.log_epoch(record)
+        return cached
+    seed_everything(seed)
+    model = build_student(student, train.num_classes, train.channels, train.image_size[0])
+    fitted = fit(model, train, training, seed, val=val, on_epoch=tracker.log_epoch if tracker else None,
+                 description=description)  # fmt: skip
+    result = StudentResult(
+        key=key,
+        seed=seed,
+        history=fitted.history,
+        test=evaluate(model, test, fitted.normalization, training),
+        normalization=fitted.normalization,
+        train_seconds=fitted.seconds,
+        images_per_second=fitted.images_per_second,
+        num_parameters=count_parameters(model),
+    )
+    store.save(key, model.cpu(), result, {"student": student.model_dump(mode="json"), "seed": seed,
+                                          "class_names": list(train.class_names)})  # fmt: skip
+    log.info("%s: test accuracy %.4f (top-5 %.4f) after %.0f s", description, result.test.top1, result.test.top5,
+             result.train_seconds)  # fmt: skip
+    return result
