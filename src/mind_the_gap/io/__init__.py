@@ -1,0 +1,5 @@
+"""Kedro datasets of the project: the only place, with the pipelines, that knows Kedro."""
+
+from mind_the_gap.io.datasets import ImageSetDataset, StudentStoreDataset
+
+__all__ = ["ImageSetDataset", "StudentStoreDataset"]

@@ -1,0 +1,25 @@
+"""Real data: read the configured source once and split it into the sets every experiment shares."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.prepare import SPLITS, DatasetConfig, load_source, prepare_splits
+
+
+def prepare_real_data(dataset: DatasetConfig) -> tuple[ImageSet, ImageSet, ImageSet, ImageSet]:
+    """The generator pool, the students' real training pool, the validation set and the test set."""
+    train, test = load_source(dataset)
+    splits = prepare_splits(train, test, dataset)
+    return tuple(splits[name] for name in SPLITS)
+
+
+def describe_real_data(generator_pool: ImageSet, train: ImageSet, val: ImageSet, test: ImageSet) -> pd.DataFrame:
+    """Images per class in each split: the table to check a split at a glance."""
+    parts = (generator_pool, train, val, test)
+    table = pd.DataFrame(
+        {name: part.class_counts().numpy() for name, part in zip(SPLITS, parts, strict=True)},
+        index=pd.Index(train.class_names, name="class"),
+    )
+    return table.reset_index()

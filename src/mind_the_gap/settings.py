@@ -1,0 +1,12 @@
+"""Project settings: Kedro reads them before anything else."""
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # An environment (smoke, paper) lists only the parameters it changes; the rest comes from base.
+    "merge_strategy": {"parameters": "soft"},
+}
