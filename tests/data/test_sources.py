@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mind_the_gap.data.prepare import DatasetConfig, load_source, prepare_splits
+from mind_the_gap.data.sources import DataSourceError, load_fashion_mnist, read_idx
+
+from ..conftest import write_idx
+
+
+def test_idx_round_trip_plain_and_gzipped(tmp_path: Path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.gz", array)
+    write_idx(tmp_path / "b", array, compress=False)
+    assert np.array_equal(read_idx(tmp_path / "a.gz"), array)
+    assert np.array_equal(read_idx(tmp_path / "b"), array)
+
+
+def test_truncated_idx_names_the_file(tmp_path: Path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    write_idx(path, np.zeros((4, 28, 28), dtype=np.uint8), compress=False)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataSourceError, match="train-images-idx3-ubyte is truncated"):
+        read_idx(path)
+
+
+def test_fashion_mnist_reads_official_splits(fashion_dir: Path):
+    train, test = load_fashion_mnist(fashion_dir)
+    assert train.images.shape == (400, 1, 28, 28) and test.images.shape == (100, 1, 28, 28)
+    assert train.class_names[0] == "t-shirt/top" and train.num_classes == 10
+    assert train.class_counts().tolist() == [40] * 10
+
+
+def test_missing_dataset_path_says_how_to_fetch(tmp_path: Path):
+    with pytest.raises(DataSourceError, match=r"does not exist \(run `make data`"):
+        load_fashion_mnist(tmp_path / "nowhere")
+
+
+def test_missing_idx_file_is_named(fashion_dir: Path):
+    (fashion_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataSourceError, match="missing t10k-labels-idx1-ubyte"):
+        load_fashion_mnist(fashion_dir)
+
+
+def _save(path: Path, mode: str, size=(20, 14), value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = value if mode in ("L", "P") else (value,) * len(mode)
+    Image.new(mode, size, colour).save(path)
+
+
+def make_folder(root: Path, per_class: int = 4, classes=("cat", "dog", "fox")) -> Path:
+    # Mixed formats, modes and sizes, as real folders have them.
+    formats = [("png", "RGB"), ("jpg", "RGB"), ("bmp", "L"), ("png", "RGBA"), ("webp", "RGB"), ("gif", "P")]
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            suffix, mode = formats[(c + i) % len(formats)]
+            _save(root / name / f"img{i}.{suffix}", mode, size=(20 + i, 14 + c), value=40 * c + 10)
+    return root
+
+
+def test_image_folder_any_format_to_fixed_size(tmp_path: Path):
+    config = DatasetConfig(source="imagefolder", path=make_folder(tmp_path / "imgs"), image_size=12, channels=3)
+    train, test = load_source(config)
+    assert test is None
+    assert train.images.shape == (12, 3, 12, 12) and train.images.dtype == torch.uint8
+    assert train.class_names == ("cat", "dog", "fox")
+    assert train.class_counts().tolist() == [4, 4, 4]
+    # Uniform images stay uniform through resize and crop: the pixel value identifies the class.
+    assert train.images[train.labels == 1].float().mean().item() == pytest.approx(50, abs=2)
+
+
+def test_image_folder_with_train_and_val_keeps_official_split(tmp_path: Path):
+    make_folder(tmp_path / "inet" / "train", per_class=5)
+    make_folder(tmp_path / "inet" / "val", per_class=2)
+    train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet", image_size=8, channels=1))
+    assert len(train) == 15 and len(test) == 6 and train.channels == 1
+
+
+def test_empty_class_folder_is_named(tmp_path: Path):
+    root = make_folder(tmp_path / "imgs")
+    (root / "empty_class").mkdir()
+    with pytest.raises(DataSourceError, match="empty_class holds no images"):
+        load_source(DatasetConfig(source="imagefolder", path=root, image_size=8))
+
+
+def test_truncated_image_is_named_or_skipped(tmp_path: Path, caplog):
+    root = make_folder(tmp_path / "imgs")
+    broken = root / "dog" / "broken.png"  # dog and fox each gain one bad file beside their 4 good ones
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(broken)
+    broken.write_bytes(broken.read_bytes()[:100])
+    (root / "fox" / "notes.png").write_text("not an image")
+    with pytest.raises(DataSourceError, match=r"unreadable image .*(broken|notes)\.png"):
+        load_source(DatasetConfig(source="imagefolder", path=root, image_size=8))
+    with caplog.at_level(logging.WARNING):
+        train, _ = load_source(DatasetConfig(source="imagefolder", path=root, image_size=8, skip_corrupt=True))
+    assert train.class_counts().tolist() == [4, 4, 4]
+    assert "skipped 2 unreadable image(s)" in caplog.text
+
+
+def test_max_per_class_in_folder_is_a_seeded_choice(tmp_path: Path):
+    root = make_folder(tmp_path / "imgs", per_class=6)
+    config = DatasetConfig(source="imagefolder", path=root, image_size=8, max_per_class=3)
+    first, _ = load_source(config)
+    second, _ = load_source(config)
+    assert first.class_counts().tolist() == [3, 3, 3]
+    assert torch.equal(first.images, second.images)
+
+
+def test_unknown_class_names_are_listed(fashion_dir: Path):
+    config = DatasetConfig(path=fashion_dir, classes=["trouser", "unicorn", "dragon"])
+    train, test = load_source(config)
+    with pytest.raises(DataSourceError, match="unknown class name.*unicorn, dragon"):
+        prepare_splits(train, test, config)
+
+
+def test_too_few_images_for_the_split_names_the_class(tmp_path: Path):
+    make_folder(tmp_path / "imgs", per_class=3)
+    _save(tmp_path / "imgs" / "emu" / "only.png", "RGB")
+    config = DatasetConfig(source="imagefolder", path=tmp_path / "imgs", image_size=8)
+    train, test = load_source(config)
+    with pytest.raises(DataSourceError, match=r"too few images .* emu \(1 images\)"):
+        prepare_splits(train, test, config)
+
+
+def test_unknown_source_is_rejected():
+    with pytest.raises(ValueError, match="unknown dataset.source 'cifar'"):
+        DatasetConfig(source="cifar")
+
+
+def test_unknown_torchvision_dataset_is_named(tmp_path: Path):
+    with pytest.raises(DataSourceError, match="torchvision.datasets has no dataset 'NoSuchSet'"):
+        load_source(DatasetConfig(source="torchvision:NoSuchSet", path=tmp_path))
