@@ -1,0 +1,41 @@
+# Every target does its own set-up: a virtual environment in .venv with the project installed, and the data.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FASHION_MNIST := data/01_raw/fashion_mnist
+export KEDRO_DISABLE_TELEMETRY := true
+
+.PHONY: install data demo test viz mlflow-ui benchmark clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+data: $(FASHION_MNIST)/t10k-labels-idx1-ubyte.gz
+
+$(FASHION_MNIST)/t10k-labels-idx1-ubyte.gz: | install
+	bash scripts/fetch_fashion_mnist.sh $(FASHION_MNIST) $(BIN)/python
+
+## The main job on the offline default: real data, every pipeline, every student tracked in MLflow.
+demo: install data
+	$(BIN)/kedro run
+
+## The test suite (unit tests and a `--env smoke` run of every pipeline).
+test: install
+	$(BIN)/python -m pytest
+
+viz: install
+	$(BIN)/kedro viz run
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+benchmark: install data
+	$(BIN)/python benchmarks/bench_training.py
+
+clean:
+	rm -rf data/0[2-8]_*/* mlflow.db mlartifacts

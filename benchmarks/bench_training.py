@@ -1,0 +1,83 @@
+"""Training throughput: the engine (`mind_the_gap.training.engine.fit`) against a bare PyTorch loop.
+
+Both train the same student from the same initial weights on the same uint8 tensors with the same batch size,
+optimizer and learning-rate schedule; the engine runs once without augmentation (its overhead alone) and once
+with the default crop and flip. Usage:
+
+    python benchmarks/bench_training.py [--arch resnet_narrow] [--images 4096] [--epochs 2] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mind_the_gap.data.prepare import DatasetConfig, load_source
+from mind_the_gap.models.students import StudentConfig, build_student
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.engine import fit, resolve_device
+
+
+def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) -> float:
+    """Images/s of the plainest loop that does the same work: shuffle, convert, normalise, step, schedule."""
+    model.to(device).train()
+    images, labels = images.to(device), labels.to(device)
+    mean = images.float().mean(dim=(0, 2, 3), keepdim=True) / 255
+    std = (images.float() / 255).std(dim=(0, 2, 3), keepdim=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay)  # fmt: skip
+    steps = len(images) // config.batch_size
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * config.epochs)
+    start = time.perf_counter()
+    for _ in range(config.epochs):
+        order = torch.randperm(len(images), device=device)
+        for step in range(steps):
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = (images[index].float() / 255 - mean) / std
+            loss = F.cross_entropy(model(x), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * config.batch_size * config.epochs / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet_narrow", choices=["resnet_narrow", "resnet18", "resnet50"])
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data", type=Path, default=Path("data/01_raw/fashion_mnist"))
+    args = parser.parse_args()
+
+    train, _ = load_source(DatasetConfig(path=args.data))
+    images, labels = train.images[: args.images], train.labels[: args.images]
+    data = type(train)(images, labels, train.class_names)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    initial = build_student(StudentConfig(arch=args.arch, width=args.width), data.num_classes, data.channels,
+                            data.image_size[0])  # fmt: skip
+    base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, warmup_epochs=0, device=args.device,
+                       progress=False)  # fmt: skip
+    print(f"{args.arch} on {device}, {len(data)} images of {data.image_size}, batch {args.batch_size}, "
+          f"{args.epochs} epochs, {torch.get_num_threads()} threads")  # fmt: skip
+
+    bare = bare_loop(copy.deepcopy(initial), images, labels, base, device)
+    print(f"bare PyTorch loop          {bare:8.0f} images/s")
+    for label, augment in (("engine, no augmentation", []), ("engine, crop + flip", ["crop", "flip"])):
+        result = fit(copy.deepcopy(initial), data, base.model_copy(update={"augment": augment}), seed=0)
+        print(f"{label:<26} {result.images_per_second:8.0f} images/s ({result.images_per_second / bare:.2f}x bare)")
+
+
+if __name__ == "__main__":
+    main()
