@@ -6,8 +6,7 @@ import pytest
 import torch
 from kedro.io import DatasetError
 
-from mind_the_gap.io import ImageSetDataset, StudentStoreDataset
-from mind_the_gap.training.students import StudentStore
+from mind_the_gap.io import DirectoryDataset, ImageSetDataset
 
 from ..conftest import striped_images
 
@@ -37,6 +36,8 @@ def test_an_empty_set_round_trips(tmp_path: Path):
     assert len(dataset.load()) == 0
 
 
-def test_student_store_dataset_hands_out_a_store(tmp_path: Path):
-    store = StudentStoreDataset(path=str(tmp_path / "students")).load()
-    assert isinstance(store, StudentStore) and store.directory == tmp_path / "students"
+def test_directory_dataset_hands_out_its_folder_and_refuses_saves(tmp_path: Path):
+    dataset = DirectoryDataset(path=str(tmp_path / "students"))
+    assert dataset.load() == tmp_path / "students"
+    with pytest.raises(DatasetError, match="written by the nodes"):
+        dataset.save(tmp_path)

@@ -1,5 +1,5 @@
 """Kedro datasets of the project: the only place, with the pipelines, that knows Kedro."""
 
-from mind_the_gap.io.datasets import ImageSetDataset, StudentStoreDataset
+from mind_the_gap.io.datasets import DirectoryDataset, ImageSetDataset
 
-__all__ = ["ImageSetDataset", "StudentStoreDataset"]
+__all__ = ["DirectoryDataset", "ImageSetDataset"]

@@ -12,7 +12,6 @@ from safetensors.torch import load_file, save_file
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.training.checkpoint import write_atomically
-from mind_the_gap.training.students import StudentStore
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
@@ -47,8 +46,11 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         return Path(self._filepath).is_file()
 
 
-class StudentStoreDataset(AbstractDataset[StudentStore, None]):
-    """The folder of trained students (checkpoints and results by key), handed to nodes as a StudentStore."""
+class DirectoryDataset(AbstractDataset[Path, Path]):
+    """A folder that nodes manage themselves (a cache of trained models, generated images), handed out as a Path.
+
+    Declaring it in the catalog puts the folder in the graph and in one place of the configuration.
+    """
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None):
         self._path = Path(path)
@@ -57,11 +59,11 @@ class StudentStoreDataset(AbstractDataset[StudentStore, None]):
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
 
-    def _load(self) -> StudentStore:
-        return StudentStore(self._path)
+    def _load(self) -> Path:
+        return self._path
 
-    def _save(self, data: None) -> None:
-        raise DatasetError("the student store is written by the training nodes, one student at a time")
+    def _save(self, data: Path) -> None:
+        raise DatasetError(f"{self._path} is written by the nodes that use it, not through the catalog")
 
     def _exists(self) -> bool:
         return True

@@ -7,6 +7,7 @@ becomes its own node, made here from the variant's name so that pipelines are ge
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,7 +35,7 @@ def make_student_trainer(pipeline: str, variant: str) -> Callable[..., pd.DataFr
         train: ImageSet,
         val: ImageSet,
         test: ImageSet,
-        store: StudentStore,
+        store: Path,
         student: StudentConfig,
         training: TrainConfig,
         experiment: SeedsConfig,
@@ -51,7 +52,7 @@ def make_student_trainer(pipeline: str, variant: str) -> Callable[..., pd.DataFr
                          "num_classes": train.num_classes},
             }  # fmt: skip
             with MlflowStudentRun(name, pipeline, variant, params) as run:
-                result = train_student(store, student, training, train, test, seed, val=val, tracker=run,
+                result = train_student(StudentStore(store), student, training, train, test, seed, val=val, tracker=run,
                                        description=name)  # fmt: skip
                 run.log_result(result, test.class_names)
             rows.append({"pipeline": pipeline, "variant": variant, "seed": seed, "student_key": result.key,
