@@ -72,6 +72,9 @@ def main() -> None:
     print(f"{args.arch} on {device}, {len(data)} images of {data.image_size}, batch {args.batch_size}, "
           f"{args.epochs} epochs, {torch.get_num_threads()} threads")  # fmt: skip
 
+    # Warm-up (allocator, kernels, thread pool) so that the first measurement is not charged for it.
+    warmup = data.subset(torch.arange(4 * args.batch_size))
+    fit(copy.deepcopy(initial), warmup, base.model_copy(update={"epochs": 1}), seed=0)
     bare = bare_loop(copy.deepcopy(initial), images, labels, base, device)
     print(f"bare PyTorch loop          {bare:8.0f} images/s")
     for label, augment in (("engine, no augmentation", []), ("engine, crop + flip", ["crop", "flip"])):
