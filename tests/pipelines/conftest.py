@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import mlflow
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -25,8 +26,14 @@ def make_project(root: Path) -> Path:
 
 def run_pipeline(project: Path, pipeline: str | None = None, env: str = "smoke", params: dict | None = None):
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env, runtime_params=params or {}) as session:
-        return session.run(pipeline_names=[pipeline] if pipeline else None)
+    try:
+        with KedroSession.create(project_path=project, env=env, runtime_params=params or {}) as session:
+            return session.run(pipeline_names=[pipeline] if pipeline else None)
+    finally:
+        # kedro-mlflow finishes its run but leaves it on this thread's stack of active runs; in one process
+        # the next session would log into it instead of starting its own, as a fresh `kedro run` does.
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
 
 
 @pytest.fixture

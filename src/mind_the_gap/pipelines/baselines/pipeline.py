@@ -6,7 +6,7 @@ from mind_the_gap.pipelines.baselines.nodes import summarize_baselines
 from mind_the_gap.pipelines.students import make_student_trainer
 
 # variant -> the training set its students learn from
-VARIANTS = {"real": "real_train"}
+VARIANTS = {"real": "real_train", "synthetic": "synthetic_train"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:

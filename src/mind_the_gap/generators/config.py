@@ -1,0 +1,95 @@
+"""What the `generation` pipeline generates (``generation`` in the parameters), and the backend it builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from mind_the_gap.config import Config
+from mind_the_gap.generators.base import ImageGenerator
+from mind_the_gap.generators.prompts import PromptConfig
+from mind_the_gap.generators.store import parse_shard
+
+Backend = Literal["class_diffusion", "stable_diffusion", "img2img", "unclip"]
+
+
+class GenerationConfig(Config):
+    backend: Backend = "class_diffusion"
+    # img2img (SDEdit) runs on the offline generator or on Stable Diffusion.
+    img2img_model: Literal["class_diffusion", "stable_diffusion"] = "class_diffusion"
+    images_per_class: int = Field(800, ge=1)
+    seed: int = 0
+    batch_size: int = Field(250, ge=1)
+    shard: str | None = Field(None, description="'i/N': generate only this disjoint slice (N machines at once)")
+    # Diffusers backends: a Hub id or a local folder.
+    model_id: str = "CompVis/stable-diffusion-v1-4"
+    unclip_model_id: str = "stabilityai/stable-diffusion-2-1-unclip"
+    scheduler: str = "dpmsolver++"
+    steps: int | None = Field(None, ge=1, description="null: the backend's default")
+    guidance_scale: float | None = Field(None, ge=0, description="null: the backend's default")
+    negative_prompt: str = ""
+    height: int = Field(512, ge=8)
+    width: int = Field(512, ge=8)
+    safety_checker: bool = False
+    strength: float = Field(0.5, ge=0, le=1, description="img2img: 0 keeps the real image, 1 is pure generation")
+    unclip_noise_level: int = Field(0, ge=0)
+    prompts: PromptConfig = PromptConfig()
+    device: str = "auto"
+
+    @field_validator("shard")
+    @classmethod
+    def _valid_shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
+        return value
+
+    @property
+    def uses_real_images(self) -> bool:
+        return self.backend in ("img2img", "unclip")
+
+
+def build_generator(
+    config: GenerationConfig, channels: int, image_size: int, class_diffusion_path: Path | None
+) -> ImageGenerator:
+    """The backend ``config`` names, producing images of the real data's size and channel count."""
+    offline = config.backend == "class_diffusion" or (
+        config.backend == "img2img" and config.img2img_model == "class_diffusion"
+    )
+    if offline:
+        from mind_the_gap.generators.class_diffusion import ClassDiffusionGenerator, ClassDiffusionModel
+
+        if class_diffusion_path is None:
+            raise ValueError(
+                f"generation.backend {config.backend} needs the offline generator: set generator_training.enabled"
+            )
+        sampling = {"steps": config.steps, "guidance_scale": config.guidance_scale}
+        return ClassDiffusionGenerator(
+            ClassDiffusionModel.load(class_diffusion_path),
+            strength=config.strength if config.backend == "img2img" else None,
+            device=config.device,
+            **{k: v for k, v in sampling.items() if v is not None},
+        )
+
+    from mind_the_gap.generators import diffusers_backends as backends
+
+    settings = {
+        "scheduler": config.scheduler,
+        "negative_prompt": config.negative_prompt,
+        "height": config.height,
+        "width": config.width,
+        "output_size": image_size,
+        "channels": channels,
+        "safety_checker": config.safety_checker,
+        "batch_size": config.batch_size,
+        "device": config.device,
+        **({"steps": config.steps} if config.steps is not None else {}),
+        **({"guidance_scale": config.guidance_scale} if config.guidance_scale is not None else {}),
+    }
+    if config.backend == "stable_diffusion":
+        return backends.StableDiffusionGenerator(config.model_id, **settings)
+    if config.backend == "img2img":
+        return backends.Img2ImgGenerator(config.model_id, strength=config.strength, **settings)
+    settings.pop("safety_checker")
+    return backends.UnclipGenerator(config.unclip_model_id, noise_level=config.unclip_noise_level, **settings)
