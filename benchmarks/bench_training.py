@@ -2,9 +2,11 @@
 
 Both train the same student from the same initial weights on the same uint8 tensors with the same batch size,
 optimizer and learning-rate schedule; the engine runs once without augmentation (its overhead alone) and once
-with the default crop and flip. Usage:
+with the default crop and flip. On CUDA both use the same mixed precision and memory format (``--amp``,
+``--no-channels-last``). Usage:
 
     python benchmarks/bench_training.py [--arch resnet_narrow] [--images 4096] [--epochs 2] [--device auto]
+        [--amp bf16|fp16|off] [--no-channels-last]
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from mind_the_gap.training.engine import fit, resolve_device
 
 def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) -> float:
     """Images/s of the plainest loop that does the same work: shuffle, convert, normalise, step, schedule."""
-    model.to(device).train()
+    cuda = device.type == "cuda"
+    channels_last = config.channels_last and cuda
+    amp = cuda and config.amp != "off"
+    dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     images, labels = images.to(device), labels.to(device)
     mean = images.float().mean(dim=(0, 2, 3), keepdim=True) / 255
     std = (images.float() / 255).std(dim=(0, 2, 3), keepdim=True)
@@ -33,18 +39,23 @@ def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) 
                                 weight_decay=config.weight_decay)  # fmt: skip
     steps = len(images) // config.batch_size
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * config.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and config.amp == "fp16")
     start = time.perf_counter()
     for _ in range(config.epochs):
         order = torch.randperm(len(images), device=device)
         for step in range(steps):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = (images[index].float() / 255 - mean) / std
-            loss = F.cross_entropy(model(x), labels[index])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=amp):
+                loss = F.cross_entropy(model(x), labels[index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize()
     return steps * config.batch_size * config.epochs / (time.perf_counter() - start)
 
@@ -57,6 +68,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "off"], help="mixed precision on CUDA")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="on CUDA")
     parser.add_argument("--data", type=Path, default=Path("data/01_raw/fashion_mnist"))
     args = parser.parse_args()
 
@@ -68,8 +81,9 @@ def main() -> None:
     initial = build_student(StudentConfig(arch=args.arch, width=args.width), data.num_classes, data.channels,
                             data.image_size[0])  # fmt: skip
     base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, warmup_epochs=0, device=args.device,
-                       progress=False)  # fmt: skip
-    print(f"{args.arch} on {device}, {len(data)} images of {data.image_size}, batch {args.batch_size}, "
+                       amp=args.amp, channels_last=args.channels_last, progress=False)  # fmt: skip
+    cuda_settings = f", amp {args.amp}, channels_last {args.channels_last}" if device.type == "cuda" else ""
+    print(f"{args.arch} on {device}{cuda_settings}, {len(data)} images of {data.image_size}, batch {args.batch_size}, "
           f"{args.epochs} epochs, {torch.get_num_threads()} threads")  # fmt: skip
 
     # Warm-up (allocator, kernels, thread pool) so that the first measurement is not charged for it.

@@ -68,8 +68,11 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(config.diffusion.model_dump(mode="json")).items()})
         mlflow.log_params({"pool_images": len(pool), "generator_key": key})
         model = train_class_diffusion(pool, config.diffusion, on_log=lambda step, m: mlflow.log_metrics(m, step=step))
-        # Saved beside its final place and renamed, so that a killed run never leaves a half-written model.
+        # Saved beside its final place and renamed, so that a killed run never leaves a half-written model;
+        # what a killed run left in its staging folder is removed here.
         models_dir.mkdir(parents=True, exist_ok=True)
+        for stale in models_dir.glob(f".{key}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=models_dir, prefix=f".{key}."))
         try:
             model.save(staging)
