@@ -21,6 +21,7 @@ class GenerationConfig(Config):
     img2img_model: Literal["class_diffusion", "stable_diffusion"] = "class_diffusion"
     images_per_class: int = Field(800, ge=1)
     seed: int = 0
+    # Images per forward pass of every backend, and per write to disk (a kill loses at most one batch).
     batch_size: int = Field(250, ge=1)
     shard: str | None = Field(None, description="'i/N': generate only this disjoint slice (N machines at once)")
     # Diffusers backends: a Hub id or a local folder.
@@ -68,6 +69,7 @@ def build_generator(
         return ClassDiffusionGenerator(
             ClassDiffusionModel.load(class_diffusion_path),
             strength=config.strength if config.backend == "img2img" else None,
+            batch_size=config.batch_size,
             device=config.device,
             **{k: v for k, v in sampling.items() if v is not None},
         )
