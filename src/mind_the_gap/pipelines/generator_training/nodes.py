@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,11 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
                           tags={"pipeline": "generator_training", "variant": "class_diffusion"}):  # fmt: skip
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(config.diffusion.model_dump(mode="json")).items()})
         mlflow.log_params({"pool_images": len(pool), "generator_key": key})
+        start = time.perf_counter()
         model = train_class_diffusion(pool, config.diffusion, on_log=lambda step, m: mlflow.log_metrics(m, step=step))
+        seconds = time.perf_counter() - start
+        mlflow.log_metric("train_seconds", seconds)
+        log.info("generator trained in %.0f s (%d steps)", seconds, config.diffusion.steps)
         # Saved beside its final place and renamed, so that a killed run never leaves a half-written model;
         # what a killed run left in its staging folder is removed here.
         models_dir.mkdir(parents=True, exist_ok=True)
