@@ -82,6 +82,55 @@ def test_image_folder_with_train_and_val_keeps_official_split(tmp_path: Path):
     assert len(train) == 15 and len(test) == 6 and train.channels == 1
 
 
+def test_image_folder_with_train_alone_splits_its_test_set_off_it(tmp_path: Path):
+    make_folder(tmp_path / "inet" / "train", per_class=5)
+    train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet", image_size=8))
+    assert test is None and train.class_names == ("cat", "dog", "fox")
+
+
+def test_a_class_named_train_is_a_class(tmp_path: Path):
+    make_folder(tmp_path / "vehicles", classes=("bus", "car", "train"))
+    make_folder(tmp_path / "vehicles" / "val", classes=("bus",))  # a class named "val" among them, too
+    train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "vehicles", image_size=8))
+    assert test is None and train.class_names == ("bus", "car", "train", "val")
+
+
+def test_deep_images_are_scaled_to_8_bits_not_clipped(tmp_path: Path):
+    ramp = np.linspace(0, 1, 16 * 16).reshape(16, 16)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "sixteen.png")  # opens as I;16
+    Image.fromarray((ramp * 65535).astype(np.int32), mode="I").save(tmp_path / "thirty_two.tif")
+    Image.fromarray(ramp.astype(np.float32), mode="F").save(tmp_path / "float.tif")
+    Image.fromarray((ramp * 255).astype(np.uint8)).save(tmp_path / "eight.png")
+    for name in ("sixteen.png", "thirty_two.tif", "float.tif", "eight.png"):
+        (tmp_path / "imgs" / name.split(".")[0]).mkdir(parents=True)
+        (tmp_path / name).rename(tmp_path / "imgs" / name.split(".")[0] / name)
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "imgs", image_size=16, channels=1))
+    reference = train.images[train.class_names.index("eight")].int()
+    for name in ("sixteen", "thirty_two", "float"):
+        assert (train.images[train.class_names.index(name)].int() - reference).abs().max() <= 1, name
+
+
+def test_exif_orientation_is_applied(tmp_path: Path):
+    image = np.zeros((10, 20, 3), dtype=np.uint8)
+    image[:, :10] = 255  # left half white, as the camera stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    (tmp_path / "imgs" / "photo").mkdir(parents=True)
+    Image.fromarray(image).save(tmp_path / "imgs" / "photo" / "a.jpg", exif=exif, quality=100)
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "imgs", image_size=10, channels=1))
+    upright = train.images[0, 0].float()
+    assert upright[:4].mean() > 200 and upright[-4:].mean() < 50  # upright, the white half is on top
+
+
+def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
+    root = make_folder(tmp_path / "imgs")
+    (root / "cat" / "._img0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # a macOS resource fork
+    (root / "dog" / ".ipynb_checkpoints").mkdir()
+    (root / "dog" / ".ipynb_checkpoints" / "img0.png").write_text("not an image")
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=root, image_size=8))
+    assert train.class_counts().tolist() == [4, 4, 4]
+
+
 def test_empty_class_folder_is_named(tmp_path: Path):
     root = make_folder(tmp_path / "imgs")
     (root / "empty_class").mkdir()

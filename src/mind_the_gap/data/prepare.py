@@ -65,18 +65,23 @@ def load_source(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
         return load_fashion_mnist(config.path)
     if config.source.startswith("torchvision:"):
         return load_torchvision(config.source.split(":", 1)[1], config.path)
-    # An image folder with train/ and val/ (or test/) sub-folders is ImageNet's layout: keep its split.
+    # A folder whose only sub-folders are train/ and val/ or test/ has ImageNet's layout: keep its split. Any
+    # other sub-folder makes them all classes (a "train" class among "bus" and "car", say).
     size, channels = config.image_size or 224, config.channels or 3
     read = lambda folder: load_image_folder(  # noqa: E731
         folder, size, channels, config.skip_corrupt, config.max_per_class, config.seed
     )
+    subfolders = config.path.iterdir() if config.path.is_dir() else ()
+    folders = {p.name for p in subfolders if p.is_dir() and not p.name.startswith(".")}
+    if "train" not in folders or not folders <= {"train", "val", "test"}:
+        return read(config.path), None
     held_out = next((config.path / n for n in ("val", "test") if (config.path / n).is_dir()), None)
-    if (config.path / "train").is_dir() and held_out is not None:
-        train, test = read(config.path / "train"), read(held_out)
-        if test.class_names != train.class_names:
-            raise DataSourceError(f"{held_out} and {config.path / 'train'} hold different class folders")
-        return train, test
-    return read(config.path), None
+    if held_out is None:  # train/ alone: the test set is split off it, as for a plain folder
+        return read(config.path / "train"), None
+    train, test = read(config.path / "train"), read(held_out)
+    if test.class_names != train.class_names:
+        raise DataSourceError(f"{held_out} and {config.path / 'train'} hold different class folders")
+    return train, test
 
 
 def convert(images: ImageSet, image_size: int | None, channels: int | None) -> ImageSet:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mind_the_gap.data.imageset import ImageSet
 
@@ -132,16 +132,40 @@ def _pil_to_tensor(image: Image.Image) -> torch.Tensor:
     )
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Deep grey images (16-bit, 32-bit integer, float) scaled to 8 bits: PIL's convert would clip them to white.
+
+    16-bit modes map 0-65535 to 0-255; 32-bit integers too when they exceed 255 (PIL reads some 16-bit files so);
+    floats are taken as 0-1 when they stay within it, else as 0-255.
+    """
+    if not (image.mode in ("I", "F") or image.mode.startswith("I;16")):
+        return image
+    array = np.asarray(image, dtype=np.float64)
+    peak = float(array.max()) if array.size else 0.0
+    if image.mode == "F":
+        scale = 255.0 if peak <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0 if image.mode.startswith("I;16") or peak > 255 else 1.0
+    return Image.fromarray(np.clip(array * scale, 0, 255).round().astype(np.uint8), mode="L")
+
+
 def _decode(path: Path, size: int, channels: int) -> torch.Tensor:
-    """One image file as uint8 (C, size, size): shorter side resized to ``size``, then centre-cropped."""
+    """One image file as uint8 (C, size, size): upright (EXIF orientation), shorter side resized to ``size``, then
+    centre-cropped."""
     with Image.open(path) as image:
         image.load()  # decode now, so that a truncated file fails here, naming it
-        image = image.convert("L" if channels == 1 else "RGB")
+        image = _to_8bit(ImageOps.exif_transpose(image)).convert("L" if channels == 1 else "RGB")
         scale = size / min(image.size)
         width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
         image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
         left, top = (width - size) // 2, (height - size) // 2
         return _pil_to_tensor(image.crop((left, top, left + size, top + size)))
+
+
+def _is_image_file(path: Path, root: Path) -> bool:
+    """An image by its suffix, outside hidden files and folders (macOS ``._*`` forks, ``.ipynb_checkpoints``)."""
+    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+    return not hidden and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
 def load_image_folder(
@@ -160,7 +184,7 @@ def load_image_folder(
     files: list[Path] = []
     labels: list[int] = []
     for label, class_dir in enumerate(class_dirs):
-        class_files = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        class_files = sorted(p for p in class_dir.rglob("*") if _is_image_file(p, class_dir))
         if not class_files:
             raise DataSourceError(f"class folder {class_dir} holds no images")
         if max_per_class is not None and len(class_files) > max_per_class:
@@ -172,11 +196,12 @@ def load_image_folder(
     def decode(path: Path) -> torch.Tensor | None:
         try:
             return _decode(path, image_size, channels)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except Exception as exc:  # damaged files make PIL raise almost anything (struct.error, IndexError, ...)
             if skip_corrupt:
                 return None
             raise DataSourceError(
-                f"unreadable image {path}: {exc} (set dataset.skip_corrupt: true to skip such files)"
+                f"unreadable image {path}: {type(exc).__name__}: {exc} "
+                "(set dataset.skip_corrupt: true to skip such files)"
             ) from exc
 
     # PIL releases the GIL while decoding, so threads use every core without pickling images between processes.
