@@ -1,0 +1,64 @@
+"""The generation nodes with the offline generator: the run-key folder, the manifest and the packed tensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.generators.class_diffusion import ClassDiffusionConfig, ClassDiffusionModel, build_unet
+from mind_the_gap.generators.config import GenerationConfig
+from mind_the_gap.pipelines.generation.nodes import generate_synthetic_images, pack_synthetic_images
+
+from ..conftest import striped_images
+
+CONFIG = ClassDiffusionConfig(block_out_channels=(8, 16), norm_num_groups=4, sampling_steps=2)
+
+
+@pytest.fixture(scope="module")
+def generator_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    torch.manual_seed(0)  # random weights: the images need not look like anything here
+    names = striped_images(1).class_names
+    model = ClassDiffusionModel(build_unet(CONFIG, 1, (16, 16), len(names)), CONFIG, names, (16, 16), 1)
+    return {"path": str(model.save(tmp_path_factory.mktemp("generator")))}
+
+
+def generate(generator_model, real: ImageSet, output: Path, **params):
+    config = GenerationConfig(images_per_class=3, batch_size=5, **params)
+    return generate_synthetic_images(config, generator_model, real, output)
+
+
+def test_images_land_under_their_run_key_with_a_complete_manifest(generator_model, tmp_path: Path):
+    real = striped_images(4, size=16)
+    manifest, metrics = generate(generator_model, real, tmp_path)
+    assert len(manifest) == 12 and manifest.groupby("class_name").size().eq(3).all()
+    key = manifest["run_key"].iloc[0]
+    assert manifest["file"].str.startswith(f"{key}/").all()
+    assert all((tmp_path / file).is_file() for file in manifest["file"])
+    assert {"prompt", "seed", "backend", "weights_sha256", "steps", "guidance_scale"} <= set(manifest.columns)
+    assert manifest["prompt"].tolist() == [name for name in real.class_names for _ in range(3)]
+    assert json.loads((tmp_path / key / "params.json").read_text())["seed"] == 0
+    assert metrics["images"]["value"] == 12 and metrics["images_reused"]["value"] == 0
+
+    packed = pack_synthetic_images(manifest, tmp_path, real)
+    assert packed.images.shape == (12, 1, 16, 16) and packed.class_names == real.class_names
+    assert packed.class_counts().tolist() == [3] * 4
+
+
+def test_fewer_images_reuse_a_prefix_and_a_new_seed_a_new_folder(generator_model, tmp_path: Path):
+    real = striped_images(4, size=16)
+    full, _ = generate(generator_model, real, tmp_path)
+    fewer, metrics = generate_synthetic_images(GenerationConfig(images_per_class=2), generator_model, real, tmp_path)
+    assert metrics["images"]["value"] == 0
+    assert fewer["file"].tolist() == full[full["index"] < 2]["file"].tolist()
+    reseeded, _ = generate(generator_model, real, tmp_path, seed=1)
+    assert reseeded["run_key"].iloc[0] != full["run_key"].iloc[0]
+
+
+def test_packing_an_empty_manifest_is_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match="manifest is empty"):
+        pack_synthetic_images(pd.DataFrame(columns=["file"]), tmp_path, striped_images(2))

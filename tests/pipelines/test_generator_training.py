@@ -1,0 +1,55 @@
+"""The generator_training nodes: a trained generator is reused until its pool or parameters change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from mind_the_gap.generators.class_diffusion import ClassDiffusionConfig
+from mind_the_gap.pipelines.generator_training.nodes import (
+    GeneratorTrainingConfig,
+    measure_recognisability,
+    train_generator,
+)
+
+from ..conftest import striped_images
+
+TINY = GeneratorTrainingConfig(diffusion=ClassDiffusionConfig(block_out_channels=(8, 16), norm_num_groups=4, steps=3,
+                                                              batch_size=8, warmup_steps=1))  # fmt: skip
+
+
+@pytest.fixture
+def tracking(tmp_path: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+def test_a_trained_generator_is_reused_until_its_inputs_change(tmp_path: Path, tracking):
+    pool = striped_images(6, size=16)
+    first = train_generator(pool, TINY, tmp_path / "generators")
+    assert not first["reused"] and (Path(first["path"]) / "unet.safetensors").is_file()
+    assert train_generator(pool, TINY, tmp_path / "generators") == {**first, "reused": True}
+    changed = TINY.model_copy(update={"diffusion": TINY.diffusion.model_copy(update={"steps": 4})})
+    assert train_generator(pool, changed, tmp_path / "generators")["key"] != first["key"]
+    other_pool = train_generator(striped_images(6, size=16, seed=1), TINY, tmp_path / "generators")
+    assert other_pool["key"] != first["key"]
+    assert not list((tmp_path / "generators").glob(".*"))  # no staging folder left behind
+    run = mlflow.search_runs(experiment_names=["Default"], filter_string="tags.pipeline = 'generator_training'")
+    assert len(run) == 3 and run["metrics.train_seconds"].gt(0).all()
+
+
+def test_disabled_generator_trains_nothing_and_measures_nothing(tmp_path: Path):
+    disabled = TINY.model_copy(update={"enabled": False})
+    assert train_generator(striped_images(6, size=16), disabled, tmp_path) == {"path": None}
+    assert not any(tmp_path.iterdir())
+    table, metrics, _ = measure_recognisability({"path": None}, None, tmp_path, striped_images(2), None, None, disabled)
+    assert table.empty and metrics == {}
+
+
+def test_an_empty_pool_is_refused(tmp_path: Path):
+    empty = striped_images(6).subset(striped_images(6).labels < 0)
+    with pytest.raises(ValueError, match="generator pool is empty"):
+        train_generator(empty, TINY, tmp_path)
