@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -77,6 +78,14 @@ def test_smoke_run_of_every_pipeline_tracks_every_student(project: Path):
     assert {count for (count,) in epochs} == {2 + 1}  # a point per epoch of the smoke recipe, plus the final one
     assert generated == [240] and regenerated == [0] and reused == [240]  # a re-run finds every image in place
     assert len(recognisability) == 1 and 0.0 <= recognisability[0] <= 1.0
+
+    # The results notebook runs on what the pipelines wrote, from the catalog and the MLflow database.
+    notebook = json.loads((REPO / "notebooks/results.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    namespace: dict = {}
+    exec(compile(code, "results.ipynb", "exec"), namespace)
+    assert set(namespace["students"]["tags.variant"]) == {"real", "synthetic"}
+    assert namespace["baselines"]["variant"].tolist() == ["real", "synthetic"]
 
 
 def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
