@@ -44,7 +44,7 @@ def test_images_land_under_their_run_key_with_a_complete_manifest(generator_mode
     assert json.loads((tmp_path / key / "params.json").read_text())["seed"] == 0
     assert metrics["images"]["value"] == 12 and metrics["images_reused"]["value"] == 0
 
-    packed = pack_synthetic_images(manifest, tmp_path, real)
+    packed = pack_synthetic_images(manifest, tmp_path, real, GenerationConfig(images_per_class=3))
     assert packed.images.shape == (12, 1, 16, 16) and packed.class_names == real.class_names
     assert packed.class_counts().tolist() == [3] * 4
 
@@ -61,4 +61,32 @@ def test_fewer_images_reuse_a_prefix_and_a_new_seed_a_new_folder(generator_model
 
 def test_packing_an_empty_manifest_is_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="manifest is empty"):
-        pack_synthetic_images(pd.DataFrame(columns=["file"]), tmp_path, striped_images(2))
+        pack_synthetic_images(pd.DataFrame(columns=["file"]), tmp_path, striped_images(2), GenerationConfig())
+
+
+def test_a_launcher_process_takes_its_shard_and_packing_waits_for_every_shard(
+    generator_model, tmp_path: Path, monkeypatch
+):
+    real = striped_images(4, size=16)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets them
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    first, metrics = generate(generator_model, real, tmp_path)
+    assert metrics["images"]["value"] == 6 and len(first) == 6
+    assert ((first["class_index"] + first["index"]) % 2 == 1).all()
+    with pytest.raises(ValueError, match="only 6 of 12 synthetic images .* without generation.shard"):
+        pack_synthetic_images(first, tmp_path, real, GenerationConfig(images_per_class=3))
+
+    monkeypatch.setenv("RANK", "0")
+    merged, metrics = generate(generator_model, real, tmp_path)
+    assert metrics["images"]["value"] == 6 and len(merged) == 12  # the other shard's images are merged in
+    assert len(pack_synthetic_images(merged, tmp_path, real, GenerationConfig(images_per_class=3))) == 12
+
+
+def test_an_explicit_shard_wins_over_the_launcher(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert GenerationConfig().for_this_process().shard == "3/4"
+    assert GenerationConfig(shard="0/2").for_this_process().shard == "0/2"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert GenerationConfig().for_this_process().shard is None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import Field, field_validator
 
 from mind_the_gap.config import Config
@@ -49,6 +52,20 @@ class GenerationConfig(Config):
     @property
     def uses_real_images(self) -> bool:
         return self.backend in ("img2img", "unclip")
+
+    def for_this_process(self, environ: Mapping[str, str] = os.environ) -> GenerationConfig:
+        """This config with the shard and GPU of this process when a launcher started several.
+
+        ``accelerate launch`` and ``torchrun`` set RANK, WORLD_SIZE and LOCAL_RANK: with no ``shard`` given, process
+        ``RANK`` of ``WORLD_SIZE`` takes shard ``RANK/WORLD_SIZE``, and with ``device: auto`` the GPU ``LOCAL_RANK``.
+        """
+        world = int(environ.get("WORLD_SIZE", "1"))
+        if self.shard is not None or world <= 1:
+            return self
+        update = {"shard": f"{int(environ.get('RANK', '0'))}/{world}"}
+        if self.device == "auto" and torch.cuda.is_available():
+            update["device"] = f"cuda:{int(environ.get('LOCAL_RANK', '0'))}"
+        return self.model_copy(update=update)
 
 
 def build_generator(

@@ -34,6 +34,7 @@ def generate_synthetic_images(
     up the same folder, and changed parameters start a new one. Returns the manifest, one row per image, with
     files relative to ``output_dir``, and the run's speed for MLflow.
     """
+    generation = generation.for_this_process()
     class_names = real_train.class_names
     generator = build_generator(generation, real_train.channels, real_train.image_size[0], _path(generator_model))
     # The offline generator is conditioned on the class itself: its "prompt" is the class name.
@@ -76,10 +77,22 @@ def generate_synthetic_images(
     return manifest, {name: {"value": float(value), "step": 0} for name, value in metrics.items()}
 
 
-def pack_synthetic_images(manifest: pd.DataFrame, output_dir: Path, real_train: ImageSet) -> ImageSet:
-    """The generated images as tensors at the real data's size and channels, labelled as the real classes."""
+def pack_synthetic_images(
+    manifest: pd.DataFrame, output_dir: Path, real_train: ImageSet, generation: GenerationConfig
+) -> ImageSet:
+    """The generated images as tensors at the real data's size and channels, labelled as the real classes.
+
+    Only a complete set is packed: after a shard's run the other shards' images may still be missing.
+    """
     if manifest.empty:
         raise ValueError("the generation manifest is empty: no synthetic images to train on")
+    expected = real_train.num_classes * generation.images_per_class
+    if len(manifest) < expected:
+        raise ValueError(
+            f"only {len(manifest)} of {expected} synthetic images are in {output_dir / manifest['run_key'].iloc[0]}: "
+            "generate the missing shards, then run the generation pipeline once without generation.shard "
+            "(a shard's own run stops after its images with --to-nodes generate_synthetic_images)"
+        )
     size, channels = real_train.image_size[0], real_train.channels
     return load_images(output_dir, manifest, size, channels, real_train.class_names)
 

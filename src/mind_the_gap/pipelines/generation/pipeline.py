@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 pack_synthetic_images,
-                ["synthetic_manifest", "synthetic_images_dir", "real_train"],
+                ["synthetic_manifest", "synthetic_images_dir", "real_train", "params:generation"],
                 "synthetic_train",
                 name="pack_synthetic_images",
             ),
