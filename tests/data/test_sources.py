@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mind_the_gap.data.prepare import DatasetConfig, load_source, prepare_splits
-from mind_the_gap.data.sources import DataSourceError, load_fashion_mnist, read_idx
+from mind_the_gap.data.sources import DataSourceError, list_image_folder, load_fashion_mnist, read_idx
 
 from ..conftest import write_idx
 
@@ -159,6 +159,85 @@ def test_max_per_class_in_folder_is_a_seeded_choice(tmp_path: Path):
     second, _ = load_source(config)
     assert first.class_counts().tolist() == [3, 3, 3]
     assert torch.equal(first.images, second.images)
+
+
+def make_uniform_folder(root: Path, size: tuple[int, int], per_class: int = 3) -> Path:
+    for c, name in enumerate(("cat", "dog")):
+        for i in range(per_class):
+            _save(root / name / f"img{i}.png", "RGB", size=size, value=40 * c + 10)
+    return root
+
+
+def test_folder_of_one_size_keeps_it_when_image_size_is_null(tmp_path: Path):
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=make_uniform_folder(tmp_path / "imgs", (24, 24))))
+    assert train.images.shape == (6, 3, 24, 24)
+
+
+def test_shared_non_square_size_keeps_its_shorter_side(tmp_path: Path):
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=make_uniform_folder(tmp_path / "imgs", (30, 20))))
+    assert train.images.shape == (6, 3, 20, 20)
+
+
+def test_rotated_jpeg_counts_with_its_upright_size(tmp_path: Path):
+    root = make_uniform_folder(tmp_path / "imgs", (30, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 20x30, 30x20 once upright
+    Image.new("RGB", (20, 30), (9, 9, 9)).save(root / "dog" / "photo.jpg", exif=exif)
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=root))
+    assert train.images.shape == (7, 3, 20, 20)
+
+
+def test_mixed_sizes_with_null_image_size_say_what_to_set(tmp_path: Path):
+    root = make_uniform_folder(tmp_path / "imgs", (24, 24))
+    _save(root / "dog" / "big.png", "RGB", size=(32, 40))
+    with pytest.raises(DataSourceError) as caught:
+        load_source(DatasetConfig(source="imagefolder", path=root))
+    assert str(caught.value) == (
+        f"images in {root} differ in size (cat/img0.png 24x24, dog/big.png 32x40): set dataset.image_size (e.g. 24)"
+    )
+
+
+def test_unreadable_header_is_named_or_skipped_by_the_size_probe(tmp_path: Path):
+    root = make_uniform_folder(tmp_path / "imgs", (24, 24))
+    (root / "dog" / "notes.png").write_text("not an image")
+    with pytest.raises(DataSourceError, match=r"unreadable image .*notes\.png.*dataset\.skip_corrupt"):
+        load_source(DatasetConfig(source="imagefolder", path=root))
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=root, skip_corrupt=True))
+    assert train.images.shape == (6, 3, 24, 24)
+
+
+def test_size_probe_reads_only_the_files_max_per_class_keeps(tmp_path: Path):
+    root = make_uniform_folder(tmp_path / "imgs", (24, 24), per_class=6)
+    _save(root / "dog" / "odd.png", "RGB", size=(32, 32))
+    seed = next(s for s in range(50) if root / "dog" / "odd.png" not in list_image_folder(root, 3, s).files)
+    train, _ = load_source(DatasetConfig(source="imagefolder", path=root, max_per_class=3, seed=seed))
+    assert train.images.shape == (6, 3, 24, 24)
+
+
+def test_train_and_val_folders_resolve_to_one_size(tmp_path: Path):
+    make_uniform_folder(tmp_path / "inet" / "train", (24, 24), per_class=4)
+    make_uniform_folder(tmp_path / "inet" / "val", (24, 24), per_class=2)
+    train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet"))
+    assert train.images.shape == (8, 3, 24, 24) and test.images.shape == (4, 3, 24, 24)
+    (tmp_path / "inet" / "val" / "cat" / "img0.png").unlink()
+    _save(tmp_path / "inet" / "val" / "cat" / "img0.png", "RGB", size=(16, 16))
+    with pytest.raises(DataSourceError, match=r"train/cat/img0\.png 24x24, val/cat/img0\.png 16x16"):
+        load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet"))
+
+
+def test_size_chosen_for_null_is_logged(tmp_path: Path, caplog):
+    root = make_uniform_folder(tmp_path / "imgs", (30, 20))
+    with caplog.at_level(logging.INFO, logger="mind_the_gap.data.prepare"):
+        load_source(DatasetConfig(source="imagefolder", path=root))
+    assert f"dataset.image_size: null -> 20 px, the shorter side of the 30x20 every image in {root} shares" in (
+        caplog.text
+    )
+
+
+def test_native_size_outside_the_allowed_range_asks_for_a_size(tmp_path: Path):
+    root = make_uniform_folder(tmp_path / "imgs", (4, 4))
+    with pytest.raises(DataSourceError, match=r"every image in .* is 4x4, outside dataset.image_size's range 8-1024"):
+        load_source(DatasetConfig(source="imagefolder", path=root))
 
 
 def test_unknown_class_names_are_listed(fashion_dir: Path):

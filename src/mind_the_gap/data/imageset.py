@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -57,3 +59,15 @@ class ImageSet:
 
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)
+
+    def fingerprint(self) -> str:
+        """A short content hash of the pixels, labels and class names: the key of anything derived from the set.
+
+        Hashed in slices of whole images, so a set of many gigabytes is never copied.
+        """
+        digest = hashlib.blake2b(digest_size=12)
+        for chunk in self.images.split(4096):
+            digest.update(chunk.contiguous().numpy())
+        digest.update(self.labels.contiguous().numpy())
+        digest.update(json.dumps(self.class_names).encode())
+        return digest.hexdigest()

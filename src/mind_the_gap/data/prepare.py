@@ -14,14 +14,18 @@ from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.sources import (
     DataSourceError,
+    FolderListing,
+    list_image_folder,
     load_fashion_mnist,
     load_image_folder,
     load_torchvision,
+    shared_image_size,
 )
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("generator_pool", "train", "val", "test")
+IMAGE_SIZE_RANGE = (8, 1024)  # pixels, the sides dataset.image_size allows
 
 
 class SplitConfig(Config):
@@ -43,7 +47,12 @@ class DatasetConfig(Config):
 
     source: str = "fashion_mnist"
     path: Path = Path("data/01_raw/fashion_mnist")
-    image_size: int | None = Field(None, ge=8, le=1024, description="square side in pixels; null keeps the source's")
+    image_size: int | None = Field(
+        None,
+        ge=IMAGE_SIZE_RANGE[0],
+        le=IMAGE_SIZE_RANGE[1],
+        description="square side in pixels; null keeps the source's",
+    )
     channels: Literal[1, 3] | None = None
     classes: list[str] | None = None
     max_per_class: int | None = Field(None, ge=3)
@@ -65,23 +74,47 @@ def load_source(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
         return load_fashion_mnist(config.path)
     if config.source.startswith("torchvision:"):
         return load_torchvision(config.source.split(":", 1)[1], config.path)
+    return _load_image_folders(config)
+
+
+def _load_image_folders(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
+    """An image folder's training images and its official test split, listed first so that the size is known."""
+    train_dir, test_dir = _split_folders(config.path)
+    train_list = list_image_folder(train_dir, config.max_per_class, config.seed)
+    test_list = list_image_folder(test_dir, config.max_per_class, config.seed) if test_dir is not None else None
+    if test_list is not None and test_list.class_names != train_list.class_names:
+        raise DataSourceError(f"{test_dir} and {train_dir} hold different class folders")
+    listings = [train_list] if test_list is None else [train_list, test_list]
+    size = config.image_size if config.image_size is not None else _native_image_size(config, listings)
+    read = lambda listing: load_image_folder(listing, size, config.channels or 3, config.skip_corrupt)
+    return read(train_list), (read(test_list) if test_list is not None else None)
+
+
+def _split_folders(path: Path) -> tuple[Path, Path | None]:
+    """The training folder and the official test folder (None where the folder has no split of its own)."""
     # A folder whose only sub-folders are train/ and val/ or test/ has ImageNet's layout: keep its split. Any
     # other sub-folder makes them all classes (a "train" class among "bus" and "car", say).
-    size, channels = config.image_size or 224, config.channels or 3
-    read = lambda folder: load_image_folder(  # noqa: E731
-        folder, size, channels, config.skip_corrupt, config.max_per_class, config.seed
-    )
-    subfolders = config.path.iterdir() if config.path.is_dir() else ()
+    subfolders = path.iterdir() if path.is_dir() else ()
     folders = {p.name for p in subfolders if p.is_dir() and not p.name.startswith(".")}
     if "train" not in folders or not folders <= {"train", "val", "test"}:
-        return read(config.path), None
-    held_out = next((config.path / n for n in ("val", "test") if (config.path / n).is_dir()), None)
-    if held_out is None:  # train/ alone: the test set is split off it, as for a plain folder
-        return read(config.path / "train"), None
-    train, test = read(config.path / "train"), read(held_out)
-    if test.class_names != train.class_names:
-        raise DataSourceError(f"{held_out} and {config.path / 'train'} hold different class folders")
-    return train, test
+        return path, None
+    held_out = next((path / n for n in ("val", "test") if (path / n).is_dir()), None)
+    return path / "train", held_out  # train/ alone: the test set is split off it, as for a plain folder
+
+
+def _native_image_size(config: DatasetConfig, listings: list[FolderListing]) -> int:
+    """``image_size: null`` for a folder: the side every image to be decoded shares, so nothing is resampled."""
+    width, height = shared_image_size(config.path, listings, config.skip_corrupt)
+    # The decoder resizes the shorter side to the target and centre-crops: the shorter side is the native resolution.
+    size = min(width, height)
+    if not IMAGE_SIZE_RANGE[0] <= size <= IMAGE_SIZE_RANGE[1]:
+        raise DataSourceError(
+            f"every image in {config.path} is {width}x{height}, outside dataset.image_size's range "
+            f"{IMAGE_SIZE_RANGE[0]}-{IMAGE_SIZE_RANGE[1]}: set dataset.image_size"
+        )
+    shape = "the size" if width == height else f"the shorter side of the {width}x{height}"
+    log.info("dataset.image_size: null -> %d px, %s every image in %s shares", size, shape, config.path)
+    return size
 
 
 def convert(images: ImageSet, image_size: int | None, channels: int | None) -> ImageSet:
@@ -143,6 +176,23 @@ def _rank_within_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """For each position, how many earlier positions hold the same label (vectorised, stable)."""
     one_hot = F.one_hot(labels, num_classes)
     return (one_hot.cumsum(0) - 1).gather(1, labels.unsqueeze(1)).squeeze(1)
+
+
+def nested_subsets(images: ImageSet, fractions: list[float], generator: torch.Generator) -> dict[float, ImageSet]:
+    """Stratified subsets, each inside every larger one: per class, the first ceil(fraction x class size) images
+    (at least one) of one seeded shuffle. A fraction of 1 is the whole set, in its order."""
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad:
+        raise ValueError(f"subset fractions must lie in (0, 1], got {bad}")
+    order = torch.randperm(len(images), generator=generator)
+    labels = images.labels[order]
+    rank = _rank_within_class(labels, images.num_classes)
+    counts = images.class_counts().double()
+    subsets = {}
+    for fraction in fractions:
+        size = (counts * fraction - 1e-9).ceil().long().clamp(min=1)  # 800 x 0.1 is 80, not 80.000...1
+        subsets[fraction] = images.subset(order[rank < size[labels]].sort().values)
+    return subsets
 
 
 def stratified_split(images: ImageSet, fractions: dict[str, float], generator: torch.Generator) -> dict[str, ImageSet]:

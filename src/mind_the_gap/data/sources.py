@@ -6,16 +6,21 @@ import gzip
 import inspect
 import logging
 import os
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from mind_the_gap.data.imageset import ImageSet
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FASHION_MNIST_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat",
@@ -168,12 +173,20 @@ def _is_image_file(path: Path, root: Path) -> bool:
     return not hidden and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def load_image_folder(
-    directory: Path, image_size: int, channels: int, skip_corrupt: bool, max_per_class: int | None, seed: int
-) -> ImageSet:
-    """One folder per class with images in any format PIL reads, decoded once into a tensor.
+@dataclass(frozen=True)
+class FolderListing:
+    """The image files of a one-folder-per-class tree that are to be decoded, with their labels."""
 
-    With ``max_per_class`` only a seeded random choice of that many files per class is decoded.
+    directory: Path
+    class_names: tuple[str, ...]
+    files: tuple[Path, ...]
+    labels: tuple[int, ...]
+
+
+def list_image_folder(directory: Path, max_per_class: int | None, seed: int) -> FolderListing:
+    """The files of one folder per class, listed once for both the size probe and the decoder.
+
+    With ``max_per_class`` only a seeded random choice of that many files per class is kept.
     """
     if not directory.is_dir():
         raise DataSourceError(f"image folder {directory} does not exist")
@@ -192,6 +205,68 @@ def load_image_folder(
             class_files = [class_files[i] for i in keep]
         files += class_files
         labels += [label] * len(class_files)
+    return FolderListing(directory, tuple(p.name for p in class_dirs), tuple(files), tuple(labels))
+
+
+def _in_threads(function: Callable[[Path], T], paths: Sequence[Path]) -> list[T]:
+    # PIL releases the GIL while reading and decoding, so threads use every core without pickling images.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(function, paths))
+
+
+def _unreadable(path: Path, exc: Exception) -> DataSourceError:
+    return DataSourceError(
+        f"unreadable image {path}: {type(exc).__name__}: {exc} (set dataset.skip_corrupt: true to skip such files)"
+    )
+
+
+def _upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image once upright, read from its header without decoding the pixels."""
+    with Image.open(path) as image:
+        width, height = image.size
+        # The base getexif reads only what the header held; PNG's own would decode the pixels to look past them.
+        orientation = Image.Image.getexif(image).get(ExifTags.Base.Orientation, 1)
+    # Orientations 5-8 turn the image by a quarter, as the decoder's exif_transpose does.
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def shared_image_size(root: Path, listings: Sequence[FolderListing], skip_corrupt: bool) -> tuple[int, int]:
+    """The upright (width, height) every listed image shares, or a DataSourceError naming two that differ.
+
+    Unreadable headers are skipped with ``skip_corrupt`` (the decoder skips those files too), else named.
+    """
+    files = [path for listing in listings for path in listing.files]
+
+    def probe(path: Path) -> tuple[int, int] | None:
+        try:
+            return _upright_size(path)
+        except Exception as exc:  # damaged files make PIL raise almost anything (struct.error, IndexError, ...)
+            if skip_corrupt:
+                return None
+            raise _unreadable(path, exc) from exc
+
+    sized = [(path, size) for path, size in zip(files, _in_threads(probe, files), strict=True) if size is not None]
+    if not sized:
+        raise DataSourceError(f"no image in {root} has a readable header")
+    first_path, first_size = sized[0]
+    other = next(((path, size) for path, size in sized if size != first_size), None)
+    if other is None:
+        return first_size
+    examples = ", ".join(f"{path.relative_to(root)} {w}x{h}" for path, (w, h) in ((first_path, first_size), other))
+    raise DataSourceError(
+        f"images in {root} differ in size ({examples}): "
+        f"set dataset.image_size (e.g. {_usual_side([size for _, size in sized])})"
+    )
+
+
+def _usual_side(sizes: list[tuple[int, int]]) -> int:
+    """The most common shorter side (the larger one on a tie), to suggest as dataset.image_size."""
+    counts = Counter(min(size) for size in sizes)
+    return max(counts, key=lambda side: (counts[side], side))
+
+
+def load_image_folder(listing: FolderListing, image_size: int, channels: int, skip_corrupt: bool) -> ImageSet:
+    """The listed images, in any format PIL reads, decoded once into a uint8 (N, C, size, size) tensor."""
 
     def decode(path: Path) -> torch.Tensor | None:
         try:
@@ -199,20 +274,15 @@ def load_image_folder(
         except Exception as exc:  # damaged files make PIL raise almost anything (struct.error, IndexError, ...)
             if skip_corrupt:
                 return None
-            raise DataSourceError(
-                f"unreadable image {path}: {type(exc).__name__}: {exc} "
-                "(set dataset.skip_corrupt: true to skip such files)"
-            ) from exc
+            raise _unreadable(path, exc) from exc
 
-    # PIL releases the GIL while decoding, so threads use every core without pickling images between processes.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        decoded = list(pool.map(decode, files, chunksize=64))
+    decoded = _in_threads(decode, listing.files)
     kept = [i for i, image in enumerate(decoded) if image is not None]
-    if len(kept) < len(files):
-        log.warning("skipped %d unreadable image(s) in %s", len(files) - len(kept), directory)
-    kept_labels = torch.tensor([labels[i] for i in kept], dtype=torch.int64)
-    empty = [class_dirs[c].name for c in range(len(class_dirs)) if not bool((kept_labels == c).any())]
+    if len(kept) < len(listing.files):
+        log.warning("skipped %d unreadable image(s) in %s", len(listing.files) - len(kept), listing.directory)
+    kept_labels = torch.tensor([listing.labels[i] for i in kept], dtype=torch.int64)
+    empty = [name for c, name in enumerate(listing.class_names) if not bool((kept_labels == c).any())]
     if empty:
-        raise DataSourceError(f"class folder(s) {', '.join(empty)} in {directory} hold no readable image")
+        raise DataSourceError(f"class folder(s) {', '.join(empty)} in {listing.directory} hold no readable image")
     images = torch.stack([decoded[i] for i in kept])
-    return ImageSet(images, kept_labels, tuple(p.name for p in class_dirs))
+    return ImageSet(images, kept_labels, listing.class_names)
