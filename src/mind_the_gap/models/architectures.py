@@ -1,8 +1,14 @@
-"""Student networks as ordered sequences of trainable units, numbered as the paper numbers them.
+"""Student networks whose trainable units are numbered as the paper numbers them.
 
-ResNet-50 has 18 units (0 = stem, 1-16 = bottleneck blocks, 17 = classifier) and ResNet-18 has 10
-(stem, 8 basic blocks, classifier). Keeping the units as the top-level children of one ``nn.Sequential``
-makes "the first k units" a plain slice, for freezing, re-initialising and swapping.
+Two numberings (``student.units``), since the paper's 18 units fit two readings:
+- ``blocks``: the stem, each residual block, the classifier. ResNet-50 has 18 (stem, 16 bottlenecks,
+  classifier), ResNet-18 and the narrow ResNet 10.
+- ``layers``: each weighted layer: the stem conv, every conv of the blocks, the fc layer. ResNet-18 and the
+  narrow ResNet have 18, ResNet-50 has 50. A block's shortcut projection (downsample) belongs to the block's last
+  conv, which it is added to; each conv carries its BatchNorm.
+
+The network itself is always stem, blocks, head in one ``nn.Sequential``; a unit is a group of its submodules,
+so freezing, re-initialising and copying units works the same for either numbering.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 from torchvision.models import resnet
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from mind_the_gap.config import Config
 
 SMALL_INPUT_MAX = 64  # at or below this many pixels the ImageNet stem would shrink images too early
+
+UnitNumbering = Literal["blocks", "layers"]
 
 
 class StudentConfig(Config):
@@ -24,25 +32,63 @@ class StudentConfig(Config):
 
     arch: Literal["resnet18", "resnet50", "resnet_narrow"] = "resnet_narrow"
     width: int = Field(16, ge=4, le=128, description="first-stage width of resnet_narrow (ResNet-18 has 64)")
+    units: UnitNumbering = Field("blocks", description="how units are numbered: blocks or weighted layers")
 
 
 class UnitNet(nn.Sequential):
-    """A network whose top-level children are its trainable units, applied in order.
+    """Stem, residual blocks and head applied in order, with the units of ``numbering`` as groups of submodules.
 
-    Frozen units (see ``mind_the_gap.models.units``) keep their normalisation layers in eval mode under
-    ``train()``: a frozen unit must not drift through its running statistics either.
+    Frozen modules (see ``mind_the_gap.models.units``) stay in eval mode under ``train()``: a frozen unit must not
+    drift through its normalisation statistics either.
     """
+
+    def __init__(self, *modules: nn.Module, numbering: UnitNumbering = "blocks"):
+        super().__init__(*modules)
+        self.numbering = numbering
+        self.unit_paths: tuple[tuple[str, ...], ...] = _unit_paths(self, numbering)
 
     def train(self, mode: bool = True) -> UnitNet:
         super().train(mode)
-        for unit in self:
-            if getattr(unit, "frozen", False):
-                unit.eval()
+        for module in self.modules():
+            if getattr(module, "frozen", False):
+                module.eval()
         return self
 
     @property
     def num_units(self) -> int:
-        return len(self)
+        return len(self.unit_paths)
+
+    def unit(self, index: int) -> list[nn.Module]:
+        """The submodules that make up unit ``index``."""
+        return [self.get_submodule(path) for path in self.unit_paths[index]]
+
+    def unit_of_parameter(self) -> dict[str, int]:
+        """Parameter name -> the unit it belongs to."""
+        owner = {}
+        for index, paths in enumerate(self.unit_paths):
+            for path in paths:
+                for name, _ in self.get_submodule(path).named_parameters():
+                    owner[f"{path}.{name}"] = index
+        return owner
+
+
+def _unit_paths(model: nn.Sequential, numbering: UnitNumbering) -> tuple[tuple[str, ...], ...]:
+    last = len(model) - 1
+    if numbering == "blocks":
+        return tuple((str(i),) for i in range(len(model)))
+    paths: list[tuple[str, ...]] = [("0",)]
+    for i in range(1, last):
+        block = model[i]
+        convs = [name for name, child in block.named_children() if isinstance(child, nn.Conv2d)]
+        if not isinstance(block, (BasicBlock, Bottleneck)) or not convs:
+            raise TypeError(f"unit numbering 'layers' needs residual blocks, found {type(block).__name__}")
+        for j, conv in enumerate(convs):
+            group = [f"{i}.{conv}", f"{i}.{conv.replace('conv', 'bn')}"]
+            if j == len(convs) - 1 and block.downsample is not None:
+                group.append(f"{i}.downsample")
+            paths.append(tuple(group))
+    paths.append((str(last),))
+    return tuple(paths)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -96,14 +142,29 @@ def build_student(config: StudentConfig, num_classes: int, in_channels: int, ima
         net = getattr(resnet, config.arch)(num_classes=num_classes)
         blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
         width, features = 64, net.fc.in_features
-    model = UnitNet(_stem(in_channels, width, small_input), *blocks, _head(features, num_classes))
+    model = UnitNet(
+        _stem(in_channels, width, small_input), *blocks, _head(features, num_classes), numbering=config.units
+    )
     init_weights(model)
     return model
 
 
 def unit_names(model: UnitNet) -> list[str]:
-    """Readable names of the units, for logs and tables: stem, block1..blockN, classifier."""
-    return ["stem", *(f"block{i}" for i in range(1, model.num_units - 1)), "classifier"]
+    """Readable names of the units, for logs and tables: stem, block1 (or block1.conv1, ...), classifier."""
+    last = model.num_units - 1
+
+    def name(index: int, paths: tuple[str, ...]) -> str:
+        if index in (0, last):
+            return "stem" if index == 0 else "classifier"
+        block, _, layer = paths[0].partition(".")
+        return f"block{block}.{layer}" if layer else f"block{block}"
+
+    return [name(i, paths) for i, paths in enumerate(model.unit_paths)]
+
+
+def student_unit_names(config: StudentConfig) -> list[str]:
+    """The unit names of any student of ``config``: they do not depend on the data's classes, channels or size."""
+    return unit_names(build_student(config, num_classes=2, in_channels=1, image_size=SMALL_INPUT_MAX))
 
 
 def count_parameters(model: nn.Module) -> int:
