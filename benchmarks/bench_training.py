@@ -2,11 +2,13 @@
 
 Both train the same student from the same initial weights on the same uint8 tensors with the same batch size,
 optimizer and learning-rate schedule; the engine runs once without augmentation (its overhead alone) and once
-with the default crop and flip. On CUDA both use the same mixed precision and memory format (``--amp``,
-``--no-channels-last``). Usage:
+with the default crop and flip. The bare loop runs twice: in float32 with the default memory format (the plain
+PyTorch baseline) and with the engine's precision and memory format (``--amp``, ``--no-channels-last``; ``auto``
+picks bf16 on GPUs and on CPUs with native bf16), so the engine's overhead and the precision's gain both show.
+Usage:
 
     python benchmarks/bench_training.py [--arch resnet_narrow] [--images 4096] [--epochs 2] [--device auto]
-        [--amp bf16|fp16|off] [--no-channels-last]
+        [--amp auto|bf16|fp16|off] [--no-channels-last]
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from mind_the_gap.data.prepare import DatasetConfig, load_source
-from mind_the_gap.models.students import StudentConfig, build_student
+from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.engine import fit, resolve_device
+from mind_the_gap.training.engine import Normalization, fit, precision_name, resolve_device, resolve_precision
 
 
 def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) -> float:
     """Images/s of the plainest loop that does the same work: shuffle, convert, normalise, step, schedule."""
-    cuda = device.type == "cuda"
-    channels_last = config.channels_last and cuda
-    amp = cuda and config.amp != "off"
-    dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
+    channels_last = config.channels_last
+    dtype = resolve_precision(device, config.amp)
+    amp = dtype != torch.float32
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     images, labels = images.to(device), labels.to(device)
     mean = images.float().mean(dim=(0, 2, 3), keepdim=True) / 255
@@ -55,7 +56,7 @@ def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) 
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
-    if cuda:
+    if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * config.batch_size * config.epochs / (time.perf_counter() - start)
 
@@ -68,8 +69,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "off"], help="mixed precision on CUDA")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="on CUDA")
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--data", type=Path, default=Path("data/01_raw/fashion_mnist"))
     args = parser.parse_args()
 
@@ -82,18 +83,24 @@ def main() -> None:
                             data.image_size[0])  # fmt: skip
     base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, warmup_epochs=0, device=args.device,
                        amp=args.amp, channels_last=args.channels_last, progress=False)  # fmt: skip
-    cuda_settings = f", amp {args.amp}, channels_last {args.channels_last}" if device.type == "cuda" else ""
-    print(f"{args.arch} on {device}{cuda_settings}, {len(data)} images of {data.image_size}, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {torch.get_num_threads()} threads")  # fmt: skip
+    precision = precision_name(resolve_precision(device, args.amp))
+    print(f"{args.arch} on {device}, {precision}, channels_last {args.channels_last}, {len(data)} images of "
+          f"{data.image_size}, batch {args.batch_size}, {args.epochs} epochs, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
 
     # Warm-up (allocator, kernels, thread pool) so that the first measurement is not charged for it.
+    norm = Normalization.of(data)
     warmup = data.subset(torch.arange(4 * args.batch_size))
-    fit(copy.deepcopy(initial), warmup, base.model_copy(update={"epochs": 1}), seed=0)
+    fit(copy.deepcopy(initial), warmup, base.model_copy(update={"epochs": 1}), 0, norm)
+    plain = base.model_copy(update={"amp": "off", "channels_last": False})
+    float32 = bare_loop(copy.deepcopy(initial), images, labels, plain, device)
+    print(f"bare PyTorch loop, fp32     {float32:8.0f} images/s")
     bare = bare_loop(copy.deepcopy(initial), images, labels, base, device)
-    print(f"bare PyTorch loop          {bare:8.0f} images/s")
+    print(f"bare PyTorch loop, {precision:<8} {bare:8.0f} images/s ({bare / float32:.2f}x fp32)")
     for label, augment in (("engine, no augmentation", []), ("engine, crop + flip", ["crop", "flip"])):
-        result = fit(copy.deepcopy(initial), data, base.model_copy(update={"augment": augment}), seed=0)
-        print(f"{label:<26} {result.images_per_second:8.0f} images/s ({result.images_per_second / bare:.2f}x bare)")
+        result = fit(copy.deepcopy(initial), data, base.model_copy(update={"augment": augment}), 0, norm)
+        print(f"{label:<27} {result.images_per_second:8.0f} images/s ({result.images_per_second / bare:.2f}x bare "
+              f"{precision}, {result.images_per_second / float32:.2f}x bare fp32)")  # fmt: skip
 
 
 if __name__ == "__main__":

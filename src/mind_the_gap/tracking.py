@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 
 from mind_the_gap.reporting import confusion_figure
-from mind_the_gap.training.students import StudentResult
+from mind_the_gap.training.student_cache import StudentResult
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,16 +34,12 @@ def metric_name(text: str) -> str:
 class MlflowStudentRun:
     """Context manager: a nested MLflow run that records one student's parameters, curves, metrics and figures."""
 
-    def __init__(self, name: str, pipeline: str, variant: str, params: Mapping[str, Any]):
-        self.name, self.pipeline, self.variant = name, pipeline, variant
+    def __init__(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]):
+        self.name, self.tags = name, dict(tags)
         self.params = flatten(params)
 
     def __enter__(self) -> MlflowStudentRun:
-        self.run = mlflow.start_run(
-            run_name=self.name,
-            nested=mlflow.active_run() is not None,
-            tags={"pipeline": self.pipeline, "variant": self.variant},
-        )
+        self.run = mlflow.start_run(run_name=self.name, nested=mlflow.active_run() is not None, tags=self.tags)
         mlflow.log_params({k: str(v)[:6000] for k, v in self.params.items()})
         return self
 
@@ -54,12 +50,17 @@ class MlflowStudentRun:
         mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
 
     def log_result(self, result: StudentResult, class_names: tuple[str, ...]) -> None:
-        mlflow.log_metrics(result.metrics())
+        # At the last epoch's step, and only what the per-epoch curves do not already hold, so that every curve
+        # runs from its first epoch to its last.
+        last = result.history[-1]
+        final = {name: value for name, value in result.metrics().items() if name not in last}
+        mlflow.log_metrics(final, step=int(last["epoch"]))
         mlflow.log_metrics(
             {
                 metric_name(f"test_accuracy_class/{name}"): acc
                 for name, acc in zip(class_names, result.test.per_class_accuracy, strict=True)
-            }
+            },
+            step=int(last["epoch"]),
         )
         mlflow.set_tags({"student_key": result.key, "cache_hit": str(result.cache_hit).lower(),
                          "num_parameters": str(result.num_parameters)})  # fmt: skip

@@ -7,30 +7,42 @@ import pytest
 import torch
 from torch import nn
 
-from mind_the_gap.models.students import StudentConfig, build_student
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     NonFiniteLossError,
     Normalization,
+    _optimizer,
+    cpu_has_native_bf16,
     evaluate,
     fit,
+    planned_steps,
+    resolve_precision,
 )
-from mind_the_gap.training.students import StudentStore, train_student
+from mind_the_gap.training.student_cache import StudentStore, train_student
 
 from ..conftest import striped_images
 
 FAST = TrainConfig(epochs=3, batch_size=32, lr=0.05, warmup_epochs=0, progress=False)
 STUDENT = StudentConfig(width=8)
+UNIT = Normalization((0.5,), (0.25,))
 
 
 def test_same_seed_twice_gives_identical_metrics(tmp_path: Path):
     train, test = striped_images(24, seed=0), striped_images(8, seed=1)
-    results = [train_student(StudentStore(tmp_path / f"run{i}"), STUDENT, FAST, train, test, seed=7) for i in range(2)]
+    norm = Normalization.of(train)
+    results = [
+        train_student(StudentStore(tmp_path / f"run{i}"), STUDENT, FAST, train, test, seed=7, normalization=norm)
+        for i in range(2)
+    ]
     assert _without_timing(results[0].history) == _without_timing(results[1].history)
     assert results[0].test.top1 == results[1].test.top1 and results[0].test.loss == results[1].test.loss
-    other = train_student(StudentStore(tmp_path / "other"), STUDENT, FAST, train, test, seed=8)
+    other = train_student(StudentStore(tmp_path / "other"), STUDENT, FAST, train, test, seed=8, normalization=norm)
     assert other.history[-1]["train_loss"] != results[0].history[-1]["train_loss"]
 
 
@@ -43,24 +55,25 @@ def test_engine_learns_an_easy_task():
     torch.manual_seed(0)
     model = build_student(STUDENT, train.num_classes, train.channels, 16)
     config = FAST.model_copy(update={"epochs": 6})
-    result = fit(model, train, config, seed=0, val=val)
+    norm = Normalization.of(train)
+    result = fit(model, train, config, seed=0, normalization=norm, val=val)
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4, 5, 6]
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    assert evaluate(model, val, result.normalization, config).top1 > 0.8  # chance is 0.25
+    assert evaluate(model, val, norm, config).top1 > 0.8  # chance is 0.25
 
 
 def test_non_finite_loss_is_a_clear_error():
     train = striped_images(16)
     model = build_student(STUDENT, train.num_classes, 1, 16)
     with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) in epoch 1 .* lower training.lr"):
-        fit(model, train, FAST.model_copy(update={"lr": 1e12, "log_every": 1}), seed=0)
+        fit(model, train, FAST.model_copy(update={"lr": 1e12, "log_every": 1}), seed=0, normalization=UNIT)
 
 
 def test_all_frozen_model_is_rejected():
     train = striped_images(8)
     model = build_student(STUDENT, train.num_classes, 1, 16).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        fit(model, train, FAST, seed=0)
+        fit(model, train, FAST, seed=0, normalization=UNIT)
 
 
 def test_evaluate_top1_top5_per_class_and_confusion():
@@ -124,11 +137,145 @@ def test_checkpoints_round_trip_through_safetensors(tmp_path: Path):
 def test_store_reuses_a_trained_student_until_its_inputs_change(tmp_path: Path):
     store = StudentStore(tmp_path)
     train, test = striped_images(16, seed=0), striped_images(4, seed=1)
-    first = train_student(store, STUDENT, FAST, train, test, seed=0)
-    again = train_student(store, STUDENT, FAST.model_copy(update={"progress": True}), train, test, seed=0)
+    first = train_student(store, STUDENT, FAST, train, test, seed=0, normalization=UNIT)
+    again = train_student(store, STUDENT, FAST.model_copy(update={"progress": True}), train, test, 0, UNIT)
     assert not first.cache_hit and again.cache_hit
     assert again.test.top1 == first.test.top1 and np.array_equal(again.test.confusion, first.test.confusion)
-    changed = train_student(store, STUDENT, FAST.model_copy(update={"lr": 0.01}), train, test, seed=0)
+    assert again.normalization == first.normalization
+    changed = train_student(store, STUDENT, FAST.model_copy(update={"lr": 0.01}), train, test, 0, UNIT)
     assert not changed.cache_hit and changed.key != first.key
     model = store.load_model(first.key, STUDENT, train)
     assert evaluate(model, test, first.normalization, FAST).top1 == first.test.top1
+
+
+def _count_training_steps(model: nn.Module) -> list[int]:
+    """A counter, in a one-item list, of the model's forward passes in training mode: one per optimizer step."""
+    steps = [0]
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        steps[0] += module.training
+
+    model.register_forward_pre_hook(count)
+    return steps
+
+
+def test_min_steps_stretches_a_tiny_set_over_epochs_rounds():
+    train, val = striped_images(10), striped_images(2, seed=1)  # 40 images: one batch of 32 per pass
+    config = FAST.model_copy(update={"min_steps": 10})
+    model = build_student(STUDENT, train.num_classes, 1, 16)
+    steps = _count_training_steps(model)
+    history = fit(model, train, config, seed=0, normalization=UNIT, val=val).history
+    assert planned_steps(len(train), config) == 10 and steps[0] == 10
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["optimizer_steps"] for r in history] == [3, 7, 10]
+    assert [r["data_passes"] for r in history] == pytest.approx([3 * 32 / 40, 7 * 32 / 40, 10 * 32 / 40])
+    assert all("val_accuracy" in r for r in history)
+    assert history[-1]["lr"] == pytest.approx(0, abs=1e-12)  # the cosine schedule spans all ten steps
+
+
+@pytest.mark.parametrize("min_steps", [0, 5, 9])
+def test_without_stretching_training_is_epochs_passes(min_steps: int):
+    train = striped_images(25)  # 100 images: three batches of 32 per pass
+    config = FAST.model_copy(update={"min_steps": min_steps})
+    model = build_student(STUDENT, train.num_classes, 1, 16)
+    steps = _count_training_steps(model)
+    history = fit(model, train, config, seed=0, normalization=UNIT).history
+    assert planned_steps(len(train), config) == steps[0] == config.epochs * (100 // 32) == 9
+    assert [r["optimizer_steps"] for r in history] == [3, 6, 9]
+    assert [r["data_passes"] for r in history] == pytest.approx([0.96, 1.92, 2.88])
+
+
+def test_lr_scales_put_parameters_in_groups_of_their_learning_rate():
+    model = build_student(STUDENT, 4, 1, 16)
+    scales = {name: 0.1 for name, _ in model.named_parameters() if name.startswith(("0.", "1."))}
+    scales["9.2.bias"] = 0.5
+    optimizer = _optimizer(model, FAST, scales)
+    group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    assert len(group_of) == sum(1 for _ in model.parameters())
+    for name, parameter in model.named_parameters():
+        group = group_of[id(parameter)]
+        assert group["lr"] == pytest.approx(FAST.lr * scales.get(name, 1.0)), name
+        assert group["weight_decay"] == (FAST.weight_decay if parameter.ndim > 1 else 0.0), name
+
+
+def test_a_parameter_with_a_tiny_lr_scale_barely_moves():
+    train = striped_images(16)
+    model = build_student(STUDENT, train.num_classes, 1, 16)
+    slow, fast = "1.conv1.weight", "2.conv1.weight"
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    fit(model, train, FAST.model_copy(update={"amp": "off"}), seed=0, normalization=UNIT, lr_scales={slow: 1e-6})
+    after = dict(model.named_parameters())
+
+    def moved(name: str) -> float:
+        return ((after[name] - before[name]).norm() / before[name].norm()).item()
+
+    assert moved(slow) < 1e-5 and moved(fast) > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [({}, torch.float32), ({"avx512_bf16": True}, torch.bfloat16), ({"amx_bf16": True}, torch.bfloat16),
+     ({"avx512_bf16": False, "amx_bf16": False, "avx512_fp16": True}, torch.float32)],
+)  # fmt: skip
+def test_cpu_precision_follows_native_bf16(monkeypatch, capabilities: dict[str, bool], expected: torch.dtype):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    cpu = torch.device("cpu")
+    assert cpu_has_native_bf16() == (expected == torch.bfloat16)
+    assert resolve_precision(cpu, "auto") == expected
+    assert resolve_precision(cpu, "off") == torch.float32
+    assert resolve_precision(cpu, "bf16") == torch.bfloat16
+    assert resolve_precision(cpu, "fp16") == torch.float16
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
+def test_cuda_precision_prefers_bf16(monkeypatch, bf16: bool, expected: torch.dtype):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert resolve_precision(torch.device("cuda"), "auto") == expected
+    assert resolve_precision(torch.device("cuda"), "off") == torch.float32
+    assert resolve_precision(torch.device("mps"), "auto") == torch.float32
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [("off", torch.float32), ("bf16", torch.bfloat16)])
+def test_cpu_training_runs_in_the_resolved_precision_and_channels_last(amp: str, dtype: torch.dtype):
+    train = striped_images(8, channels=3)  # three channels: a one-channel batch is channels_last either way
+    model = build_student(STUDENT, train.num_classes, 3, 16)
+    seen: list[tuple[torch.dtype, bool]] = []
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen.append((output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last)))
+
+    model.register_forward_hook(record)
+    config = FAST.model_copy(update={"amp": amp, "device": "cpu", "epochs": 1, "channels_last": True})
+    fit(model, train, config, seed=0, normalization=Normalization((0.5,) * 3, (0.25,) * 3))
+    assert seen and all(entry == (dtype, True) for entry in seen)
+    assert model[1].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_real_normalization_is_the_real_pools_for_any_training_set():
+    synthetic = striped_images(5, seed=3)
+    real = Normalization((0.3,), (0.2,))
+    assert TrainConfig().normalization == "real"
+    assert Normalization.resolve("real", synthetic, real) == real
+    own = Normalization.resolve("train", synthetic, real)
+    assert own == Normalization.of(synthetic) and own != real
+    rgb = striped_images(2, channels=3)
+    assert Normalization.resolve("imagenet", rgb, real) == Normalization(IMAGENET_MEAN, IMAGENET_STD)
+    grey = Normalization.resolve("imagenet", synthetic, real)
+    assert grey.mean == pytest.approx((sum(IMAGENET_MEAN) / 3,)) and grey.std == pytest.approx((sum(IMAGENET_STD) / 3,))
+    assert Normalization.resolve("none", rgb, real) == Normalization((0.0,) * 3, (1.0,) * 3)
+
+
+def test_normalization_statistics_are_exact_over_several_slices():
+    # 2**24 pixel values per slice: 350 images of 3 x 128 x 128 take two slices, the second a ragged one.
+    images = torch.randint(0, 256, (350, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images[:, 1] //= 2
+    images[:, 2] = 255 - images[:, 2] // 4
+    data = ImageSet(images, torch.zeros(350, dtype=torch.int64), ("only",))
+    # The exact statistics, from each channel's histogram of its 256 values.
+    counts = torch.stack([torch.bincount(images[:, c].flatten(), minlength=256) for c in range(3)]).double()
+    values = torch.arange(256, dtype=torch.float64) / 255
+    mean = (counts * values).sum(1) / counts.sum(1)
+    std = ((counts * (values - mean[:, None]) ** 2).sum(1) / counts.sum(1)).sqrt()
+    stats = Normalization.of(data)
+    assert stats.mean == pytest.approx(mean.tolist(), abs=1e-12)
+    assert stats.std == pytest.approx(std.tolist(), abs=1e-9)

@@ -14,7 +14,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.files import write_atomically
 from mind_the_gap.generators.base import ImageRequest
 
 WEIGHTS_FILE, CONFIG_FILE = "unet.safetensors", "model.json"
@@ -157,10 +157,9 @@ class ClassDiffusionModel:
         weights = {name: tensor.detach().cpu().contiguous() for name, tensor in self.unet.state_dict().items()}
         meta = {"config": self.config.model_dump(mode="json"), "class_names": list(self.class_names),
                 "image_size": list(self.image_size), "channels": self.channels}  # fmt: skip
-        save_file(weights, directory / f".{WEIGHTS_FILE}.tmp")
-        os.replace(directory / f".{WEIGHTS_FILE}.tmp", directory / WEIGHTS_FILE)
-        (directory / f".{CONFIG_FILE}.tmp").write_text(json.dumps(meta, indent=2))
-        os.replace(directory / f".{CONFIG_FILE}.tmp", directory / CONFIG_FILE)  # last: marks the folder complete
+        write_atomically(directory / WEIGHTS_FILE, lambda temp: save_file(weights, temp))
+        text = json.dumps(meta, indent=2)
+        write_atomically(directory / CONFIG_FILE, lambda temp: temp.write_text(text))  # last: marks it complete
         return directory
 
     @classmethod

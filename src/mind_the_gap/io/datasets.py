@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.training.checkpoint import write_atomically
+from mind_the_gap.files import write_atomically
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):

@@ -24,11 +24,15 @@ class TrainConfig(Config):
     augment: list[Augmentation] = ["crop", "flip"]
     crop_padding: float = Field(0.125, ge=0, le=0.5, description="crop shift as a share of the image side")
     resized_crop_scale: tuple[float, float] = (0.35, 1.0)
-    normalization: Literal["train", "imagenet", "none"] = "train"
+    min_steps: int = Field(0, ge=0, description="optimizer steps at least, however small the training set")
+    # real: the real training pool's statistics for every student; train: each student's own training set's.
+    normalization: Literal["real", "train", "imagenet", "none"] = "real"
     eval_batch_size: int = Field(1024, ge=1)
     device: str = "auto"
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision, used on CUDA only
-    channels_last: bool = True  # used on CUDA only
+    # Mixed precision. auto: bf16 on GPUs that have it (else fp16) and on CPUs with native bf16 (AVX-512 BF16,
+    # AMX), float32 elsewhere; bf16 and fp16 force autocast; off: float32.
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool = True
     log_every: int = Field(25, ge=1, description="steps between loss checks and progress-bar updates")
     progress: bool = True
 

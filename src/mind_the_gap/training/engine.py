@@ -6,9 +6,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ class NonFiniteLossError(FloatingPointError):
     """Training diverged: the loss became NaN or infinite."""
 
 
+NormalizationKind = Literal["real", "train", "imagenet", "none"]
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Per-channel mean and standard deviation of pixel values in [0, 1]."""
@@ -38,28 +42,35 @@ class Normalization:
 
     @classmethod
     def of(cls, images: ImageSet) -> Normalization:
-        pixels = images.images.transpose(0, 1).reshape(images.channels, -1)
-        # Chunked float64 sums: exact enough and no float copy of the whole set.
+        """The statistics of a set, summed in float64 over slices of images: no copy of the whole set."""
         total = torch.zeros(images.channels, dtype=torch.float64)
         squares = torch.zeros(images.channels, dtype=torch.float64)
-        for chunk in pixels.split(1 << 24, dim=1):
-            chunk = chunk.double() / 255
-            total += chunk.sum(1)
-            squares += (chunk * chunk).sum(1)
-        count = pixels.shape[1]
-        mean = total / count
-        std = (squares / count - mean**2).clamp(min=1e-12).sqrt()
+        for chunk in images.images.split(max(1, (1 << 24) // max(1, images.images[0:1].numel()))):
+            chunk = chunk.double().div_(255)
+            total += chunk.sum((0, 2, 3))
+            squares += chunk.square_().sum((0, 2, 3))
+        count = len(images) * images.image_size[0] * images.image_size[1]
+        mean = total / max(count, 1)
+        std = (squares / max(count, 1) - mean**2).clamp(min=1e-12).sqrt()
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
     @classmethod
-    def choose(cls, kind: str, images: ImageSet) -> Normalization:
+    def resolve(cls, kind: NormalizationKind, train: ImageSet, real: Normalization) -> Normalization:
+        """The input normalisation of a student trained on ``train``.
+
+        ``real``: the real training pool's statistics, the same for every student, so that a student sees real and
+        synthetic images, and a swapped unit its inputs, on one scale; ``train``: the student's own training set's
+        (per-source normalisation); ``imagenet``: ImageNet's constants (grey: their channel means); ``none``.
+        """
+        if kind == "real":
+            return real
         if kind == "train":
-            return cls.of(images)
+            return cls.of(train)
         if kind == "imagenet":
-            if images.channels == 1:
+            if train.channels == 1:
                 return cls((sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,))
             return cls(IMAGENET_MEAN, IMAGENET_STD)
-        return cls((0.0,) * images.channels, (1.0,) * images.channels)
+        return cls((0.0,) * train.channels, (1.0,) * train.channels)
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
@@ -70,7 +81,6 @@ class Normalization:
 @dataclass
 class FitResult:
     history: list[dict[str, float]]
-    normalization: Normalization
     seconds: float
     images_per_second: float
 
@@ -107,25 +117,51 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _autocast(device: torch.device, amp: str):
-    if device.type != "cuda" or amp == "off":
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matrix instructions, so bf16 autocast speeds training up instead of down."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def resolve_precision(device: torch.device, amp: str) -> torch.dtype:
+    """The autocast dtype for ``training.amp`` on ``device``; float32 means no autocast.
+
+    ``auto`` takes bf16 on GPUs that have it (else fp16) and on CPUs with native bf16, float32 elsewhere.
+    """
+    if amp == "off":
+        return torch.float32
+    if amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
         return nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return torch.autocast(device.type, dtype=dtype)
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, config: TrainConfig, lr_scales: Mapping[str, float]) -> torch.optim.Optimizer:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters: every unit is frozen")
-    # No weight decay on normalisation weights and biases: it only fights their scale.
-    groups = [
-        {"params": [p for _, p in trainable if p.ndim > 1], "weight_decay": config.weight_decay},
-        {"params": [p for _, p in trainable if p.ndim <= 1], "weight_decay": 0.0},
-    ]
+    # One group per learning-rate scale and weight decay; no decay on normalisation weights and biases, where it
+    # only fights their scale.
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, parameter in trainable:
+        decay = config.weight_decay if parameter.ndim > 1 else 0.0
+        groups.setdefault((lr_scales.get(name, 1.0), decay), []).append(parameter)
+    params = [{"params": ps, "lr": config.lr * scale, "weight_decay": decay} for (scale, decay), ps in groups.items()]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.AdamW(params, lr=config.lr)
     return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
+        params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
     )
 
 
@@ -139,6 +175,19 @@ def _warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float
     return factor
 
 
+def planned_steps(num_images: int, config: TrainConfig) -> int:
+    """Optimizer steps of a training run: ``epochs`` passes over the data, and at least ``min_steps``."""
+    return max(config.epochs * (num_images // max(1, min(config.batch_size, num_images))), config.min_steps)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Indices of shuffled batches, pass after pass; the ragged end of a pass is dropped (a batch of one breaks
+    BatchNorm)."""
+    while True:
+        order = torch.randperm(n, device=generator.device, generator=generator)
+        yield from order[: n // batch_size * batch_size].split(batch_size)
+
+
 def _prepare_inputs(batch: torch.Tensor, norm: Normalization, channels_last: bool) -> torch.Tensor:
     x = norm.apply(batch)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -149,52 +198,54 @@ def fit(
     train: ImageSet,
     config: TrainConfig,
     seed: int,
+    normalization: Normalization,
     val: ImageSet | None = None,
-    normalization: Normalization | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     description: str = "train",
+    lr_scales: Mapping[str, float] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place on ``train``; evaluate on ``val`` after every epoch.
+    """Train ``model`` in place on ``train``; evaluate on ``val`` after every round.
 
-    Images stay uint8 on the device and are converted batch by batch; one seeded generator on the device
-    drives shuffling and augmentation, so a CPU run is repeatable to the bit.
+    Training runs ``planned_steps`` optimizer steps in ``epochs`` rounds: a round is one pass over the data,
+    unless ``min_steps`` stretches training over more passes, so every history has ``epochs`` records whatever
+    the data size. ``lr_scales`` multiplies the learning rate of named parameters (per-unit learning rates).
+    Images stay uint8 on the device and are converted batch by batch; one seeded generator on the device drives
+    shuffling and augmentation, so a CPU run is repeatable to the bit.
     """
     if len(train) < 2:
         raise ValueError(f"cannot train on {len(train)} image(s)")
     device = resolve_device(config.device)
-    channels_last = config.channels_last and device.type == "cuda"
-    norm = normalization or Normalization.choose(config.normalization, train)
+    precision = resolve_precision(device, config.amp)
     model.to(device)
-    if channels_last:
+    if config.channels_last:
         model.to(memory_format=torch.channels_last)
     images, labels = train.images.to(device), train.labels.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     augment = BatchAugment(config.augment, config.crop_padding, config.resized_crop_scale)
 
     batch_size = min(config.batch_size, len(train))
-    steps_per_epoch = len(train) // batch_size  # drop the ragged last batch: a batch of one breaks BatchNorm
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = _optimizer(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _warmup_cosine(total_steps, round(config.warmup_epochs * steps_per_epoch))
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and config.amp == "fp16")
+    total_steps = planned_steps(len(train), config)
+    round_ends = [round(total_steps * r / config.epochs) for r in range(1, config.epochs + 1)]
+    optimizer = _optimizer(model, config, lr_scales or {})
+    warmup_steps = round(config.warmup_epochs * total_steps / config.epochs)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, warmup_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
+    batches = _batches(len(train), batch_size, generator)
 
     history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    start, step = time.perf_counter(), 0
+    for epoch, end in enumerate(round_ends, 1):
         model.train()
-        epoch_start = time.perf_counter()
-        order = torch.randperm(len(train), device=device, generator=generator)
+        round_start, round_steps = time.perf_counter(), end - step
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        bar = tqdm(range(steps_per_epoch), desc=f"{description} epoch {epoch}/{config.epochs}",
+        bar = tqdm(range(round_steps), desc=f"{description} epoch {epoch}/{config.epochs}",
                    leave=False, disable=None if config.progress else True)  # fmt: skip
-        for step in bar:
-            index = order[step * batch_size : (step + 1) * batch_size]
+        for i in bar:
+            index = next(batches)
             x = augment(images[index].float().div_(255), generator)
-            x, y = _prepare_inputs(x, norm, channels_last), labels[index]
-            with _autocast(device, config.amp):
+            x, y = _prepare_inputs(x, normalization, config.channels_last), labels[index]
+            with _autocast(device, precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -205,20 +256,23 @@ def fit(
             loss_sum += loss.detach().double() * len(index)
             correct += (logits.detach().argmax(1) == y).sum()
             # Reading the loss back forces a device sync, so it happens only every `log_every` steps.
-            if (step + 1) % config.log_every == 0 or step + 1 == steps_per_epoch:
+            if (i + 1) % config.log_every == 0 or i + 1 == round_steps:
                 seen_loss = loss_sum.item()
                 if not math.isfinite(seen_loss):
                     raise NonFiniteLossError(
                         f"{description}: the loss became {seen_loss} in epoch {epoch} between steps "
-                        f"{step + 2 - config.log_every} and {step + 1} (lr {schedule.get_last_lr()[0]:.3g}); "
+                        f"{step + i + 2 - config.log_every} and {step + i + 1} (lr {schedule.get_last_lr()[0]:.3g}); "
                         "lower training.lr or check the data"
                     )
-                bar.set_postfix(loss=f"{seen_loss / ((step + 1) * batch_size):.3f}")
+                bar.set_postfix(loss=f"{seen_loss / ((i + 1) * batch_size):.3f}")
         bar.close()
-        seen = steps_per_epoch * batch_size
-        seconds = time.perf_counter() - epoch_start
+        step = end
+        seen = max(1, round_steps * batch_size)
+        seconds = time.perf_counter() - round_start
         record = {
             "epoch": float(epoch),
+            "optimizer_steps": float(step),
+            "data_passes": step * batch_size / len(train),
             "train_loss": loss_sum.item() / seen,
             "train_accuracy": correct.item() / seen,
             "lr": schedule.get_last_lr()[0],
@@ -226,7 +280,7 @@ def fit(
             "images_per_second": seen / seconds,
         }
         if val is not None and len(val):
-            evaluation = evaluate(model, val, norm, config)
+            evaluation = evaluate(model, val, normalization, config)
             record |= {"val_loss": evaluation.loss, "val_accuracy": evaluation.top1}
         history.append(record)
         log.info("%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.0f images/s", description, epoch, config.epochs,
@@ -236,19 +290,19 @@ def fit(
         if on_epoch is not None:
             on_epoch(record)
     seconds = time.perf_counter() - start
-    return FitResult(history, norm, seconds, steps_per_epoch * batch_size * config.epochs / seconds)
+    return FitResult(history, seconds, total_steps * batch_size / seconds)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageSet, norm: Normalization, config: TrainConfig) -> torch.Tensor:
     """Logits (float32, on the CPU) for every image of ``data``."""
     device = resolve_device(config.device)
-    channels_last = config.channels_last and device.type == "cuda"
+    precision = resolve_precision(device, config.amp)
     model.to(device).eval()
     outputs = []
     for chunk in data.images.split(config.eval_batch_size):
-        x = _prepare_inputs(chunk.to(device).float().div_(255), norm, channels_last)
-        with _autocast(device, config.amp):
+        x = _prepare_inputs(chunk.to(device).float().div_(255), norm, config.channels_last)
+        with _autocast(device, precision):
             outputs.append(model(x).float().cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0, data.num_classes)
 

@@ -2,49 +2,56 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import math
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.models.students import (
-    StudentConfig,
-    UnitNet,
-    build_student,
-    count_parameters,
-)
-from mind_the_gap.training.checkpoint import (
-    load_checkpoint,
-    save_checkpoint,
-    write_atomically,
-)
+from mind_the_gap.files import write_atomically
+from mind_the_gap.models import architectures, units
+from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
+from mind_the_gap.training import augment, engine, transfer
+from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import (
     Evaluation,
     Normalization,
     evaluate,
     fit,
+    planned_steps,
+    precision_name,
+    resolve_device,
+    resolve_precision,
     seed_everything,
 )
+from mind_the_gap.training.transfer import Transfer, start_from_parent
 
 log = logging.getLogger(__name__)
 
-# Settings that change how a run looks or where it runs, not what it learns: left out of the cache key.
-_NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size"}
+# Settings that change how a run looks or where it runs, not what it learns, are left out of the cache key;
+# `amp` and `min_steps` enter it resolved, as the precision and the number of steps they give.
+_NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size", "amp", "min_steps"}
+# The code that decides what a student learns, this module included: its source is part of every key, so that
+# students of older code are never reused.
+TRAINING_MODULES = (engine, augment, transfer, architectures, units, sys.modules[__name__])
 
 
-def fingerprint(data: ImageSet) -> str:
-    """A short content hash of an image set (pixels, labels and class names)."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(data.images.contiguous().numpy().tobytes())
-    digest.update(data.labels.numpy().tobytes())
-    digest.update(json.dumps(data.class_names).encode())
-    return digest.hexdigest()
+@functools.cache
+def code_version(modules: tuple = TRAINING_MODULES) -> str:
+    """A digest of the training code's source and of the torch version that runs it."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -71,10 +78,14 @@ class StudentResult:
             "train_accuracy": last["train_accuracy"],
             "train_loss": last["train_loss"],
             "train_seconds": self.train_seconds,
-            "images_per_second": self.images_per_second,
+            "train_images_per_second": self.images_per_second,
         }
         if "val_accuracy" in last:
-            metrics |= {"val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"]}
+            # How much validation accuracy still rose over the last quarter of training: near zero once converged.
+            three_quarters = self.history[max(0, math.floor(0.75 * len(self.history)) - 1)]
+            gain = last["val_accuracy"] - three_quarters["val_accuracy"]
+            metrics |= {"val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
+                        "val_accuracy_last_quarter_gain": gain}  # fmt: skip
         return metrics
 
     def to_json(self) -> dict[str, Any]:
@@ -86,7 +97,8 @@ class StudentResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudentResult:
         test = dict(data["test"], confusion=np.asarray(data["test"]["confusion"], dtype=np.int64))
-        return cls(**{**data, "test": Evaluation(**test), "normalization": Normalization(**data["normalization"])})
+        normalization = Normalization(*(tuple(data["normalization"][k]) for k in ("mean", "std")))
+        return cls(**{**data, "test": Evaluation(**test), "normalization": normalization})
 
 
 class StudentTracker(Protocol):
@@ -104,13 +116,9 @@ class StudentStore:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
 
-    def key(self, student: StudentConfig, training: TrainConfig, seed: int, **data: str) -> str:
-        parts = {
-            "student": student.model_dump(mode="json"),
-            "training": training.model_dump(mode="json", exclude=_NOT_IN_KEY),
-            "seed": seed,
-            "data": data,
-        }
+    @staticmethod
+    def key(parts: dict[str, Any]) -> str:
+        """The key of a student: a digest of everything it depends on."""
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
     def checkpoint_path(self, key: str) -> Path:
@@ -137,6 +145,9 @@ class StudentStore:
         write_atomically(self.result_path(key), lambda temp: temp.write_text(text))
 
     def load_model(self, key: str, student: StudentConfig, data: ImageSet) -> UnitNet:
+        """The stored student ``key``, built for images like ``data``'s."""
+        if not self.checkpoint_path(key).is_file():
+            raise ValueError(f"student {key} is not in {self.directory}: train it first (its pipeline's run)")
         model = build_student(student, data.num_classes, data.channels, data.image_size[0])
         load_checkpoint(self.checkpoint_path(key), model)
         return model
@@ -149,17 +160,33 @@ def train_student(
     train: ImageSet,
     test: ImageSet,
     seed: int,
+    normalization: Normalization,
     val: ImageSet | None = None,
+    transfer: Transfer | None = None,
     tracker: StudentTracker | None = None,
     description: str = "student",
 ) -> StudentResult:
-    """Train a fresh student on ``train`` and test it on ``test``, or reuse the stored one with the same key."""
+    """Train a student on ``train`` and test it on ``test``, or reuse the stored one with the same key.
+
+    A fresh student, or with ``transfer`` one that starts from a stored parent student.
+    """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
-    key = store.key(
-        student, training, seed, train=fingerprint(train), test=fingerprint(test),
-        val=fingerprint(val) if val is not None else "",
-    )  # fmt: skip
+    seed_everything(seed)
+    model = build_student(student, train.num_classes, train.channels, train.image_size[0])
+    device = resolve_device(training.device)
+    key = store.key({
+        "code": code_version(),
+        "student": student.model_dump(mode="json", exclude={"units"}),  # the numbering only names units
+        "training": training.model_dump(mode="json", exclude=_NOT_IN_KEY),
+        "precision": precision_name(resolve_precision(device, training.amp)),
+        "steps": planned_steps(len(train), training),
+        "normalization": asdict(normalization),
+        "seed": seed,
+        "data": {"train": train.fingerprint(), "test": test.fingerprint(),
+                 "val": val.fingerprint() if val is not None else ""},
+        "transfer": transfer.describe(model) if transfer is not None else None,
+    })  # fmt: skip
     cached = store.load_result(key)
     if cached is not None:
         log.info("%s: reusing trained student %s (test accuracy %.4f)", description, key, cached.test.top1)
@@ -167,16 +194,17 @@ def train_student(
             for record in cached.history:
                 tracker.log_epoch(record)
         return cached
-    seed_everything(seed)
-    model = build_student(student, train.num_classes, train.channels, train.image_size[0])
-    fitted = fit(model, train, training, seed, val=val, on_epoch=tracker.log_epoch if tracker else None,
-                 description=description)  # fmt: skip
+    lr_scales = {}
+    if transfer is not None:
+        lr_scales = start_from_parent(model, store.load_model(transfer.parent, student, train), transfer)
+    fitted = fit(model, train, training, seed, normalization, val=val, lr_scales=lr_scales,
+                 on_epoch=tracker.log_epoch if tracker else None, description=description)  # fmt: skip
     result = StudentResult(
         key=key,
         seed=seed,
         history=fitted.history,
-        test=evaluate(model, test, fitted.normalization, training),
-        normalization=fitted.normalization,
+        test=evaluate(model, test, normalization, training),
+        normalization=normalization,
         train_seconds=fitted.seconds,
         images_per_second=fitted.images_per_second,
         num_parameters=count_parameters(model),

@@ -1,0 +1,182 @@
+"""The student store's key: everything a student depends on, and nothing that only changes how it runs."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.training import student_cache
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.engine import Evaluation, Normalization, evaluate
+from mind_the_gap.training.student_cache import (
+    TRAINING_MODULES,
+    StudentResult,
+    StudentStore,
+    code_version,
+    train_student,
+)
+from mind_the_gap.training.transfer import Transfer, TransferConfig
+
+from ..conftest import striped_images
+
+STUDENT = StudentConfig(width=8)
+# On the CPU wherever the tests run, so that amp resolves the same way on every machine.
+FAST = TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0, amp="off", device="cpu", progress=False)
+REAL = Normalization((0.5,), (0.25,))
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Trains students of one store on one training and test set (64 images: two steps per epoch)."""
+
+    store: StudentStore
+    train: ImageSet
+    test: ImageSet
+
+    def __call__(
+        self,
+        training: TrainConfig = FAST,
+        normalization: Normalization = REAL,
+        transfer: Transfer | None = None,
+        student: StudentConfig = STUDENT,
+        seed: int = 0,
+        tracker: student_cache.StudentTracker | None = None,
+    ) -> StudentResult:
+        return train_student(self.store, student, training, self.train, self.test, seed, normalization,
+                             transfer=transfer, tracker=tracker)  # fmt: skip
+
+
+@pytest.fixture
+def trainer(tmp_path: Path) -> Trainer:
+    return Trainer(StudentStore(tmp_path / "students"), striped_images(16), striped_images(4, seed=1))
+
+
+@pytest.fixture
+def fresh_code_version():
+    code_version.cache_clear()
+    yield
+    code_version.cache_clear()
+
+
+def test_the_key_changes_with_the_training_code(trainer: Trainer, monkeypatch):
+    first = trainer()
+    assert trainer().cache_hit
+    monkeypatch.setattr(student_cache, "code_version", lambda: "older training code")
+    changed = trainer()
+    assert not changed.cache_hit and changed.key != first.key
+
+
+def test_code_version_digests_the_training_source_and_torch(tmp_path: Path, monkeypatch, fresh_code_version):
+    source = tmp_path / "training_code.py"
+    source.write_text("STEPS = 1\n")
+    module = types.ModuleType("training_code")
+    module.__file__ = str(source)
+    first = code_version((module,))
+    assert code_version((module,)) == first and len(first) == 16
+    source.write_text("STEPS = 2\n")
+    code_version.cache_clear()
+    edited = code_version((module,))
+    assert edited != first
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    code_version.cache_clear()
+    assert code_version((module,)) != edited
+    names = {m.__name__.rsplit(".", 1)[-1] for m in TRAINING_MODULES}
+    assert {"engine", "augment", "transfer", "architectures", "units"} <= names
+
+
+def test_the_key_changes_with_the_normalization_that_the_test_set_is_seen_through(trainer: Trainer):
+    own = Normalization.of(trainer.train)
+    with_own, with_real = trainer(normalization=own), trainer(normalization=REAL)
+    assert not with_real.cache_hit and with_real.key != with_own.key
+    # The real pool's statistics, not the training set's, are those the student is tested with.
+    assert with_real.normalization == REAL
+    model = trainer.store.load_model(with_real.key, STUDENT, trainer.train)
+    # (to rounding: the trained model ran channels_last, the loaded one does not)
+    assert evaluate(model, trainer.test, REAL, FAST).loss == pytest.approx(with_real.test.loss, rel=1e-5)
+    assert evaluate(model, trainer.test, own, FAST).loss != pytest.approx(with_real.test.loss, rel=1e-3)
+
+
+def test_min_steps_enters_the_key_as_the_steps_it_gives(trainer: Trainer):
+    first = trainer()  # 2 epochs of 2 steps
+    for unchanged in (3, 4):
+        again = trainer(FAST.model_copy(update={"min_steps": unchanged}))
+        assert again.cache_hit and again.key == first.key
+    longer = trainer(FAST.model_copy(update={"min_steps": 5}))
+    assert not longer.cache_hit and longer.key != first.key
+    assert [r["optimizer_steps"] for r in longer.history] == [2, 5]  # round(5 / 2) = 2, then 5
+
+
+def test_amp_enters_the_key_as_the_precision_it_gives(trainer: Trainer, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {})  # no native bf16: auto means float32
+    float32 = trainer()
+    assert trainer(FAST.model_copy(update={"amp": "auto"})).key == float32.key
+    bf16 = trainer(FAST.model_copy(update={"amp": "bf16"}))
+    assert not bf16.cache_hit and bf16.key != float32.key
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    assert trainer(FAST.model_copy(update={"amp": "auto"})).key == bf16.key
+
+
+def test_the_key_changes_with_the_parent_and_what_is_kept_from_it(trainer: Trainer):
+    parents = [trainer(seed=seed).key for seed in (0, 1)]
+    frozen = TransferConfig()
+    child = trainer(transfer=Transfer(parents[0], "0-4", frozen))
+    assert not child.cache_hit and child.key not in parents
+    assert trainer(transfer=Transfer(parents[1], "0-4", frozen)).key != child.key
+    same = trainer(transfer=Transfer(parents[0], "0,1-4", frozen))  # the kept units enter the key resolved
+    assert same.cache_hit and same.key == child.key
+    others = [
+        trainer(transfer=Transfer(parents[0], "0-3", frozen)),
+        trainer(transfer=Transfer(parents[0], "0-4", TransferConfig(lower="finetune"))),
+        trainer(transfer=Transfer(parents[0], "0-4", TransferConfig(reinit=False))),
+        trainer(transfer=Transfer(parents[0], "0-4", frozen), student=StudentConfig(width=8, units="layers")),
+    ]
+    keys = [child.key, *(other.key for other in others)]
+    assert len(set(keys)) == len(keys) and not any(other.cache_hit for other in others)
+
+
+def test_the_numbering_alone_does_not_change_a_fresh_students_key(trainer: Trainer):
+    blocks = trainer()
+    layers = trainer(student=StudentConfig(width=8, units="layers"))
+    assert layers.cache_hit and layers.key == blocks.key
+
+
+class EpochRecorder:
+    def __init__(self) -> None:
+        self.records: list[dict[str, float]] = []
+
+    def log_epoch(self, record: dict[str, float]) -> None:
+        self.records.append(record)
+
+
+def test_a_cached_child_is_reused_and_replays_its_curves(trainer: Trainer):
+    transfer = Transfer(trainer().key, "0-4", TransferConfig())
+    first, recorder = trainer(transfer=transfer), EpochRecorder()
+    again = trainer(transfer=transfer, tracker=recorder)
+    assert not first.cache_hit and again.cache_hit and again.key == first.key
+    assert again.history == first.history == recorder.records
+    assert again.test.top1 == first.test.top1 and np.array_equal(again.test.confusion, first.test.confusion)
+    assert again.normalization == first.normalization == REAL
+
+
+def _result_with_val_curve(val_accuracy: list[float]) -> StudentResult:
+    history = [{"epoch": float(i + 1), "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": v}
+               for i, v in enumerate(val_accuracy)]  # fmt: skip
+    test = Evaluation(loss=1.0, top1=0.5, top5=1.0, per_class_accuracy=[0.5, 0.5], confusion=np.eye(2, dtype=np.int64))
+    return StudentResult("key", 0, history, test, REAL, 1.0, 100.0, 10)
+
+
+@pytest.mark.parametrize(
+    ("val_accuracy", "gain"), [([0.2, 0.5, 0.6, 0.65], 0.05), ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.64, 0.7], 0.1)]
+)
+def test_val_accuracy_gain_over_the_last_quarter_of_training(val_accuracy: list[float], gain: float):
+    result = _result_with_val_curve(val_accuracy)
+    assert result.metrics()["val_accuracy_last_quarter_gain"] == pytest.approx(gain)
+    again = StudentResult.from_json(result.to_json())
+    assert again.metrics() == result.metrics() and again.normalization == REAL
