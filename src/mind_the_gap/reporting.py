@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # figures are written to files and MLflow, never shown
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 
@@ -48,5 +49,23 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: s
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def sample_grid(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], per_class: int) -> plt.Figure:
+    """One row per class of its first ``per_class`` images (uint8, N x C x H x W)."""
+    rows = max(1, len(class_names))
+    figure, axes = plt.subplots(rows, per_class, figsize=(per_class * 0.9, rows * 0.95), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    seen = [0] * len(class_names)
+    for image, label in zip(images, labels.tolist(), strict=True):
+        if seen[label] < per_class:
+            ax = axes[label][seen[label]]
+            ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if image.shape[0] == 1 else None)
+            seen[label] += 1
+    for label, name in enumerate(class_names):
+        axes[label][0].set_title(name, fontsize=7, loc="left")
     figure.tight_layout()
     return figure

@@ -2,6 +2,10 @@
 
 from kedro.config import OmegaConfigLoader
 
+from mind_the_gap.hooks import MissingInputsHook
+
+HOOKS = (MissingInputsHook(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -1,27 +1,53 @@
-"""A throw-away copy of the project (configuration and a small Fashion-MNIST stand-in) to run pipelines in."""
+"""A throw-away copy of the project (configuration and a small Fashion-MNIST stand-in) to run pipelines in, and
+tiny data with baseline students already trained, to test the experiments' nodes on."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog
 
-from ..conftest import write_fashion_mnist
+from mind_the_gap import settings
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.pipelines.baselines.nodes import BaselinesConfig, train_baselines
+from mind_the_gap.pipelines.data_processing.nodes import measure_real_statistics
+from mind_the_gap.training.config import TrainConfig
+
+from ..conftest import striped_images, write_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[2]
+STUDENT = StudentConfig(width=8)
+TRAINING = TrainConfig(epochs=2, batch_size=32, warmup_epochs=0, progress=False)
+BASELINE_SEEDS = [0, 1]
 
 
 def make_project(root: Path) -> Path:
     shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
+    # The project's own database by absolute path: MLflow keeps one store per tracking URI in a process, so with the
+    # shipped relative URI a second throw-away project in the same test process would log into the first one's.
+    mlflow_yml = root / "conf" / "base" / "mlflow.yml"
+    mlflow_yml.write_text(mlflow_yml.read_text().replace("sqlite:///mlflow.db", f"sqlite:///{root}/mlflow.db"))
     shutil.copy(REPO / "pyproject.toml", root)
     (root / "src").mkdir()  # the package itself is imported from the installed project
     write_fashion_mnist(root / "data" / "01_raw" / "fashion_mnist")
     return root
+
+
+def project_catalog(project: Path, env: str = "local") -> DataCatalog:
+    """The catalog of ``project`` through the project's own config loader; its paths are relative to the cwd."""
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(project / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    return DataCatalog.from_config(loader["catalog"])
 
 
 def run_pipeline(project: Path, pipeline: str | None = None, env: str = "smoke", params: dict | None = None):
@@ -41,3 +67,60 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     root = make_project(tmp_path / "project")
     monkeypatch.chdir(root)  # catalog paths and the MLflow database are relative to the project root
     return root
+
+
+@contextmanager
+def tracking_to(uri: str) -> Iterator[str]:
+    """MLflow runs go to ``uri``'s Default experiment inside the block (whatever a `kedro run` before selected)."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("Default")
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow database for the node tests: creating its tables takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracking(tracking_uri: str) -> Iterator[str]:
+    with tracking_to(tracking_uri) as uri:
+        yield uri
+
+
+@dataclass(frozen=True)
+class TinyExperiment:
+    """16 px striped images of 4 classes, and a baseline student per seed trained on each source, in ``store``."""
+
+    real_train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    synthetic_train: ImageSet
+    real_statistics: dict[str, list[float]]
+    store: Path
+    real_runs: pd.DataFrame
+    synthetic_runs: pd.DataFrame
+
+    @property
+    def shared(self) -> dict[str, object]:
+        """The inputs every student-training node takes, by argument name."""
+        return {"val": self.val, "test": self.test, "store": self.store, "real_statistics": self.real_statistics,
+                "student": STUDENT, "training": TRAINING}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> TinyExperiment:
+    real_train, synthetic_train = striped_images(24), striped_images(24, seed=3)
+    val, test = striped_images(6, seed=1), striped_images(8, seed=2)
+    statistics = measure_real_statistics(real_train)
+    store = tmp_path_factory.mktemp("students")
+    config = BaselinesConfig(seeds=BASELINE_SEEDS)
+    with tracking_to(tracking_uri):
+        runs = {cell: train_baselines(cell, data, val, test, store, statistics, STUDENT, TRAINING, config)
+                for cell, data in (("real", real_train), ("synthetic", synthetic_train))}  # fmt: skip
+    return TinyExperiment(real_train, val, test, synthetic_train, statistics, store, runs["real"], runs["synthetic"])

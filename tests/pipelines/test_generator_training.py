@@ -10,9 +10,10 @@ import pytest
 from mind_the_gap.generators.class_diffusion import ClassDiffusionConfig
 from mind_the_gap.pipelines.generator_training.nodes import (
     GeneratorTrainingConfig,
-    measure_recognisability,
+    sample_generator,
     train_generator,
 )
+from mind_the_gap.pipelines.generator_training.pipeline import create_pipeline
 
 from ..conftest import striped_images
 
@@ -41,12 +42,24 @@ def test_a_trained_generator_is_reused_until_its_inputs_change(tmp_path: Path, t
     assert len(run) == 3 and run["metrics.train_seconds"].gt(0).all()
 
 
-def test_disabled_generator_trains_nothing_and_measures_nothing(tmp_path: Path):
+def test_disabled_generator_trains_nothing_and_draws_an_empty_grid(tmp_path: Path):
     disabled = TINY.model_copy(update={"enabled": False})
     assert train_generator(striped_images(6, size=16), disabled, tmp_path) == {"path": None}
     assert not any(tmp_path.iterdir())
-    table, metrics, _ = measure_recognisability({"path": None}, None, tmp_path, striped_images(2), None, None, disabled)
-    assert table.empty and metrics == {}
+    figure = sample_generator({"path": None}, striped_images(2), disabled)
+    assert not any(ax.images for ax in figure.axes)
+
+
+def test_samples_show_each_class_of_a_trained_generator(tmp_path: Path, tracking):
+    pool = striped_images(6, size=16)
+    model = train_generator(pool, TINY.model_copy(update={"grid_per_class": 3}), tmp_path)
+    figure = sample_generator(model, pool, TINY.model_copy(update={"grid_per_class": 3}))
+    assert sum(bool(ax.images) for ax in figure.axes) == 3 * pool.num_classes
+
+
+def test_generator_training_runs_on_a_fresh_checkout():
+    """It needs only the generator pool: no student of another pipeline (that made a cycle and a failed run)."""
+    assert create_pipeline().inputs() == {"real_generator_pool", "generator_models_dir", "params:generator_training"}
 
 
 def test_an_empty_pool_is_refused(tmp_path: Path):

@@ -6,20 +6,46 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from kedro.framework.project import configure_project, pipelines
 
-from .conftest import REPO, run_pipeline
+from mind_the_gap.hooks import MissingInputsError
+
+from .conftest import REPO, make_project, run_pipeline, tracking_to
 
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
+STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency"]
+LAYER_SWAP_CELLS = ["prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic"]
+EPOCHS = 2  # training.epochs in conf/smoke
+TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
 
 
-def test_every_pipeline_is_registered():
-    assert {"data_processing", "baselines", "generator_training", "generation"} <= set(PIPELINES)
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The one end-to-end run: the default pipeline on a fresh project, then every pipeline by name on its outputs."""
+    root = make_project(tmp_path_factory.mktemp("smoke") / "project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # the raw data's path, a parameter, is relative to the project root
+        run_pipeline(root)  # the default: all pipelines in dependency order
+        for name in PIPELINES:
+            run_pipeline(root, name)
+    yield root
+
+
+@pytest.fixture(scope="module")
+def students(smoke: Path) -> pd.DataFrame:
+    """Every student's MLflow run, with ``kedro_run`` the name of the `kedro run` it is nested in."""
+    with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
+        runs = mlflow.search_runs(experiment_names=["mind-the-gap"])
+    names = runs.set_index("run_id")["tags.mlflow.runName"]
+    runs["kedro_run"] = runs["tags.mlflow.parentRunId"].map(names)
+    return runs[runs["tags.pipeline"].isin(STUDENT_PIPELINES)].copy()
 
 
 def _parent_metric(db: sqlite3.Connection, run_name: str, key: str) -> list[float]:
@@ -35,57 +61,156 @@ def _parent_metric(db: sqlite3.Connection, run_name: str, key: str) -> list[floa
     return [value for (value,) in rows]
 
 
-def test_smoke_run_of_every_pipeline_tracks_every_student(project: Path):
-    run_pipeline(project)  # the default: all pipelines in dependency order
-    for name in PIPELINES:
-        run_pipeline(project, name)
+def test_every_pipeline_is_registered():
+    assert set(PIPELINES) == {"data_processing", "generator_training", "generation", "baselines", "layer_swap",
+                              "data_efficiency"}  # fmt: skip
 
-    summary = pd.read_csv(project / "data/08_reporting/baselines_summary.csv").set_index("variant")
+
+def test_smoke_run_writes_the_data_and_the_baselines(smoke: Path):
+    counts = pd.read_csv(smoke / "data/08_reporting/real_data_summary.csv").set_index("class")
+    assert (counts[["generator_pool", "train", "val"]].sum(axis=1) == 40).all()  # 40 per class in the stand-in
+    statistics = json.loads((smoke / "data/02_intermediate/real_statistics.json").read_text())
+    assert len(statistics["mean"]) == len(statistics["std"]) == 1 and 0 < statistics["mean"][0] < 1
+    manifest = pd.read_csv(smoke / "data/03_primary/synthetic_manifest.csv")
+    assert len(manifest) == 10 * 24 and manifest.groupby("class_index").size().eq(24).all()
+    assert all((smoke / "data/03_primary/synthetic" / file).is_file() for file in manifest["file"])
+
+    summary = pd.read_csv(smoke / "data/08_reporting/baselines_summary.csv").set_index("cell")
     assert list(summary.index) == ["real", "synthetic"] and (summary["n"] == 2).all()
     assert summary["test_accuracy_mean"].between(0, 1).all()
     assert summary.loc["synthetic", "gap_pp"] == pytest.approx(
         100 * (summary.loc["real", "test_accuracy_mean"] - summary.loc["synthetic", "test_accuracy_mean"])
     )
-    counts = pd.read_csv(project / "data/08_reporting/real_data_summary.csv").set_index("class")
-    assert (counts[["generator_pool", "train", "val"]].sum(axis=1) == 40).all()  # 40 per class in the stand-in
-    manifest = pd.read_csv(project / "data/03_primary/synthetic_manifest.csv")
-    assert len(manifest) == 10 * 24 and manifest.groupby("class_index").size().eq(24).all()
-    assert all((project / "data/03_primary/synthetic" / file).is_file() for file in manifest["file"])
-    assert pd.read_csv(project / "data/08_reporting/generator_recognisability.csv").shape == (10, 2)
-    assert (project / "data/08_reporting/generator_samples.png").stat().st_size > 0
+    recognisability = pd.read_csv(smoke / "data/08_reporting/synthetic_recognisability.csv")
+    assert list(recognisability.columns) == ["class", "recognisability"] and len(recognisability) == 10
+    for figure in ("generator_samples", "synthetic_samples", "layer_swap", "data_efficiency"):
+        assert (smoke / f"data/08_reporting/{figure}.png").stat().st_size > 0, figure
 
-    with sqlite3.connect(project / "mlflow.db") as db:
-        students = db.execute(
-            """SELECT v.value, m.value FROM runs r
-               JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = 'pipeline' AND p.value = 'baselines'
-               JOIN tags v ON v.run_uuid = r.run_uuid AND v.key = 'variant'
-               JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = 'mlflow.parentRunId'
-               JOIN latest_metrics m ON m.run_uuid = r.run_uuid AND m.key = 'test_accuracy'"""
-        ).fetchall()
+
+def test_smoke_run_writes_the_layer_swap_table(smoke: Path):
+    for cell in LAYER_SWAP_CELLS:  # one cut (5) and two seeds per cell
+        runs = pd.read_csv(smoke / f"data/07_model_output/layer_swap/{cell}_runs.csv")
+        assert runs["cell"].eq(cell).all() and sorted(runs["seed"]) == [0, 1] and runs["cut"].eq(5).all()
+    table = pd.read_csv(smoke / "data/08_reporting/layer_swap_summary.csv", keep_default_na=False, na_values=[""])
+    baselines = table[table["arrangement"] == "baseline"].set_index("cell")
+    assert baselines["gap_recovered"].to_dict() == {"real": 1.0, "synthetic": 0.0}
+    cells = table[table["arrangement"] != "baseline"].set_index("cell")
+    assert sorted(cells.index) == LAYER_SWAP_CELLS and cells["n"].eq(2).all()
+    assert cells["kept"].to_dict() == {"prefix_from_real": "0-4", "prefix_from_synthetic": "0-4",
+                                       "suffix_from_real": "5-9", "suffix_from_synthetic": "5-9"}  # fmt: skip
+    assert cells["test_accuracy_mean"].between(0, 1).all() and "gap_recovered" in cells
+
+
+def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
+    summary = pd.read_csv(smoke / "data/08_reporting/data_efficiency_summary.csv", dtype={"fraction_label": str})
+    assert set(zip(summary["strategy"], summary["fraction_label"], strict=True)) == {
+        (strategy, label) for strategy in ("scratch", "last 2", "all") for label in ("1", "1/2")
+    }
+    assert {"real_images", "test_accuracy_mean", "converged", "below_real_pp"} <= set(summary.columns)
+    assert sorted(set(summary["real_images"])) == [TRAIN_POOL // 2, TRAIN_POOL] and summary["n"].eq(2).all()
+    # The student from scratch on the whole pool is the real baseline student, trained once.
+    scratch = pd.read_csv(smoke / "data/07_model_output/data_efficiency/scratch_runs.csv")
+    real = pd.read_csv(smoke / "data/07_model_output/baselines/real_runs.csv").set_index("seed")
+    whole = scratch[scratch["fraction"] == 1].set_index("seed")
+    assert whole["student_key"].to_dict() == real["student_key"].to_dict()
+
+
+def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: pd.DataFrame):
+    default = students[students["kedro_run"] == "__default__"]
+    assert default["metrics.test_accuracy"].between(0, 1).all()
+    baselines = default[default["tags.pipeline"] == "baselines"]
+    assert sorted(baselines["tags.cell"]) == ["real"] * 2 + ["synthetic"] * 2
+
+    layer_swap = default[default["tags.pipeline"] == "layer_swap"]
+    grid = layer_swap.groupby(["tags.cell", "tags.cut", "params.seed"]).size()
+    assert len(layer_swap) == len(grid) == len(LAYER_SWAP_CELLS) * 1 * 2  # cell, cut and seed
+    assert sorted(set(layer_swap["tags.cell"])) == LAYER_SWAP_CELLS and set(layer_swap["tags.cut"]) == {"5"}
+    assert (layer_swap["tags.from"] == layer_swap["tags.cell"].str.split("_from_").str[1]).all()
+    assert set(zip(layer_swap["tags.cell"].str.split("_").str[0], layer_swap["tags.kept"], strict=True)) == {
+        ("prefix", "0-4"),
+        ("suffix", "5-9"),
+    }
+    assert "layer_swap/kept=0-4 real/rest synthetic/seed0" in set(layer_swap["tags.mlflow.runName"])
+
+    efficiency = default[default["tags.pipeline"] == "data_efficiency"]
+    grid = efficiency.groupby(["tags.strategy", "tags.fraction", "params.seed"]).size()
+    assert len(efficiency) == len(grid) == 3 * 2 * 2  # strategy, fraction and seed
+    assert set(efficiency["tags.strategy"]) == {"scratch", "last 2", "all"}
+    assert set(efficiency["tags.fraction"]) == {"1.0", "0.5"}
+    assert "data_efficiency/last 2 units on 1/2 real/seed0" in set(efficiency["tags.mlflow.runName"])
+
+    # Each pipeline run again by name reuses every student, and tracks each once more.
+    for pipeline in STUDENT_PIPELINES:
+        again = students[(students["kedro_run"] == pipeline) & (students["tags.pipeline"] == pipeline)]
+        assert len(again) == (default["tags.pipeline"] == pipeline).sum() and again["tags.cache_hit"].eq("true").all()
+
+
+def test_every_student_curve_has_one_point_per_epoch(smoke: Path, students: pd.DataFrame):
+    with sqlite3.connect(smoke / "mlflow.db") as db:
+        points = pd.read_sql_query(
+            """SELECT run_uuid, key, COUNT(*) AS n, MIN(step) AS first, MAX(step) AS last FROM metrics
+               WHERE key IN ('train_loss', 'val_accuracy', 'test_accuracy') GROUP BY run_uuid, key""",
+            db,
+        ).pivot(index="run_uuid", columns="key")
+    points = points.loc[students["run_id"]]
+    assert points[("n", "train_loss")].eq(EPOCHS).all() and points[("first", "train_loss")].eq(1).all()
+    assert points[("n", "val_accuracy")].eq(EPOCHS).all()
+    # The final metrics at the last epoch's step, never at step 0.
+    assert points[("n", "test_accuracy")].eq(1).all() and points[("first", "test_accuracy")].eq(EPOCHS).all()
+
+
+def test_kedro_runs_log_their_summary_metrics(smoke: Path):
+    with sqlite3.connect(smoke / "mlflow.db") as db:
         experiment = db.execute("SELECT name FROM experiments WHERE name = 'mind-the-gap'").fetchall()
-        epochs = db.execute(
-            """SELECT COUNT(*) FROM metrics m JOIN tags n ON n.run_uuid = m.run_uuid AND n.key = 'mlflow.runName'
-               WHERE m.key = 'train_loss' AND n.value = 'baselines/real/seed0' GROUP BY m.run_uuid"""
-        ).fetchall()
         generated = _parent_metric(db, "__default__", "generation.images")
         regenerated = _parent_metric(db, "generation", "generation.images")
         reused = _parent_metric(db, "generation", "generation.images_reused")
-        recognisability = _parent_metric(db, "__default__", "generator_training.recognisability")
+        recognisability = _parent_metric(db, "__default__", "synthetic_recognisability.top1")
+        gap_recovered = _parent_metric(db, "__default__", "layer_swap.prefix_from_real.0-4.test_accuracy_mean")
+        below_real = _parent_metric(db, "__default__", "data_efficiency.last 2.1/2.below_real_pp")
     assert experiment
-    # Two seeds per variant, in the default run and again in the baselines run; real-only in both.
-    assert sorted(variant for variant, _ in students) == ["real"] * 4 + ["synthetic"] * 4
-    assert all(0.0 <= accuracy <= 1.0 for _, accuracy in students)
-    assert {count for (count,) in epochs} == {2 + 1}  # a point per epoch of the smoke recipe, plus the final one
     assert generated == [240] and regenerated == [0] and reused == [240]  # a re-run finds every image in place
     assert len(recognisability) == 1 and 0.0 <= recognisability[0] <= 1.0
+    assert len(gap_recovered) == 1 and len(below_real) == 1
 
-    # The results notebook runs on what the pipelines wrote, from the catalog and the MLflow database.
+
+def test_results_notebook_runs_on_what_the_pipelines_wrote(smoke: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(smoke)
     notebook = json.loads((REPO / "notebooks/results.ipynb").read_text())
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     namespace: dict = {}
-    exec(compile(code, "results.ipynb", "exec"), namespace)
-    assert set(namespace["students"]["tags.variant"]) == {"real", "synthetic"}
-    assert namespace["baselines"]["variant"].tolist() == ["real", "synthetic"]
+    try:
+        exec(compile(code, "results.ipynb", "exec"), namespace)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert set(namespace["students"]["tags.cell"]) == {"real", "synthetic"}
+    assert namespace["baselines"]["cell"].tolist() == ["real", "synthetic"]
+    assert len(namespace["recognisability"]) == 10
+    assert len(namespace["layer_swap"]) == 2 + len(LAYER_SWAP_CELLS) and len(namespace["data_efficiency"]) == 3 * 2
+
+
+def test_generator_training_needs_only_data_processing(project: Path):
+    run_pipeline(project, "data_processing")
+    run_pipeline(project, "generator_training")  # it once needed the baselines' students, so failed here
+    assert json.loads((project / "data/06_models/generator_model.json").read_text())["reused"] is False
+    assert (project / "data/08_reporting/generator_samples.png").stat().st_size > 0
+    assert not (project / "data/07_model_output").exists() and not (project / "data/03_primary").exists()
+
+
+def test_an_experiment_on_a_fresh_project_says_in_one_line_what_to_run_first(project: Path):
+    with pytest.raises(MissingInputsError) as error:
+        run_pipeline(project, "layer_swap")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "baselines_real_runs (written by baselines)" in message
+    assert "synthetic_train (written by generation)" in message
+    assert "`kedro run --pipelines data_processing,generator_training,generation,baselines` first" in message
+    written = [path for path in (project / "data").rglob("*") if path.is_file()]
+    assert all(path.is_relative_to(project / "data/01_raw") for path in written)
+    with tracking_to(f"sqlite:///{project / 'mlflow.db'}"):
+        runs = mlflow.search_runs(search_all_experiments=True)
+    # The `kedro run`'s MLflow run, which kedro-mlflow opens before the check, is closed as failed.
+    assert runs["tags.mlflow.runName"].tolist() == ["layer_swap"] and runs["status"].tolist() == ["FAILED"]
 
 
 def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
@@ -106,6 +231,8 @@ def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
         ({"dataset": {"split": {"val": 1.5}}}, "val"),
         ({"generation": {"shard": "3/2"}}, "shard"),
         ({"generator_training": {"diffusion": {"stepz": 3}}}, "stepz"),
+        ({"layer_swap": {"lower": "melted"}}, "lower"),
+        ({"data_efficiency": {"min_steps": "half"}}, "min_steps"),
     ],
 )
 def test_bad_parameter_values_fail_naming_the_key(project: Path, params, culprit):

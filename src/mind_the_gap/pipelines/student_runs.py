@@ -1,76 +1,135 @@
-"""Node functions shared by every experiment that trains students: one factory, one summary.
+"""What every experiment that trains students shares: a cell's students, one MLflow run each, and the summary.
 
-Each experiment trains several variants (what the student learns from) over several seeds; each variant
-becomes its own node, made here from the variant's name so that pipelines are generated from a mapping.
+An experiment is a grid of cells (a baseline variant, a layer-swap arrangement, a data-efficiency strategy);
+each cell is a namespace of its pipeline and trains a list of students (over seeds and the cell's own settings),
+described by ``StudentJob``s and trained here, each as a nested MLflow run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from pydantic import Field
 
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.models.students import StudentConfig
+from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.reporting import summarize
 from mind_the_gap.tracking import MlflowStudentRun
 from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.students import StudentStore, train_student
+from mind_the_gap.training.engine import Normalization
+from mind_the_gap.training.student_cache import StudentStore, train_student
+from mind_the_gap.training.transfer import Transfer
 
-METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "train_seconds"]
+METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "val_accuracy_last_quarter_gain", "train_accuracy",
+           "train_seconds"]  # fmt: skip
 
 
 class SeedsConfig(Config):
-    """How many students each variant trains: one per seed."""
+    """How many students each cell trains per setting: one per seed."""
 
-    seeds: list[int] = [0, 1, 2]
-
-
-def make_student_trainer(pipeline: str, variant: str) -> Callable[..., pd.DataFrame]:
-    """A node function that trains the ``variant`` students of ``pipeline``, one MLflow run per seed."""
-
-    def train_students(
-        train: ImageSet,
-        val: ImageSet,
-        test: ImageSet,
-        store: Path,
-        student: StudentConfig,
-        training: TrainConfig,
-        experiment: SeedsConfig,
-    ) -> pd.DataFrame:
-        rows = []
-        for seed in experiment.seeds:
-            name = f"{pipeline}/{variant}/seed{seed}"
-            params = {
-                "student": student.model_dump(mode="json"),
-                "training": training.model_dump(mode="json"),
-                "seed": seed,
-                "data": {"train_images": len(train), "val_images": len(val), "test_images": len(test),
-                         "image_size": train.image_size[0], "channels": train.channels,
-                         "num_classes": train.num_classes},
-            }  # fmt: skip
-            with MlflowStudentRun(name, pipeline, variant, params) as run:
-                result = train_student(StudentStore(store), student, training, train, test, seed, val=val, tracker=run,
-                                       description=name)  # fmt: skip
-                run.log_result(result, test.class_names)
-            rows.append({"pipeline": pipeline, "variant": variant, "seed": seed, "student_key": result.key,
-                         "cache_hit": result.cache_hit, **result.metrics()})  # fmt: skip
-        return pd.DataFrame(rows)
-
-    train_students.__name__ = train_students.__qualname__ = f"train_{variant}_students"
-    return train_students
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
 
 
-def summarize_students(*runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Mean and 95% CI per variant over seeds, as a table and as metrics for the `kedro run`'s MLflow run."""
-    table = pd.concat(runs, ignore_index=True)
-    summary = summarize(table, by=["pipeline", "variant"], metrics=[m for m in METRICS if m in table])
+@dataclass(frozen=True)
+class StudentJob:
+    """One student of a cell: its run name, seed, training set, optional parent, and the cell's columns."""
+
+    name: str
+    seed: int
+    train: ImageSet
+    transfer: Transfer | None = None
+    columns: Mapping[str, Any] = field(default_factory=dict)  # in the runs table and as MLflow tags
+    training: TrainConfig | None = None  # the cell's recipe, where it differs from the shared one
+
+
+def train_cell(
+    pipeline: str,
+    cell: str,
+    jobs: Iterable[StudentJob],
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    student: StudentConfig,
+    training: TrainConfig,
+    real_statistics: dict[str, list[float]],
+) -> pd.DataFrame:
+    """Train (or reuse) every student of a cell, each a nested MLflow run; one row per student."""
+    real = Normalization(tuple(real_statistics["mean"]), tuple(real_statistics["std"]))
+    rows = []
+    for job in jobs:
+        recipe = job.training or training
+        normalization = Normalization.resolve(recipe.normalization, job.train, real)
+        params = {
+            "student": student.model_dump(mode="json"),
+            "training": recipe.model_dump(mode="json"),
+            "seed": job.seed,
+            "data": {"train_images": len(job.train), "val_images": len(val), "test_images": len(test),
+                     "image_size": job.train.image_size[0], "channels": job.train.channels,
+                     "num_classes": job.train.num_classes},
+            "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
+        }  # fmt: skip
+        if job.transfer is not None:
+            params["transfer"] = {"parent": job.transfer.parent, "kept": job.transfer.kept,
+                                  **job.transfer.config.model_dump()}  # fmt: skip
+        tags = {"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}}
+        with MlflowStudentRun(job.name, tags, params) as run:
+            result = train_student(StudentStore(store), student, recipe, job.train, test, job.seed, normalization,
+                                   val=val, transfer=job.transfer, tracker=run, description=job.name)  # fmt: skip
+            run.log_result(result, test.class_names)
+        rows.append({"pipeline": pipeline, "cell": cell, **job.columns, "seed": job.seed, "student_key": result.key,
+                     "cache_hit": result.cache_hit, **result.metrics()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summarize_runs(
+    runs: pd.DataFrame, by: list[str], label: list[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Mean and 95% CI over seeds per group, as a table and as metrics for the `kedro run`'s MLflow run, named
+    by the ``label`` columns (by default every ``by`` column but the pipeline): ``real.test_accuracy_mean``."""
+    summary = summarize(runs, by=by, metrics=[m for m in METRICS if m in runs])
+    label = label or [k for k in by if k != "pipeline"]
     metrics = {
-        f"{row.variant}.{column}": {"value": float(getattr(row, column)), "step": 0}
+        ".".join([*(str(getattr(row, k)) for k in label), column]): {"value": float(getattr(row, column)), "step": 0}
         for row in summary.itertuples()
         for column in summary.columns
         if column.endswith(("_mean", "_ci95")) and pd.notna(getattr(row, column))
     }
     return summary, metrics
+
+
+def parent_keys(runs: pd.DataFrame, seeds: Iterable[int], source: str, pipeline: str) -> dict[int, str]:
+    """The key of the student of each seed in a cell's runs table; an error naming what to run for a missing seed."""
+    keys = dict(zip(runs["seed"].astype(int), runs["student_key"].astype(str), strict=True))
+    missing = sorted(set(seeds) - set(keys))
+    if missing:
+        raise ValueError(
+            f"{pipeline} needs the {source} baseline students of seed(s) {missing}, which baselines did not train: "
+            f"add them to baselines.seeds and run `kedro run --pipeline baselines`"
+        )
+    return keys
+
+
+def bind(func: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
+    """``func`` with some arguments fixed: one node function serves every cell of a grid.
+
+    Unlike ``functools.partial`` it keeps the name, the docstring and, without the fixed arguments, the signature
+    and type hints, which Kedro reads to map inputs and validate parameters.
+    """
+
+    signature = inspect.signature(func)
+    signature = signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in fixed])
+
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return func(**signature.bind(*args, **kwargs).arguments, **fixed)
+
+    functools.update_wrapper(bound, func)
+    bound.__signature__ = signature
+    bound.__annotations__ = {k: v for k, v in func.__annotations__.items() if k not in fixed}
+    return bound

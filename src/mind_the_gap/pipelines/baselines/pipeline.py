@@ -1,36 +1,42 @@
-"""Baselines: students trained on one kind of data each, tested on the real test set, over several seeds."""
+"""Baselines: students trained on real or on synthetic images, tested on the real test set, over seeds."""
 
 from kedro.pipeline import Node, Pipeline
 
-from mind_the_gap.pipelines.baselines.nodes import summarize_baselines
-from mind_the_gap.pipelines.students import make_student_trainer
+from mind_the_gap.pipelines.baselines.nodes import measure_recognisability, summarize_baselines, train_baselines
+from mind_the_gap.pipelines.student_runs import bind
 
-# variant -> the training set its students learn from
-VARIANTS = {"real": "real_train", "synthetic": "synthetic_train"}
+# cell -> the training set its students learn from
+CELLS = {"real": "real_train", "synthetic": "synthetic_train"}
+SHARED = ["real_val", "real_test", "student_store", "real_statistics"]
+PARAMETERS = {"params:student", "params:training", "params:baselines"}
+
+
+def _cell(cell: str, training_set: str) -> Pipeline:
+    train = Node(
+        bind(train_baselines, cell=cell),
+        ["train", *SHARED, "params:student", "params:training", "params:baselines"],
+        "runs",
+        name="train_students",
+    )
+    # The runs tables leave the namespace under plain names: other experiments read them.
+    return Pipeline([train], namespace=f"baselines.{cell}", inputs={"train": training_set, **{s: s for s in SHARED}},
+                    outputs={"runs": f"baselines_{cell}_runs"}, parameters=PARAMETERS)  # fmt: skip
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    trainers = [
-        Node(
-            make_student_trainer("baselines", variant),
-            [
-                training_set,
-                "real_val",
-                "real_test",
-                "student_store",
-                "params:student",
-                "params:training",
-                "params:baselines",
-            ],
-            f"baselines_{variant}_runs",
-            name=f"train_{variant}_baselines",
-        )  # fmt: skip
-        for variant, training_set in VARIANTS.items()
-    ]
     summary = Node(
         summarize_baselines,
-        [f"baselines_{variant}_runs" for variant in VARIANTS],
+        [f"baselines_{cell}_runs" for cell in CELLS],
         ["baselines_summary", "baselines_metrics"],
-        name="summarize_baselines",
+        name="summarize",
+        namespace="baselines",
     )
-    return Pipeline([*trainers, summary])
+    recognisability = Node(
+        measure_recognisability,
+        ["baselines_real_runs", "synthetic_train", "student_store", "params:student", "params:training",
+         "params:baselines"],
+        ["synthetic_recognisability", "synthetic_recognisability_metrics", "synthetic_samples"],
+        name="measure_recognisability",
+        namespace="baselines",
+    )  # fmt: skip
+    return Pipeline([*(_cell(cell, data) for cell, data in CELLS.items()), summary, recognisability])

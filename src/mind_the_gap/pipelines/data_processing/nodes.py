@@ -6,6 +6,7 @@ import pandas as pd
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import SPLITS, DatasetConfig, load_source, prepare_splits
+from mind_the_gap.training.engine import Normalization
 
 
 def prepare_real_data(dataset: DatasetConfig) -> tuple[ImageSet, ImageSet, ImageSet, ImageSet]:
@@ -23,3 +24,10 @@ def describe_real_data(generator_pool: ImageSet, train: ImageSet, val: ImageSet,
         index=pd.Index(train.class_names, name="class"),
     )
     return table.reset_index()
+
+
+def measure_real_statistics(train: ImageSet) -> dict[str, list[float]]:
+    """Per-channel mean and standard deviation of the real training pool: the one input normalisation every
+    student uses by default (``training.normalization: real``)."""
+    statistics = Normalization.of(train)
+    return {"mean": list(statistics.mean), "std": list(statistics.std)}

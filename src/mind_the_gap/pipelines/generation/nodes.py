@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.files import write_atomically
 from mind_the_gap.generators.config import GenerationConfig, build_generator
 from mind_the_gap.generators.store import (
     generate_into,
@@ -19,8 +20,6 @@ from mind_the_gap.generators.store import (
     run_key,
     shard_requests,
 )
-from mind_the_gap.training.checkpoint import write_atomically
-from mind_the_gap.training.students import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def generate_synthetic_images(
         "seed": generation.seed,
         "class_names": list(class_names),
         "size": [real_train.channels, real_train.image_size[0]],
-        "init_images": fingerprint(init_images) if init_images is not None else None,
+        "init_images": init_images.fingerprint() if init_images is not None else None,
     }
     key = run_key(params)
     directory = output_dir / key

@@ -1,7 +1,7 @@
 """The offline generator: a class-conditional diffusion model trained on the generator pool of real images.
 
 No student ever trains on the generator pool, so a synthetic student learns from the generator alone. How well
-the generated images carry their class ("recognisability") is measured with a real-trained baseline student.
+the images students train on carry their class is measured by `baselines`, with a real-trained student.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -19,7 +18,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import mlflow
-import pandas as pd
 import torch
 from pydantic import Field
 
@@ -32,22 +30,18 @@ from mind_the_gap.generators.class_diffusion import (
     train_class_diffusion,
 )
 from mind_the_gap.generators.store import plan_requests
-from mind_the_gap.models.students import StudentConfig
+from mind_the_gap.reporting import sample_grid
 from mind_the_gap.tracking import flatten
-from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.engine import evaluate
-from mind_the_gap.training.students import StudentStore, fingerprint
 
 log = logging.getLogger(__name__)
 
-# Seeds of recognisability images live far from those of the training data the `generation` pipeline makes.
-RECOGNISABILITY_SEED = 1_000_003
+# Seeds of sample images live far from those of the training data the `generation` pipeline makes.
+SAMPLES_SEED = 1_000_003
 
 
 class GeneratorTrainingConfig(Config):
     enabled: bool = Field(True, description="false where a pretrained backend (Stable Diffusion) needs none")
     diffusion: ClassDiffusionConfig = ClassDiffusionConfig()
-    recognisability_per_class: int = Field(100, ge=1)
     grid_per_class: int = Field(10, ge=1)
 
 
@@ -57,7 +51,7 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
         return {"path": None}
     if len(pool) == 0:
         raise ValueError("the generator pool is empty: set dataset.split.generator_pool above 0")
-    digest = json.dumps({"diffusion": config.diffusion.model_dump(mode="json"), "pool": fingerprint(pool)})
+    digest = json.dumps({"diffusion": config.diffusion.model_dump(mode="json"), "pool": pool.fingerprint()})
     key = hashlib.sha256(digest.encode()).hexdigest()[:16]
     directory = models_dir / key
     if directory.is_dir():
@@ -65,7 +59,7 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
         return {"path": str(directory), "key": key, "reused": True}
 
     with mlflow.start_run(run_name="generator_training/class_diffusion", nested=mlflow.active_run() is not None,
-                          tags={"pipeline": "generator_training", "variant": "class_diffusion"}):  # fmt: skip
+                          tags={"pipeline": "generator_training", "cell": "class_diffusion"}):  # fmt: skip
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(config.diffusion.model_dump(mode="json")).items()})
         mlflow.log_params({"pool_images": len(pool), "generator_key": key})
         start = time.perf_counter()
@@ -87,55 +81,14 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
     return {"path": str(directory), "key": key, "reused": False}
 
 
-def measure_recognisability(
-    generator_model: dict[str, Any],
-    baseline_runs: pd.DataFrame,
-    student_store: Path,
-    real_test: ImageSet,
-    student: StudentConfig,
-    training: TrainConfig,
-    config: GeneratorTrainingConfig,
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure]:
-    """Accuracy of the first real-trained baseline student on generated images, per class, and a sample grid."""
+def sample_generator(
+    generator_model: dict[str, Any], real_pool: ImageSet, config: GeneratorTrainingConfig
+) -> plt.Figure:
+    """A grid of fresh samples per class, to see what the generator learnt before generating a whole set."""
+    names = real_pool.class_names
     if generator_model.get("path") is None:
-        empty = pd.DataFrame(columns=["class", "recognisability"])
-        return empty, {}, _grid(torch.zeros(0, real_test.channels, 8, 8), [], real_test.class_names, 1)
+        return sample_grid(torch.zeros(0, real_pool.channels, 8, 8), torch.zeros(0, dtype=torch.long), names, 1)
     generator = ClassDiffusionGenerator(ClassDiffusionModel.load(Path(generator_model["path"])))
-    names = real_test.class_names
-    requests = plan_requests(names, config.recognisability_per_class, RECOGNISABILITY_SEED, lambda *_: "")
-    images = torch.cat([generator.generate(requests[i : i + 500]) for i in range(0, len(requests), 500)])
-    generated = ImageSet(images, torch.tensor([r.class_index for r in requests]), names)
-
-    reference = baseline_runs.sort_values("seed").iloc[0]
-    store = StudentStore(student_store)
-    result = store.load_result(str(reference["student_key"]))
-    if result is None:
-        raise ValueError(f"baseline student {reference['student_key']} is not in {student_store}: run baselines")
-    classifier = store.load_model(result.key, student, real_test)
-    evaluation = evaluate(classifier, generated, result.normalization, training)
-
-    table = pd.DataFrame({"class": names, "recognisability": evaluation.per_class_accuracy})
-    metrics = {"recognisability": evaluation.top1, "recognisability_top5": evaluation.top5}
-    metrics |= {f"recognisability_class/{i}": acc for i, acc in enumerate(evaluation.per_class_accuracy)}
-    log.info("recognisability of generated images: %.4f (chance %.4f)", evaluation.top1, 1 / len(names))
-    grid_index = [i for i, r in enumerate(requests) if r.index < config.grid_per_class]
-    figure = _grid(images[grid_index], [requests[i].class_index for i in grid_index], names, config.grid_per_class)
-    return table, {k: {"value": float(v), "step": 0} for k, v in metrics.items() if math.isfinite(v)}, figure
-
-
-def _grid(images: torch.Tensor, labels: list[int], class_names: tuple[str, ...], per_class: int) -> plt.Figure:
-    """One row of samples per class."""
-    rows = max(1, len(class_names))
-    figure, axes = plt.subplots(rows, per_class, figsize=(per_class * 0.9, rows * 0.95), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    seen = [0] * len(class_names)
-    for image, label in zip(images, labels, strict=True):
-        if seen[label] < per_class:
-            ax = axes[label][seen[label]]
-            ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if image.shape[0] == 1 else None)
-            seen[label] += 1
-    for label, name in enumerate(class_names):
-        axes[label][0].set_title(name, fontsize=7, loc="left")
-    figure.tight_layout()
-    return figure
+    requests = plan_requests(names, config.grid_per_class, SAMPLES_SEED, lambda *_: "")
+    labels = torch.tensor([r.class_index for r in requests])
+    return sample_grid(generator.generate(requests), labels, names, config.grid_per_class)

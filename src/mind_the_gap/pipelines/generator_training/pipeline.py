@@ -1,8 +1,8 @@
-"""Generator training: the offline class-conditional diffusion model, and how recognisable its images are."""
+"""Generator training: the offline class-conditional diffusion model, and a grid of its samples."""
 
 from kedro.pipeline import Node, Pipeline
 
-from mind_the_gap.pipelines.generator_training.nodes import measure_recognisability, train_generator
+from mind_the_gap.pipelines.generator_training.nodes import sample_generator, train_generator
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -15,18 +15,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="train_generator",
             ),
             Node(
-                measure_recognisability,
-                [
-                    "generator_model",
-                    "baselines_real_runs",
-                    "student_store",
-                    "real_test",
-                    "params:student",
-                    "params:training",
-                    "params:generator_training",
-                ],
-                ["generator_recognisability", "generator_training_metrics", "generator_samples"],
-                name="measure_recognisability",
-            ),  # fmt: skip
+                sample_generator,
+                ["generator_model", "real_generator_pool", "params:generator_training"],
+                "generator_samples",
+                name="sample_generator",
+            ),
         ]
     )

@@ -1,0 +1,167 @@
+"""Data efficiency: how little real data the last units need.
+
+Synthetic-trained baseline students get their last ``m`` units fine-tuned on a fraction of the real pool, the
+lower units frozen (``all``: every unit fine-tuned); the baseline is a student trained from scratch on the same
+fraction alone, the reference the real-only students on everything. Subsets are stratified, nested and drawn
+from the seed. Every student trains at least ``min_steps`` optimizer steps (by default as many as a student on
+the whole real pool), so small subsets are not flattered by a handful of steps.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from pydantic import Field
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.prepare import nested_subsets
+from mind_the_gap.models.architectures import StudentConfig, student_unit_names
+from mind_the_gap.pipelines.student_runs import SeedsConfig, StudentJob, parent_keys, summarize_runs, train_cell
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.engine import planned_steps
+from mind_the_gap.training.transfer import Transfer, TransferConfig
+
+LastUnits = int | Literal["all"]
+
+
+class DataEfficiencyConfig(SeedsConfig):
+    fractions: list[float] = Field([1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125], min_length=1)
+    last_units: list[LastUnits] = Field([1, 2, 3, "all"], min_length=1, description="units fine-tuned; all: every")
+    reinit: bool = Field(False, description="the fine-tuned units start fresh (true) or from the synthetic student")
+    lr_scale: float = Field(0.1, gt=0, le=1, description="learning rate of units starting from the synthetic student")
+    min_steps: int | Literal["full"] = Field("full", description="optimizer steps at least; full: those of the pool")
+    convergence_tolerance_pp: float = Field(1.0, ge=0, description="val-accuracy gain over the last quarter of "
+                                            "training below which a student counts as converged")  # fmt: skip
+
+
+def fraction_label(fraction: float) -> str:
+    return str(Fraction(fraction).limit_denominator(4096))
+
+
+def _recipe(training: TrainConfig, pool: ImageSet, config: DataEfficiencyConfig) -> TrainConfig:
+    budget = planned_steps(len(pool), training) if config.min_steps == "full" else config.min_steps
+    return training.model_copy(update={"min_steps": budget})
+
+
+def _subsets(pool: ImageSet, config: DataEfficiencyConfig) -> dict[int, dict[float, ImageSet]]:
+    return {seed: nested_subsets(pool, config.fractions, torch.Generator().manual_seed(seed)) for seed in config.seeds}
+
+
+def _columns(strategy: str, last_units: LastUnits | None, fraction: float, subset: ImageSet) -> dict[str, object]:
+    return {"strategy": strategy, "last_units": "" if last_units is None else str(last_units), "fraction": fraction,
+            "fraction_label": fraction_label(fraction), "real_images": len(subset)}  # fmt: skip
+
+
+def train_from_scratch(
+    real_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    data_efficiency: DataEfficiencyConfig,
+) -> pd.DataFrame:
+    """The baseline: a fresh student on each real subset alone (the whole pool is the real-only baseline)."""
+    recipe = _recipe(training, real_train, data_efficiency)
+    jobs = [
+        StudentJob(f"data_efficiency/scratch on {fraction_label(f)} real/seed{seed}", seed, subset,
+                   columns=_columns("scratch", None, f, subset), training=recipe)
+        for seed, subsets in _subsets(real_train, data_efficiency).items()
+        for f, subset in subsets.items()
+    ]  # fmt: skip
+    return train_cell("data_efficiency", "scratch", jobs, val, test, store, student, training, real_statistics)
+
+
+def train_finetuned(
+    parent_runs: pd.DataFrame,
+    real_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    data_efficiency: DataEfficiencyConfig,
+) -> pd.DataFrame:
+    """The synthetic students' last units fine-tuned on each real subset, the lower units frozen."""
+    recipe = _recipe(training, real_train, data_efficiency)
+    parents = parent_keys(parent_runs, data_efficiency.seeds, "synthetic", "data_efficiency")
+    num_units = len(student_unit_names(student))
+    bad = [m for m in data_efficiency.last_units if m != "all" and not 0 < m < num_units]
+    if bad:
+        raise ValueError(f"data_efficiency.last_units {bad}: the student has {num_units} units, so use 1-"
+                         f"{num_units - 1} or all")  # fmt: skip
+    jobs = []
+    for last in data_efficiency.last_units:
+        if last == "all":  # every unit kept from the synthetic student, and fine-tuned
+            kept, lower, strategy = f"0-{num_units - 1}", "finetune", "all"
+        else:
+            kept, lower, strategy = f"0-{num_units - last - 1}", "frozen", f"last {last}"
+        transfer = TransferConfig(lower=lower, lr_scale=data_efficiency.lr_scale, reinit=data_efficiency.reinit)
+        for seed, subsets in _subsets(real_train, data_efficiency).items():
+            for f, subset in subsets.items():
+                name = f"data_efficiency/{strategy} units on {fraction_label(f)} real/seed{seed}"
+                jobs.append(StudentJob(name, seed, subset, Transfer(parents[seed], kept, transfer),
+                                       _columns(strategy, last, f, subset), recipe))  # fmt: skip
+    return train_cell("data_efficiency", "finetune", jobs, val, test, store, student, training, real_statistics)
+
+
+def summarize_data_efficiency(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    scratch_runs: pd.DataFrame,
+    finetune_runs: pd.DataFrame,
+    data_efficiency: DataEfficiencyConfig,
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure]:
+    """Mean ± 95% CI per strategy and fraction, its distance to the real-only students on everything, whether
+    the students converged, and the trade-off figure: accuracy against real images used."""
+    runs = pd.concat([scratch_runs, finetune_runs], ignore_index=True)
+    seeds = set(data_efficiency.seeds)
+    baselines = pd.concat([real_runs, synthetic_runs], ignore_index=True)
+    reference, _ = summarize_runs(baselines[baselines["seed"].isin(seeds)], by=["cell"])
+    reference = reference.set_index("cell")
+    summary, metrics = summarize_runs(runs, by=["strategy", "fraction", "fraction_label", "real_images"],
+                                      label=["strategy", "fraction_label"])  # fmt: skip
+    # Converged: no seed's validation accuracy still rose by the tolerance over the last quarter of training.
+    runs["converged"] = 100 * runs["val_accuracy_last_quarter_gain"] < data_efficiency.convergence_tolerance_pp
+    converged = runs.groupby(["strategy", "fraction"], sort=False)["converged"].all().reset_index()
+    summary = summary.merge(converged, on=["strategy", "fraction"], how="left")
+    real_mean = reference["test_accuracy_mean"].get("real", math.nan)
+    summary["below_real_pp"] = 100 * (real_mean - summary["test_accuracy_mean"])
+    for row in summary.itertuples():
+        metrics[f"{row.strategy}.{row.fraction_label}.below_real_pp"] = {"value": float(row.below_real_pp), "step": 0}
+    return summary, metrics, data_efficiency_figure(summary, reference)
+
+
+def data_efficiency_figure(summary: pd.DataFrame, reference: pd.DataFrame) -> plt.Figure:
+    """Test accuracy against the number of real images used, one line per strategy with its 95% CI band."""
+    figure, ax = plt.subplots(figsize=(7.5, 4.8))
+    for source, colour in (("real", "C0"), ("synthetic", "C3")):
+        if source in reference.index:
+            mean, ci = reference.loc[source, ["test_accuracy_mean", "test_accuracy_ci95"]]
+            ci = 0.0 if pd.isna(ci) else ci
+            ax.axhspan(mean - ci, mean + ci, color=colour, alpha=0.12)
+            label = "real-only, every real image" if source == "real" else "synthetic-only, no real image"
+            ax.axhline(mean, color=colour, lw=0.8, ls=":", label=label)
+    for i, (strategy, group) in enumerate(summary.groupby("strategy", sort=False)):
+        points = group.sort_values("real_images")
+        colour = "black" if strategy == "scratch" else f"C{i + 1}"
+        label = "from scratch on the subset" if strategy == "scratch" else f"synthetic student, {strategy} fine-tuned"
+        x, mean = points["real_images"], points["test_accuracy_mean"]
+        ci = points["test_accuracy_ci95"].fillna(0.0)
+        ax.plot(x, mean, marker="o", ms=4, color=colour, label=label)
+        ax.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("real training images used")
+    ax.set_ylabel("test accuracy on real images")
+    ax.set_title("Data efficiency: fine-tuning the last units on a little real data")
+    ax.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,154 @@
+"""The layer_swap pipeline: units kept from a baseline student of one source, the rest trained on the other, per
+cut and seed; the summary's share of the gap each cell recovers."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.pipelines.layer_swap.nodes import (
+    LayerSwapConfig,
+    resolve_cuts,
+    summarize_layer_swap,
+    swap_ranges,
+    train_layer_swap,
+)
+from mind_the_gap.pipelines.layer_swap.pipeline import create_pipeline
+from mind_the_gap.training.student_cache import StudentStore
+
+from .conftest import STUDENT, TinyExperiment
+
+NARROW_UNITS = 10  # resnet_narrow numbered by blocks: stem, 8 blocks, classifier
+
+
+def test_cuts_default_to_every_cut_and_are_sorted_once():
+    assert resolve_cuts(LayerSwapConfig(cuts=None), STUDENT) == list(range(1, NARROW_UNITS))
+    assert resolve_cuts(LayerSwapConfig(cuts=[7, 3, 7]), STUDENT) == [3, 7]
+    assert resolve_cuts(LayerSwapConfig(cuts=None), StudentConfig(arch="resnet18", units="layers"))[-1] == 17
+
+
+@pytest.mark.parametrize("cut", [0, NARROW_UNITS, -1])
+def test_a_cut_that_leaves_one_side_empty_names_the_valid_range(cut: int):
+    with pytest.raises(ValueError, match=rf"layer_swap.cuts \[{cut}\].*units 0-9.*1-9"):
+        resolve_cuts(LayerSwapConfig(cuts=[3, cut]), STUDENT)
+
+
+def test_swap_ranges_keep_the_head_for_prefixes_and_the_tail_for_suffixes():
+    assert swap_ranges("prefix", 3, 10) == ("0-2", "3-9")
+    assert swap_ranges("suffix", 3, 10) == ("3-9", "0-2")
+    assert swap_ranges("prefix", 9, 10) == ("0-8", "9-9")
+
+
+@pytest.mark.parametrize(
+    ("arrangement", "source", "kept", "trained"),
+    [
+        ("prefix", "real", ["0-2", "0-6"], ["3-9", "7-9"]),
+        ("prefix", "synthetic", ["0-2", "0-6"], ["3-9", "7-9"]),
+        ("suffix", "real", ["3-9", "7-9"], ["0-2", "0-6"]),
+        ("suffix", "synthetic", ["3-9", "7-9"], ["0-2", "0-6"]),
+    ],
+)
+def test_a_cell_trains_one_tracked_student_per_cut_and_seed(
+    tiny: TinyExperiment, tracking: str, arrangement: str, source: str, kept: list[str], trained: list[str]
+):
+    other = "synthetic" if source == "real" else "real"
+    parents = tiny.real_runs if source == "real" else tiny.synthetic_runs
+    other_train = tiny.synthetic_train if source == "real" else tiny.real_train
+    config = LayerSwapConfig(seeds=[0, 1], cuts=[7, 3])
+    runs = train_layer_swap(arrangement, source, parents, other_train, layer_swap=config, **tiny.shared)
+
+    assert len(runs) == 4 and runs["student_key"].is_unique
+    assert runs["pipeline"].eq("layer_swap").all() and runs["cell"].eq(f"{arrangement}_from_{source}").all()
+    assert runs[["cut", "seed"]].values.tolist() == [[3, 0], [3, 1], [7, 0], [7, 1]]
+    assert runs["kept"].tolist() == [kept[0]] * 2 + [kept[1]] * 2
+    assert runs["trained"].tolist() == [trained[0]] * 2 + [trained[1]] * 2
+    assert runs["from"].eq(source).all() and runs["trained_on"].eq(other).all()
+    assert runs["real_units"].tolist() == (runs["kept"] if source == "real" else runs["trained"]).tolist()
+    assert runs["test_accuracy"].between(0, 1).all() and not runs["student_key"].isin(parents["student_key"]).any()
+
+    tracked = mlflow.search_runs(experiment_names=["Default"], filter_string="tags.pipeline = 'layer_swap'")
+    first = tracked.drop_duplicates("tags.student_key").set_index("tags.student_key").loc[runs["student_key"][0]]
+    assert first["tags.mlflow.runName"] == f"layer_swap/kept={kept[0]} {source}/rest {other}/seed0"
+    assert (first["tags.pipeline"], first["tags.cell"]) == ("layer_swap", f"{arrangement}_from_{source}")
+    assert (first["tags.kept"], first["tags.from"], first["tags.trained_on"], first["tags.cut"]) == (
+        kept[0], source, other, "3",
+    )  # fmt: skip
+
+
+def test_kept_units_are_the_parents_and_the_rest_is_trained_anew(tiny: TinyExperiment, tracking: str):
+    config = LayerSwapConfig(seeds=[1], cuts=[3])
+    runs = train_layer_swap("prefix", "real", tiny.real_runs, tiny.synthetic_train, layer_swap=config, **tiny.shared)
+    store = StudentStore(tiny.store)
+    child = store.load_model(runs["student_key"][0], STUDENT, tiny.real_train)
+    parent = store.load_model(tiny.real_runs.set_index("seed").loc[1, "student_key"], STUDENT, tiny.real_train)
+    parent_weights = dict(parent.named_parameters())
+    same = {unit: [] for unit in range(NARROW_UNITS)}
+    for name, weight in child.named_parameters():
+        same[child.unit_of_parameter()[name]].append(torch.equal(weight, parent_weights[name]))
+    assert all(all(same[unit]) for unit in (0, 1, 2))  # frozen, as copied from seed 1's real student
+    assert not any(any(same[unit]) for unit in range(3, NARROW_UNITS))  # reinitialised and trained on synthetic
+
+
+def test_a_seed_without_a_baseline_student_names_baselines_seeds(tiny: TinyExperiment, tracking: str):
+    config = LayerSwapConfig(seeds=[0, 5], cuts=[3])
+    with pytest.raises(ValueError, match=r"seed\(s\) \[5\].*baselines.seeds"):
+        train_layer_swap("prefix", "real", tiny.real_runs, tiny.synthetic_train, layer_swap=config, **tiny.shared)
+
+
+def baseline_runs(cell: str, accuracies: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"pipeline": "baselines", "cell": cell, "seed": range(len(accuracies)),
+                         "test_accuracy": accuracies})  # fmt: skip
+
+
+def cell_runs(arrangement: str, source: str, cut: int, accuracies: list[float]) -> pd.DataFrame:
+    kept, trained = swap_ranges(arrangement, cut, NARROW_UNITS)
+    return pd.DataFrame({"pipeline": "layer_swap", "cell": f"{arrangement}_from_{source}", "arrangement": arrangement,
+                         "cut": cut, "kept": kept, "from": source, "trained": trained,
+                         "trained_on": "synthetic" if source == "real" else "real",
+                         "real_units": kept if source == "real" else trained, "seed": range(len(accuracies)),
+                         "test_accuracy": accuracies})  # fmt: skip
+
+
+def test_summary_places_each_cell_between_the_synthetic_and_the_real_students():
+    # Seed 2 of the baselines is no layer-swap seed: left out of the reference, or the real mean would be 0.6.
+    real, synthetic = baseline_runs("real", [0.9, 0.8, 0.1]), baseline_runs("synthetic", [0.5, 0.6, 0.0])
+    halfway = cell_runs("prefix", "real", 3, [0.70, 0.70])
+    all_the_way = cell_runs("suffix", "synthetic", 7, [0.80, 0.90])
+    table, metrics, figure = summarize_layer_swap(real, synthetic, STUDENT, halfway, all_the_way)
+
+    baselines = table[table["arrangement"] == "baseline"].set_index("cell")
+    assert baselines.loc["real", "test_accuracy_mean"] == pytest.approx(0.85)
+    assert baselines.loc["synthetic", "test_accuracy_mean"] == pytest.approx(0.55)
+    assert baselines["gap_recovered"].to_dict() == {"real": 1.0, "synthetic": 0.0}
+    assert baselines["from"].to_dict() == {"real": "real", "synthetic": "synthetic"}
+    assert baselines.loc["real", "real_units"] == "0-9" and baselines.loc["synthetic", "real_units"] == ""
+    cells = table[table["arrangement"] != "baseline"].set_index("cell")
+    assert cells.loc["prefix_from_real", "gap_recovered"] == pytest.approx(0.5)
+    assert cells.loc["suffix_from_synthetic", "gap_recovered"] == pytest.approx(1.0)
+    assert cells.loc["suffix_from_synthetic", "real_units"] == "0-6" and cells["n"].eq(2).all()
+    assert metrics["prefix_from_real.0-2.gap_recovered"] == {"value": pytest.approx(0.5), "step": 0}
+    assert metrics["prefix_from_real.0-2.test_accuracy_mean"]["value"] == pytest.approx(0.7)
+    assert isinstance(figure, Figure)
+
+
+def test_summary_of_cells_without_students_keeps_the_baseline_rows():
+    real, synthetic = baseline_runs("real", [0.9]), baseline_runs("synthetic", [0.5])
+    table, metrics, _ = summarize_layer_swap(real, synthetic, STUDENT, pd.DataFrame(), pd.DataFrame())
+    assert table["arrangement"].tolist() == ["baseline", "baseline"] and metrics == {}
+
+
+def test_every_cell_is_a_namespace_reading_its_parents_and_the_other_source():
+    pipeline = create_pipeline()
+    trainers = {node.namespace: node for node in pipeline.nodes if node.name.endswith("train_students")}
+    assert set(trainers) == {f"layer_swap.{a}_from_{s}" for a in ("prefix", "suffix") for s in ("real", "synthetic")}
+    for namespace, node in trainers.items():
+        source, other = ("real", "synthetic") if namespace.endswith("_real") else ("synthetic", "real")
+        assert {f"baselines_{source}_runs", f"{other}_train", "real_val", "real_test"} <= set(node.inputs)
+        assert f"{source}_train" not in node.inputs and node.outputs == [f"{namespace}.runs"]
+    (summary,) = pipeline.only_nodes_with_outputs("layer_swap_summary").nodes
+    assert {f"{namespace}.runs" for namespace in trainers} <= set(summary.inputs)
+    assert set(summary.outputs) == {"layer_swap_summary", "layer_swap_metrics", "layer_swap_figure"}

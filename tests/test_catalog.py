@@ -1,0 +1,86 @@
+"""The project's catalog: every dataset a pipeline uses has an entry, and the factory patterns split names right."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog
+
+from mind_the_gap.pipeline_registry import register_pipelines
+from mind_the_gap.pipelines.student_runs import parent_keys
+
+from .pipelines.conftest import make_project, project_catalog
+
+PIPELINES = {name: pipeline for name, pipeline in register_pipelines().items() if name != "__default__"}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> DataCatalog:
+    return project_catalog(make_project(tmp_path_factory.mktemp("catalog") / "project"))
+
+
+def datasets(pipeline_name: str) -> set[str]:
+    return {name for name in PIPELINES[pipeline_name].datasets() if not name.startswith("params:")} - {"parameters"}
+
+
+def location(catalog: DataCatalog, name: str) -> str | None:
+    """Where a dataset lives on disk: its file, its folder, or its wrapped dataset's file (MLflow artifacts)."""
+    config = catalog.config_resolver.resolve_pattern(name)
+    config = config.get("dataset", config)
+    return config.get("filepath", config.get("path"))
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        # The old pattern {experiment}_{variant}_runs split layer_swap_prefix_runs as experiment "layer".
+        ("layer_swap.prefix_from_real.runs", "data/07_model_output/layer_swap/prefix_from_real_runs.csv"),
+        ("layer_swap.suffix_from_synthetic.runs", "data/07_model_output/layer_swap/suffix_from_synthetic_runs.csv"),
+        ("data_efficiency.scratch.runs", "data/07_model_output/data_efficiency/scratch_runs.csv"),
+        ("baselines_real_runs", "data/07_model_output/baselines/real_runs.csv"),
+        ("baselines_synthetic_runs", "data/07_model_output/baselines/synthetic_runs.csv"),
+        ("layer_swap_summary", "data/08_reporting/layer_swap_summary.csv"),
+        ("data_efficiency_figure", "data/08_reporting/data_efficiency.png"),
+        ("real_statistics", "data/02_intermediate/real_statistics.json"),
+        ("synthetic_recognisability", "data/08_reporting/synthetic_recognisability.csv"),
+    ],
+)
+def test_names_resolve_to_their_files(catalog: DataCatalog, name: str, path: str):
+    assert name in catalog and location(catalog, name) == path
+
+
+def test_summary_metrics_go_to_mlflow_under_their_experiments_name(catalog: DataCatalog):
+    assert catalog.config_resolver.resolve_pattern("layer_swap_metrics")["prefix"] == "layer_swap"
+    assert catalog.config_resolver.resolve_pattern("synthetic_recognisability_metrics")["prefix"] == (
+        "synthetic_recognisability"
+    )
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_every_dataset_a_pipeline_uses_has_a_catalog_entry(catalog: DataCatalog, pipeline: str):
+    unlisted = sorted(name for name in datasets(pipeline) if name not in catalog)  # else a MemoryDataset, lost
+    assert not unlisted
+    assert not [name for name in datasets(pipeline) if catalog.get_type(name).endswith("MemoryDataset")]
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_every_runs_table_lies_in_its_pipelines_folder(catalog: DataCatalog, pipeline: str):
+    tables = [name for name in PIPELINES[pipeline].all_outputs() if name.endswith("runs")]
+    for name in tables:
+        assert Path(location(catalog, name)).parent == Path("data/07_model_output") / pipeline, name
+
+
+def test_no_two_datasets_share_a_file(catalog: DataCatalog):
+    names = set().union(*(datasets(pipeline) for pipeline in PIPELINES))
+    places = Counter(location(catalog, name) for name in names)
+    assert [place for place, count in places.items() if place is not None and count > 1] == []
+
+
+def test_a_runs_table_keeps_its_student_keys_as_written(catalog: DataCatalog, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    key = "01234567890123456789"  # a hex digest without letters: one in about 12,000 keys
+    catalog.save("baselines_real_runs", pd.DataFrame({"seed": [0], "student_key": [key]}))
+    assert parent_keys(catalog.load("baselines_real_runs"), [0], "real", "layer_swap") == {0: key}
