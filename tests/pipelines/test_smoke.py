@@ -21,6 +21,7 @@ from .conftest import REPO, make_project, run_pipeline, tracking_to
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
 STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency"]
+STRATEGIES = ["scratch", "scratch 2x steps", "last 2", "all"]  # conf/smoke's data_efficiency.last_units: [2, all]
 LAYER_SWAP_CELLS = ["prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic"]
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
@@ -104,14 +105,19 @@ def test_smoke_run_writes_the_layer_swap_table(smoke: Path):
 def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
     summary = pd.read_csv(smoke / "data/08_reporting/data_efficiency_summary.csv", dtype={"fraction_label": str})
     assert set(zip(summary["strategy"], summary["fraction_label"], strict=True)) == {
-        (strategy, label) for strategy in ("scratch", "last 2", "all") for label in ("1", "1/2")
+        (strategy, label) for strategy in STRATEGIES for label in ("1", "1/2")
     }
-    assert {"real_images", "test_accuracy_mean", "converged", "below_real_pp"} <= set(summary.columns)
-    assert sorted(set(summary["real_images"])) == [TRAIN_POOL // 2, TRAIN_POOL] and summary["n"].eq(2).all()
+    assert {"real_images", "test_accuracy_mean", "below_real_pp", "more_steps_gain_pp"} <= set(summary.columns)
+    assert sorted(set(summary["real_images"])) == [TRAIN_POOL // 2, TRAIN_POOL]
+    # Two seeds each; the convergence check trains seed 0 again with twice the steps, and says for the
+    # from-scratch students alone whether that helped.
+    checked = summary["strategy"] == "scratch 2x steps"
+    assert summary.loc[checked, "n"].eq(1).all() and summary.loc[~checked, "n"].eq(2).all()
+    assert summary.dropna(subset=["converged"])["strategy"].eq("scratch").all()
     # The student from scratch on the whole pool is the real baseline student, trained once.
     scratch = pd.read_csv(smoke / "data/07_model_output/data_efficiency/scratch_runs.csv")
     real = pd.read_csv(smoke / "data/07_model_output/baselines/real_runs.csv").set_index("seed")
-    whole = scratch[scratch["fraction"] == 1].set_index("seed")
+    whole = scratch[(scratch["fraction"] == 1) & (scratch["strategy"] == "scratch")].set_index("seed")
     assert whole["student_key"].to_dict() == real["student_key"].to_dict()
 
 
@@ -134,8 +140,8 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
 
     efficiency = default[default["tags.pipeline"] == "data_efficiency"]
     grid = efficiency.groupby(["tags.strategy", "tags.fraction", "params.seed"]).size()
-    assert len(efficiency) == len(grid) == 3 * 2 * 2  # strategy, fraction and seed
-    assert set(efficiency["tags.strategy"]) == {"scratch", "last 2", "all"}
+    assert len(efficiency) == len(grid) == 3 * 2 * 2 + 2  # strategy, fraction and seed; the check's seed 0
+    assert set(efficiency["tags.strategy"]) == set(STRATEGIES)
     assert set(efficiency["tags.fraction"]) == {"1.0", "0.5"}
     assert "data_efficiency/last 2 units on 1/2 real/seed0" in set(efficiency["tags.mlflow.runName"])
 
@@ -186,7 +192,8 @@ def test_results_notebook_runs_on_what_the_pipelines_wrote(smoke: Path, monkeypa
     assert set(namespace["students"]["tags.cell"]) == {"real", "synthetic"}
     assert namespace["baselines"]["cell"].tolist() == ["real", "synthetic"]
     assert len(namespace["recognisability"]) == 10
-    assert len(namespace["layer_swap"]) == 2 + len(LAYER_SWAP_CELLS) and len(namespace["data_efficiency"]) == 3 * 2
+    assert len(namespace["layer_swap"]) == 2 + len(LAYER_SWAP_CELLS)
+    assert len(namespace["data_efficiency"]) == len(STRATEGIES) * 2
 
 
 def test_generator_training_needs_only_data_processing(project: Path):

@@ -165,18 +165,11 @@ def test_a_cached_child_is_reused_and_replays_its_curves(trainer: Trainer):
     assert again.normalization == first.normalization == REAL
 
 
-def _result_with_val_curve(val_accuracy: list[float]) -> StudentResult:
+def test_a_result_survives_its_json_round_trip():
     history = [{"epoch": float(i + 1), "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": v}
-               for i, v in enumerate(val_accuracy)]  # fmt: skip
+               for i, v in enumerate([0.2, 0.5, 0.6])]  # fmt: skip
     test = Evaluation(loss=1.0, top1=0.5, top5=1.0, per_class_accuracy=[0.5, 0.5], confusion=np.eye(2, dtype=np.int64))
-    return StudentResult("key", 0, history, test, REAL, 1.0, 100.0, 10)
-
-
-@pytest.mark.parametrize(
-    ("val_accuracy", "gain"), [([0.2, 0.5, 0.6, 0.65], 0.05), ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.64, 0.7], 0.1)]
-)
-def test_val_accuracy_gain_over_the_last_quarter_of_training(val_accuracy: list[float], gain: float):
-    result = _result_with_val_curve(val_accuracy)
-    assert result.metrics()["val_accuracy_last_quarter_gain"] == pytest.approx(gain)
+    result = StudentResult("key", 0, history, test, REAL, 1.0, 100.0, 10)
     again = StudentResult.from_json(result.to_json())
     assert again.metrics() == result.metrics() and again.normalization == REAL
+    assert result.metrics()["val_accuracy"] == 0.6 and result.metrics()["train_images_per_second"] == 100.0

@@ -21,14 +21,13 @@ from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.reporting import summarize
-from mind_the_gap.tracking import MlflowStudentRun
+from mind_the_gap.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import Normalization
 from mind_the_gap.training.student_cache import StudentStore, train_student
 from mind_the_gap.training.transfer import Transfer
 
-METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "val_accuracy_last_quarter_gain", "train_accuracy",
-           "train_seconds"]  # fmt: skip
+METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "train_accuracy", "train_seconds"]
 
 
 class SeedsConfig(Config):
@@ -96,7 +95,10 @@ def summarize_runs(
     summary = summarize(runs, by=by, metrics=[m for m in METRICS if m in runs])
     label = label or [k for k in by if k != "pipeline"]
     metrics = {
-        ".".join([*(str(getattr(row, k)) for k in label), column]): {"value": float(getattr(row, column)), "step": 0}
+        metric_name(".".join([*(str(getattr(row, k)) for k in label), column])): {
+            "value": float(getattr(row, column)),
+            "step": 0,
+        }
         for row in summary.itertuples()
         for column in summary.columns
         if column.endswith(("_mean", "_ci95")) and pd.notna(getattr(row, column))

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,11 +80,7 @@ class StudentResult:
             "train_images_per_second": self.images_per_second,
         }
         if "val_accuracy" in last:
-            # How much validation accuracy still rose over the last quarter of training: near zero once converged.
-            three_quarters = self.history[max(0, math.floor(0.75 * len(self.history)) - 1)]
-            gain = last["val_accuracy"] - three_quarters["val_accuracy"]
-            metrics |= {"val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
-                        "val_accuracy_last_quarter_gain": gain}  # fmt: skip
+            metrics |= {"val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"]}
         return metrics
 
     def to_json(self) -> dict[str, Any]:

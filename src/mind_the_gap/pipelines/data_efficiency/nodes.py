@@ -4,7 +4,8 @@ Synthetic-trained baseline students get their last ``m`` units fine-tuned on a f
 lower units frozen (``all``: every unit fine-tuned); the baseline is a student trained from scratch on the same
 fraction alone, the reference the real-only students on everything. Subsets are stratified, nested and drawn
 from the seed. Every student trains at least ``min_steps`` optimizer steps (by default as many as a student on
-the whole real pool), so small subsets are not flattered by a handful of steps.
+the whole real pool), so small subsets are not flattered by a handful of steps; whether that budget sufficed is
+checked by training the from-scratch students of some seeds again with a larger one.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Literal
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import nested_subsets
 from mind_the_gap.models.architectures import StudentConfig, student_unit_names
@@ -30,23 +32,43 @@ from mind_the_gap.training.transfer import Transfer, TransferConfig
 LastUnits = int | Literal["all"]
 
 
+class ConvergenceCheck(Config):
+    """From-scratch students of some seeds trained again with ``budget_factor`` times the steps: if they do no
+    better (by less than ``tolerance_pp``), the step budget sufficed. (A validation curve cannot tell: under a
+    cosine schedule accuracy always rises as the learning rate falls to zero.)"""
+
+    budget_factor: float = Field(2.0, gt=1)
+    seeds: list[int] = Field([0], min_length=1, description="each costs budget_factor students per fraction")
+    tolerance_pp: float = Field(1.0, ge=0)
+
+
 class DataEfficiencyConfig(SeedsConfig):
     fractions: list[float] = Field([1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125], min_length=1)
     last_units: list[LastUnits] = Field([1, 2, 3, "all"], min_length=1, description="units fine-tuned; all: every")
     reinit: bool = Field(False, description="the fine-tuned units start fresh (true) or from the synthetic student")
     lr_scale: float = Field(0.1, gt=0, le=1, description="learning rate of units starting from the synthetic student")
     min_steps: int | Literal["full"] = Field("full", description="optimizer steps at least; full: those of the pool")
-    convergence_tolerance_pp: float = Field(1.0, ge=0, description="val-accuracy gain over the last quarter of "
-                                            "training below which a student counts as converged")  # fmt: skip
+    convergence_check: ConvergenceCheck | None = ConvergenceCheck()
+
+    @model_validator(mode="after")
+    def _check_seeds_are_seeds(self) -> DataEfficiencyConfig:
+        extra = set(self.convergence_check.seeds) - set(self.seeds) if self.convergence_check else set()
+        if extra:
+            raise ValueError(
+                f"data_efficiency.convergence_check.seeds {sorted(extra)} are not in data_efficiency.seeds"
+            )
+        return self
 
 
 def fraction_label(fraction: float) -> str:
     return str(Fraction(fraction).limit_denominator(4096))
 
 
-def _recipe(training: TrainConfig, pool: ImageSet, config: DataEfficiencyConfig) -> TrainConfig:
+def _recipe(
+    training: TrainConfig, pool: ImageSet, config: DataEfficiencyConfig, budget_factor: float = 1.0
+) -> TrainConfig:
     budget = planned_steps(len(pool), training) if config.min_steps == "full" else config.min_steps
-    return training.model_copy(update={"min_steps": budget})
+    return training.model_copy(update={"min_steps": round(budget * budget_factor)})
 
 
 def _subsets(pool: ImageSet, config: DataEfficiencyConfig) -> dict[int, dict[float, ImageSet]]:
@@ -68,15 +90,26 @@ def train_from_scratch(
     training: TrainConfig,
     data_efficiency: DataEfficiencyConfig,
 ) -> pd.DataFrame:
-    """The baseline: a fresh student on each real subset alone (the whole pool is the real-only baseline)."""
-    recipe = _recipe(training, real_train, data_efficiency)
+    """The baseline: a fresh student on each real subset alone (the whole pool is the real-only baseline), and
+    the convergence check's students with a larger step budget."""
+    check = data_efficiency.convergence_check
+    plans = [("scratch", 1.0, data_efficiency.seeds)]  # strategy, step budget factor, seeds
+    if check is not None:
+        plans.append((_more_steps(check.budget_factor), check.budget_factor, check.seeds))
+    subsets = _subsets(real_train, data_efficiency)
     jobs = [
-        StudentJob(f"data_efficiency/scratch on {fraction_label(f)} real/seed{seed}", seed, subset,
-                   columns=_columns("scratch", None, f, subset), training=recipe)
-        for seed, subsets in _subsets(real_train, data_efficiency).items()
-        for f, subset in subsets.items()
+        StudentJob(f"data_efficiency/{strategy} on {fraction_label(f)} real/seed{seed}", seed, subset,
+                   columns=_columns(strategy, None, f, subset),
+                   training=_recipe(training, real_train, data_efficiency, factor))
+        for strategy, factor, seeds in plans
+        for seed in seeds
+        for f, subset in subsets[seed].items()
     ]  # fmt: skip
     return train_cell("data_efficiency", "scratch", jobs, val, test, store, student, training, real_statistics)
+
+
+def _more_steps(factor: float) -> str:
+    return f"scratch {factor:g}x steps"
 
 
 def train_finetuned(
@@ -129,15 +162,24 @@ def summarize_data_efficiency(
     reference = reference.set_index("cell")
     summary, metrics = summarize_runs(runs, by=["strategy", "fraction", "fraction_label", "real_images"],
                                       label=["strategy", "fraction_label"])  # fmt: skip
-    # Converged: no seed's validation accuracy still rose by the tolerance over the last quarter of training.
-    runs["converged"] = 100 * runs["val_accuracy_last_quarter_gain"] < data_efficiency.convergence_tolerance_pp
-    converged = runs.groupby(["strategy", "fraction"], sort=False)["converged"].all().reset_index()
-    summary = summary.merge(converged, on=["strategy", "fraction"], how="left")
     real_mean = reference["test_accuracy_mean"].get("real", math.nan)
     summary["below_real_pp"] = 100 * (real_mean - summary["test_accuracy_mean"])
     for row in summary.itertuples():
         metrics[f"{row.strategy}.{row.fraction_label}.below_real_pp"] = {"value": float(row.below_real_pp), "step": 0}
+    check = data_efficiency.convergence_check
+    if check is not None:
+        summary = summary.merge(_convergence(runs, check), on=["strategy", "fraction"], how="left")
     return summary, metrics, data_efficiency_figure(summary, reference)
+
+
+def _convergence(runs: pd.DataFrame, check: ConvergenceCheck) -> pd.DataFrame:
+    """Per fraction, how many points the from-scratch students gained with the larger budget (same seeds, same
+    subsets), and whether that stays below the tolerance."""
+    accuracy = runs.pivot_table(index=["fraction", "seed"], columns="strategy", values="test_accuracy")
+    longer = accuracy[_more_steps(check.budget_factor)]
+    gain = (100 * (longer - accuracy["scratch"])).dropna().groupby("fraction").mean()
+    return pd.DataFrame({"strategy": "scratch", "fraction": gain.index, "more_steps_gain_pp": gain.to_numpy(),
+                         "converged": gain.to_numpy() < check.tolerance_pp})  # fmt: skip
 
 
 def data_efficiency_figure(summary: pd.DataFrame, reference: pd.DataFrame) -> plt.Figure:
@@ -152,11 +194,14 @@ def data_efficiency_figure(summary: pd.DataFrame, reference: pd.DataFrame) -> pl
             ax.axhline(mean, color=colour, lw=0.8, ls=":", label=label)
     for i, (strategy, group) in enumerate(summary.groupby("strategy", sort=False)):
         points = group.sort_values("real_images")
-        colour = "black" if strategy == "scratch" else f"C{i + 1}"
-        label = "from scratch on the subset" if strategy == "scratch" else f"synthetic student, {strategy} fine-tuned"
+        scratch = strategy.startswith("scratch")
+        colour, style = ("black", "-" if strategy == "scratch" else ":") if scratch else (f"C{i + 1}", "-")
+        label = f"synthetic student, {strategy} units fine-tuned"
+        if scratch:
+            label = "from scratch on the subset" if strategy == "scratch" else f"{strategy} (convergence check)"
         x, mean = points["real_images"], points["test_accuracy_mean"]
         ci = points["test_accuracy_ci95"].fillna(0.0)
-        ax.plot(x, mean, marker="o", ms=4, color=colour, label=label)
+        ax.plot(x, mean, marker="o", ms=4, color=colour, ls=style, label=label)
         ax.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.15)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("real training images used")
