@@ -68,20 +68,25 @@ def test_bad_unit_ranges_are_explained(spec, message):
         resolve_units(model, spec)
 
 
+def _train_a_little(model: UnitNet) -> dict[str, torch.Tensor]:
+    """Three SGD steps on random 16 px images; the state dict after them."""
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(3):
+        loss = model(torch.randn(8, 1, 16, 16)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.state_dict()
+
+
 def test_freezing_stops_gradients_updates_and_norm_statistics():
     torch.manual_seed(0)
     model = build_student(StudentConfig(width=8), 5, 1, 16)
     freeze_units(model, "0-4")
     assert frozen_units(model) == [0, 1, 2, 3, 4]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     model.train()
-    for _ in range(3):
-        loss = model(torch.randn(8, 1, 16, 16)).logsumexp(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    after = model.state_dict()
+    after = _train_a_little(model)
     for i in range(model.num_units):
         prefix = f"{i}."
         changed = any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
@@ -232,13 +237,7 @@ def test_freezing_layer_units_stops_exactly_those_convs_and_norms():
     assert not model.get_submodule("3.bn2").training and not model.get_submodule("3.downsample.1").training
     assert model.get_submodule("3.bn1").training and model.get_submodule("1.bn1").training
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    for _ in range(3):
-        loss = model(torch.randn(8, 1, 16, 16)).logsumexp(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    after = model.state_dict()
+    after = _train_a_little(model)
     for key in before:
         assert torch.equal(before[key], after[key]) == _in_layer_units(key), key
 
