@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from mind_the_gap.data.prepare import DatasetConfig, load_source
+from mind_the_gap.devices import resolve_device
 from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.engine import Normalization, fit, precision_name, resolve_device, resolve_precision
+from mind_the_gap.training.engine import Normalization, fit, precision_name, resolve_precision
 
 
 def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) -> float:

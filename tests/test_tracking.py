@@ -9,6 +9,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mind_the_gap.devices import map_concurrently
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.tracking import MlflowStudentRun
 from mind_the_gap.training.config import TrainConfig
@@ -74,3 +75,25 @@ def test_a_reused_student_replays_the_same_curves(client: MlflowClient, tmp_path
     assert result.cache_hit and client.get_run(run_id).data.tags["cache_hit"] == "true"
     assert _steps(client, run_id, "train_loss") == list(range(1, EPOCHS + 1))
     assert _steps(client, run_id, "test_accuracy") == [EPOCHS]
+
+
+def test_students_trained_at_once_log_to_their_own_runs_under_the_parent(client: MlflowClient, tmp_path: Path):
+    store = StudentStore(tmp_path / "students")
+    train, test = striped_images(16), striped_images(4, seed=2)
+    params = {"student": STUDENT.model_dump(mode="json"), "training": FAST.model_dump(mode="json")}
+    with mlflow.start_run(run_name="kedro run") as parent:
+        runs = [MlflowStudentRun(f"seed {seed}", TAGS, params | {"seed": seed}) for seed in (0, 1)]
+
+        def train_one(seed: int) -> str:
+            with runs[seed] as run:
+                result = train_student(store, STUDENT, FAST, train, test, seed, Normalization.of(train), tracker=run)
+                run.log_result(result, test.class_names)
+            return run.run.info.run_id
+
+        run_ids = map_concurrently(train_one, [0, 1], workers=2, cost=float)
+    for seed, run_id in enumerate(run_ids):
+        run = client.get_run(run_id)
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
+        assert run.data.params["seed"] == str(seed) and run.info.run_name == f"seed {seed}"
+        assert _steps(client, run_id, "train_loss") == list(range(1, EPOCHS + 1))
+    assert mlflow.active_run() is None

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH as MAX_PARAMS_PER_BATCH
 
 from mind_the_gap.reporting import confusion_figure
 from mind_the_gap.training.student_cache import StudentResult
@@ -32,41 +39,63 @@ def metric_name(text: str) -> str:
 
 
 class MlflowStudentRun:
-    """Context manager: a nested MLflow run that records one student's parameters, curves, metrics and figures."""
+    """Context manager: an MLflow run that records one student's parameters, curves, metrics and figures.
+
+    It is nested under the run active where it is created (the `kedro run`'s) and logs through the client by run
+    id, never through MLflow's per-thread active run, so students trained in concurrent threads log side by side;
+    one lock keeps the tracking database to one writer at a time.
+    """
+
+    _database = threading.Lock()
 
     def __init__(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]):
         self.name, self.tags = name, dict(tags)
         self.params = flatten(params)
+        parent = mlflow.active_run()
+        self.parent_run_id = parent.info.run_id if parent else None
+        # Without an active run, the experiment MLflow would start one in (MLFLOW_EXPERIMENT_NAME/ID or the default).
+        self.experiment_id = parent.info.experiment_id if parent else mlflow.tracking.fluent._get_experiment_id()
+        self.client = MlflowClient()
 
     def __enter__(self) -> MlflowStudentRun:
-        self.run = mlflow.start_run(run_name=self.name, nested=mlflow.active_run() is not None, tags=self.tags)
-        mlflow.log_params({k: str(v)[:6000] for k, v in self.params.items()})
+        tags = self.tags | ({MLFLOW_PARENT_RUN_ID: self.parent_run_id} if self.parent_run_id else {})
+        params = [Param(k, str(v)[:6000]) for k, v in self.params.items()]
+        with self._database:
+            self.run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.name)
+            for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
+                self.client.log_batch(self.run.info.run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
+        with self._database:
+            self.client.set_terminated(self.run.info.run_id, "FAILED" if exc_type else "FINISHED")
+
+    def _log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        with self._database:
+            for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+                self.client.log_batch(self.run.info.run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH])
 
     def log_epoch(self, record: dict[str, float]) -> None:
-        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+        self._log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
 
     def log_result(self, result: StudentResult, class_names: tuple[str, ...]) -> None:
         # At the last epoch's step, and only what the per-epoch curves do not already hold, so that every curve
         # runs from its first epoch to its last.
         last = result.history[-1]
         final = {name: value for name, value in result.metrics().items() if name not in last}
-        mlflow.log_metrics(final, step=int(last["epoch"]))
-        mlflow.log_metrics(
-            {
-                metric_name(f"test_accuracy_class/{name}"): acc
-                for name, acc in zip(class_names, result.test.per_class_accuracy, strict=True)
-            },
-            step=int(last["epoch"]),
-        )
-        mlflow.set_tags({"student_key": result.key, "cache_hit": str(result.cache_hit).lower(),
-                         "num_parameters": str(result.num_parameters)})  # fmt: skip
+        per_class = {metric_name(f"test_accuracy_class/{name}"): acc
+                     for name, acc in zip(class_names, result.test.per_class_accuracy, strict=True)}  # fmt: skip
+        self._log_metrics(final | per_class, step=int(last["epoch"]))
+        run_id = self.run.info.run_id
         figure = confusion_figure(result.test.confusion, class_names, f"{self.name}: real test set")
-        mlflow.log_figure(figure, "confusion_matrix.png")
+        table = pd.DataFrame({"class": class_names, "test_accuracy": result.test.per_class_accuracy})
+        tags = {"student_key": result.key, "cache_hit": str(result.cache_hit).lower(),
+                "num_parameters": str(result.num_parameters)}  # fmt: skip
+        with self._database:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.log_figure(run_id, figure, "confusion_matrix.png")
+            self.client.log_text(run_id, pd.DataFrame(result.history).to_csv(index=False), "history.csv")
+            self.client.log_text(run_id, table.to_csv(index=False), "per_class_accuracy.csv")
         plt.close(figure)
-        mlflow.log_text(pd.DataFrame(result.history).to_csv(index=False), "history.csv")
-        per_class = pd.DataFrame({"class": class_names, "test_accuracy": result.test.per_class_accuracy})
-        mlflow.log_text(per_class.to_csv(index=False), "per_class_accuracy.csv")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import cpu_has_native_bf16
 from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
@@ -18,7 +19,6 @@ from mind_the_gap.training.engine import (
     NonFiniteLossError,
     Normalization,
     _optimizer,
-    cpu_has_native_bf16,
     evaluate,
     fit,
     planned_steps,

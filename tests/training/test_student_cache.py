@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import map_concurrently
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.training import student_cache
 from mind_the_gap.training.config import TrainConfig
@@ -173,3 +174,25 @@ def test_a_result_survives_its_json_round_trip():
     again = StudentResult.from_json(result.to_json())
     assert again.metrics() == result.metrics() and again.normalization == REAL
     assert result.metrics()["val_accuracy"] == 0.6 and result.metrics()["train_images_per_second"] == 100.0
+
+
+def test_students_trained_at_once_equal_those_trained_one_by_one(tmp_path: Path):
+    """Initial weights come from the global generator: concurrent students must not draw each other's."""
+    train, test = striped_images(16), striped_images(4, seed=1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # both ways run each student on one thread, so their arithmetic is the same
+    try:
+        seeds = [0, 1, 2, 3]
+        one_by_one = [Trainer(StudentStore(tmp_path / "serial"), train, test)(seed=s) for s in seeds]
+        parallel = Trainer(StudentStore(tmp_path / "parallel"), train, test)
+        at_once = map_concurrently(lambda s: parallel(seed=s), seeds, workers=2, cost=lambda s: 0)
+    finally:
+        torch.set_num_threads(previous)
+
+    def learned(result: StudentResult) -> list[dict[str, float]]:  # the history without its timings
+        return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in result.history]
+
+    for alone, together in zip(one_by_one, at_once, strict=True):
+        assert together.key == alone.key and learned(together) == learned(alone)
+        assert together.test.loss == alone.test.loss
+    assert learned(one_by_one[0]) != learned(one_by_one[1])

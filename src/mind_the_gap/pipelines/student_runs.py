@@ -19,11 +19,12 @@ from pydantic import Field
 
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import concurrent_workers, map_concurrently, resolve_device
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.reporting import summarize
 from mind_the_gap.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.engine import Normalization
+from mind_the_gap.training.engine import Normalization, planned_steps
 from mind_the_gap.training.student_cache import StudentStore, train_student
 from mind_the_gap.training.transfer import Transfer
 
@@ -59,9 +60,12 @@ def train_cell(
     training: TrainConfig,
     real_statistics: dict[str, list[float]],
 ) -> pd.DataFrame:
-    """Train (or reuse) every student of a cell, each a nested MLflow run; one row per student."""
+    """Train (or reuse) every student of a cell, each a nested MLflow run; one row per student.
+
+    ``training.concurrent_students`` students train at once (the longest first), each logging to its own run.
+    """
     real = Normalization(tuple(real_statistics["mean"]), tuple(real_statistics["std"]))
-    rows = []
+    cell_jobs = []  # MLflow runs created here, under the `kedro run`'s run, whichever thread then trains the student
     for job in jobs:
         recipe = job.training or training
         normalization = Normalization.resolve(recipe.normalization, job.train, real)
@@ -78,13 +82,20 @@ def train_cell(
             params["transfer"] = {"parent": job.transfer.parent, "kept": job.transfer.kept,
                                   **job.transfer.config.model_dump()}  # fmt: skip
         tags = {"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}}
-        with MlflowStudentRun(job.name, tags, params) as run:
+        cell_jobs.append((job, recipe, normalization, MlflowStudentRun(job.name, tags, params)))
+
+    def train(cell_job: tuple[StudentJob, TrainConfig, Normalization, MlflowStudentRun]) -> dict[str, Any]:
+        job, recipe, normalization, run = cell_job
+        with run:
             result = train_student(StudentStore(store), student, recipe, job.train, test, job.seed, normalization,
                                    val=val, transfer=job.transfer, tracker=run, description=job.name)  # fmt: skip
             run.log_result(result, test.class_names)
-        rows.append({"pipeline": pipeline, "cell": cell, **job.columns, "seed": job.seed, "student_key": result.key,
-                     "cache_hit": result.cache_hit, **result.metrics()})  # fmt: skip
-    return pd.DataFrame(rows)
+        return {"pipeline": pipeline, "cell": cell, **job.columns, "seed": job.seed, "student_key": result.key,
+                "cache_hit": result.cache_hit, **result.metrics()}  # fmt: skip
+
+    workers = concurrent_workers(training.concurrent_students, resolve_device(training.device))
+    steps = lambda cell_job: planned_steps(len(cell_job[0].train), cell_job[1])  # noqa: E731
+    return pd.DataFrame(map_concurrently(train, cell_jobs, workers, cost=steps))
 
 
 def summarize_runs(

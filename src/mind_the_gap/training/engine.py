@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import has_fast_bf16, resolve_device
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.config import TrainConfig
 
@@ -101,28 +102,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"training.device {name!r} is not a torch device (use auto, cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"training.device {name!r} asked for, but CUDA is not available on this machine")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: bf16 matrix instructions, so bf16 autocast speeds training up instead of down."""
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
-
-
 def resolve_precision(device: torch.device, amp: str) -> torch.dtype:
     """The autocast dtype for ``training.amp`` on ``device``; float32 means no autocast.
 
@@ -131,9 +110,9 @@ def resolve_precision(device: torch.device, amp: str) -> torch.dtype:
     if amp == "off":
         return torch.float32
     if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
+        if has_fast_bf16(device):
+            return torch.bfloat16
+        return torch.float16 if device.type == "cuda" else torch.float32
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import resolve_device
 from mind_the_gap.files import write_atomically
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
@@ -28,7 +30,6 @@ from mind_the_gap.training.engine import (
     fit,
     planned_steps,
     precision_name,
-    resolve_device,
     resolve_precision,
     seed_everything,
 )
@@ -36,9 +37,12 @@ from mind_the_gap.training.transfer import Transfer, start_from_parent
 
 log = logging.getLogger(__name__)
 
+# Initial weights come from torch's global generator: students trained in concurrent threads draw them in turn.
+_GLOBAL_RNG = threading.Lock()
+
 # Settings that change how a run looks or where it runs, not what it learns, are left out of the cache key;
 # `amp` and `min_steps` enter it resolved, as the precision and the number of steps they give.
-_NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size", "amp", "min_steps"}
+_NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size", "amp", "min_steps", "concurrent_students"}
 # The code that decides what a student learns, this module included: its source is part of every key, so that
 # students of older code are never reused.
 TRAINING_MODULES = (engine, augment, transfer, architectures, units, sys.modules[__name__])
@@ -167,8 +171,9 @@ def train_student(
     """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
-    seed_everything(seed)
-    model = build_student(student, train.num_classes, train.channels, train.image_size[0])
+    with _GLOBAL_RNG:
+        seed_everything(seed)
+        model = build_student(student, train.num_classes, train.channels, train.image_size[0])
     device = resolve_device(training.device)
     key = store.key({
         "code": code_version(),
@@ -191,7 +196,9 @@ def train_student(
         return cached
     lr_scales = {}
     if transfer is not None:
-        lr_scales = start_from_parent(model, store.load_model(transfer.parent, student, train), transfer)
+        parent = store.load_model(transfer.parent, student, train)
+        with _GLOBAL_RNG:  # re-initialised units draw from the global generator
+            lr_scales = start_from_parent(model, parent, transfer)
     fitted = fit(model, train, training, seed, normalization, val=val, lr_scales=lr_scales,
                  on_epoch=tracker.log_epoch if tracker else None, description=description)  # fmt: skip
     result = StudentResult(

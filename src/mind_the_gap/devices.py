@@ -1,0 +1,78 @@
+"""Where models run, whether bfloat16 pays there, and how many run at once: shared by the students' engine, the
+experiments and the generators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+Item, Result = TypeVar("Item"), TypeVar("Result")
+
+
+def resolve_device(name: str | torch.device, setting: str = "training.device") -> torch.device:
+    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name must be a torch device this machine has."""
+    if str(name) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{setting} {name!r} is not a torch device (use auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{setting} {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matrix instructions, so bf16 autocast speeds training up instead of down."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 autocast is faster than float32 on ``device``: GPUs that support it, CPUs with native bf16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def concurrent_workers(setting: str | int, device: torch.device) -> int:
+    """How many models to train at once: ``auto`` is 2 on a CPU with 2 threads or more (a small model leaves 2 cores
+    partly idle), else 1 (a GPU, or one core)."""
+    if setting != "auto":
+        return int(setting)
+    return 2 if device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+
+
+def map_concurrently(
+    function: Callable[[Item], Result], items: Sequence[Item], workers: int, cost: Callable[[Item], float]
+) -> list[Result]:
+    """``function`` of every item, in order, ``workers`` items at a time in threads that split the CPU's threads.
+
+    Longest (by ``cost``) first; the items left over by the last full round run one by one with every thread, so no
+    core idles at the end. PyTorch releases the GIL inside its operators, so threads train side by side.
+    """
+    results: dict[int, Result] = {}
+    order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
+    together = len(items) - len(items) % workers if workers > 1 else 0
+    threads = torch.get_num_threads()
+    if together:
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                futures = {i: pool.submit(function, items[i]) for i in order[:together]}
+                try:
+                    results |= {i: future.result() for i, future in futures.items()}
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+        finally:
+            torch.set_num_threads(threads)
+    results |= {i: function(items[i]) for i in order[together:]}
+    return [results[i] for i in range(len(items))]

@@ -1,0 +1,59 @@
+"""Models trained at once in threads: every result in order, the longest first, and the CPU's threads shared."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from mind_the_gap.devices import concurrent_workers, map_concurrently
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_items_run_in_rounds_longest_first_and_the_leftover_gets_every_thread(two_threads):
+    seen = []
+    lock = threading.Lock()
+
+    def work(item: int) -> int:
+        with lock:
+            seen.append((item, torch.get_num_threads(), threading.current_thread() is threading.main_thread()))
+        return item * 10
+
+    assert map_concurrently(work, [1, 5, 3], workers=2, cost=float) == [10, 50, 30]
+    by_item = {item: (threads, main) for item, threads, main in seen}
+    assert by_item[5] == by_item[3] == (1, False)  # the round of two: a thread each, one core each
+    assert by_item[1] == (2, True) and seen[-1][0] == 1  # the shortest, left over: alone, with both cores
+    assert torch.get_num_threads() == 2
+
+
+def test_one_worker_runs_everything_in_order_with_every_thread(two_threads):
+    seen = []
+    map_concurrently(lambda item: seen.append((item, torch.get_num_threads())), [1, 2, 3], workers=1, cost=float)
+    assert seen == [(3, 2), (2, 2), (1, 2)]
+
+
+def test_a_failure_stops_the_rest_and_gives_the_threads_back(two_threads):
+    def work(item: int) -> int:
+        if item == 2:
+            raise ValueError("student 2 diverged")
+        return item
+
+    with pytest.raises(ValueError, match="student 2 diverged"):
+        map_concurrently(work, [4, 3, 2, 1], workers=2, cost=float)
+    assert torch.get_num_threads() == 2
+
+
+def test_auto_trains_two_at_once_on_a_multicore_cpu_only(two_threads):
+    assert concurrent_workers("auto", torch.device("cpu")) == 2
+    assert concurrent_workers("auto", torch.device("cuda")) == 1
+    assert concurrent_workers(3, torch.device("cuda")) == 3
+    torch.set_num_threads(1)
+    assert concurrent_workers("auto", torch.device("cpu")) == 1
