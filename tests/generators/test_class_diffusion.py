@@ -17,6 +17,7 @@ from mind_the_gap.generators.class_diffusion import (
     ClassDiffusionConfig,
     ClassDiffusionGenerator,
     ClassDiffusionModel,
+    resolve_precision,
     train_class_diffusion,
 )
 
@@ -145,6 +146,15 @@ def test_bfloat16_sampling_is_deterministic(trained) -> None:
     images = generator.generate(requests())
     assert torch.equal(images, ClassDiffusionGenerator(model, precision="bfloat16", batch_size=1).generate(requests()))
     assert generator.describe()["precision"] == "bfloat16"
+
+
+@pytest.mark.parametrize(("capabilities", "expected"), [({}, "float32"), ({"avx512_bf16": True}, "bfloat16")])
+def test_auto_precision_is_bfloat16_where_the_cpu_has_it(trained, monkeypatch, capabilities, expected) -> None:
+    model, _ = trained
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert ClassDiffusionGenerator(model, precision="auto", device="cpu").describe()["precision"] == expected
+    assert resolve_precision("float32", torch.device("cpu")) == "float32"
 
 
 def test_bad_input_names_the_culprit(trained) -> None:

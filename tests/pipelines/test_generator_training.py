@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
 from mind_the_gap.generators.class_diffusion import ClassDiffusionConfig
 from mind_the_gap.pipelines.generator_training.nodes import (
@@ -40,6 +41,17 @@ def test_a_trained_generator_is_reused_until_its_inputs_change(tmp_path: Path, t
     assert not list((tmp_path / "generators").glob(".*"))  # no staging folder left behind
     run = mlflow.search_runs(experiment_names=["Default"], filter_string="tags.pipeline = 'generator_training'")
     assert len(run) == 3 and run["metrics.train_seconds"].gt(0).all()
+
+
+def test_auto_precision_keys_the_generator_by_the_precision_it_gives(tmp_path: Path, tracking, monkeypatch):
+    pool, models = striped_images(6, size=16), tmp_path / "generators"
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {})  # float32 here
+    without_bf16 = train_generator(pool, TINY, models)
+    as_float32 = TINY.model_copy(update={"diffusion": TINY.diffusion.model_copy(update={"precision": "float32"})})
+    assert train_generator(pool, as_float32, models)["reused"]
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})  # bfloat16 here
+    with_bf16 = train_generator(pool, TINY, models)
+    assert not with_bf16["reused"] and with_bf16["key"] != without_bf16["key"]
 
 
 def test_disabled_generator_trains_nothing_and_draws_an_empty_grid(tmp_path: Path):

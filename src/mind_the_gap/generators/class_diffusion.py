@@ -28,10 +28,12 @@ from tqdm.auto import tqdm
 
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import has_fast_bf16, resolve_device
 from mind_the_gap.files import write_atomically
 from mind_the_gap.generators.base import ImageRequest
 
 WEIGHTS_FILE, CONFIG_FILE = "unet.safetensors", "model.json"
+Precision = Literal["auto", "float32", "bfloat16"]
 
 
 class ClassDiffusionConfig(Config):
@@ -64,8 +66,9 @@ class ClassDiffusionConfig(Config):
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     class_dropout: float = Field(0.1, ge=0, lt=1)  # labels swapped for the null class, for classifier-free guidance
     seed: int = 0
-    # Autocast dtype of training and sampling: bfloat16 is ~2x faster on CPUs with AMX/AVX-512 BF16 and on GPUs.
-    precision: Literal["float32", "bfloat16"] = "float32"
+    # Autocast dtype of training and sampling; auto: bfloat16 on GPUs that have it and on CPUs with native bf16
+    # (AMX/AVX-512 BF16), where it is faster, float32 elsewhere.
+    precision: Precision = "auto"
     log_every: int = Field(50, ge=1)
 
     # Sampling (the generator's defaults).
@@ -81,10 +84,11 @@ class ClassDiffusionConfig(Config):
         return self
 
 
-def _resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def resolve_precision(precision: Precision, device: torch.device) -> Literal["float32", "bfloat16"]:
+    """``auto``: bfloat16 where it is faster than float32 (GPUs that have it, CPUs with native bf16)."""
+    if precision == "auto":
+        return "bfloat16" if has_fast_bf16(device) else "float32"
+    return precision
 
 
 def build_unet(config: ClassDiffusionConfig, channels: int, size: tuple[int, int], num_classes: int) -> UNet2DModel:
@@ -213,7 +217,8 @@ def train_class_diffusion(
     """
     if len(data) == 0:
         raise ValueError("train_class_diffusion needs at least one image, got an empty image set")
-    device = _resolve_device(device)
+    device = resolve_device(device, "device")
+    precision = resolve_precision(config.precision, device)
     padding = _padding(config, data.image_size)
     images, labels = data.images.to(device), data.labels.to(device)  # uint8 stays compact; batches convert
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -242,7 +247,7 @@ def train_class_diffusion(
         drop = torch.rand(config.batch_size, device=device, generator=generator) < config.class_dropout
         classes = torch.where(drop, data.num_classes, labels[index])
         target = noise if config.prediction_type == "epsilon" else scheduler.get_velocity(clean, noise, timesteps)
-        with _autocast(device, config.precision):
+        with _autocast(device, precision):
             prediction = unet(scheduler.add_noise(clean, noise, timesteps), timesteps, class_labels=classes).sample
         loss = F.mse_loss(prediction.float(), target)
         optimizer.zero_grad(set_to_none=True)
@@ -285,7 +290,7 @@ class ClassDiffusionGenerator:
         steps: int | None = None,
         guidance_scale: float | None = None,
         strength: float | None = None,
-        precision: Literal["float32", "bfloat16"] | None = None,
+        precision: Precision | None = None,
         batch_size: int = 256,
         device: str | torch.device = "auto",
     ) -> None:
@@ -302,10 +307,10 @@ class ClassDiffusionGenerator:
         if strength and int(self.steps * strength) < 1:
             raise ValueError(f"strength {strength} with {self.steps} steps leaves no denoising step: raise either")
         self.strength, self.batch_size = strength, batch_size
-        self.precision = model.config.precision if precision is None else precision
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
-        self.device = _resolve_device(device)
+        if precision not in (None, "auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
+        self.device = resolve_device(device, "device")
+        self.precision = resolve_precision(model.config.precision if precision is None else precision, self.device)
         self.unet = model.unet.to(self.device)
         self._fingerprint: str | None = None
 

@@ -23,10 +23,12 @@ from pydantic import Field
 
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import resolve_device
 from mind_the_gap.generators.class_diffusion import (
     ClassDiffusionConfig,
     ClassDiffusionGenerator,
     ClassDiffusionModel,
+    resolve_precision,
     train_class_diffusion,
 )
 from mind_the_gap.generators.store import plan_requests
@@ -51,7 +53,10 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
         return {"path": None}
     if len(pool) == 0:
         raise ValueError("the generator pool is empty: set dataset.split.generator_pool above 0")
-    digest = json.dumps({"diffusion": config.diffusion.model_dump(mode="json"), "pool": pool.fingerprint()})
+    # `auto` precision enters the key as the precision it gives on this machine.
+    precision = resolve_precision(config.diffusion.precision, resolve_device("auto"))
+    diffusion = config.diffusion.model_dump(mode="json") | {"precision": precision}
+    digest = json.dumps({"diffusion": diffusion, "pool": pool.fingerprint()})
     key = hashlib.sha256(digest.encode()).hexdigest()[:16]
     directory = models_dir / key
     if directory.is_dir():
@@ -61,7 +66,7 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
     with mlflow.start_run(run_name="generator_training/class_diffusion", nested=mlflow.active_run() is not None,
                           tags={"pipeline": "generator_training", "cell": "class_diffusion"}):  # fmt: skip
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(config.diffusion.model_dump(mode="json")).items()})
-        mlflow.log_params({"pool_images": len(pool), "generator_key": key})
+        mlflow.log_params({"pool_images": len(pool), "generator_key": key, "resolved_precision": precision})
         start = time.perf_counter()
         model = train_class_diffusion(pool, config.diffusion, on_log=lambda step, m: mlflow.log_metrics(m, step=step))
         seconds = time.perf_counter() - start
