@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -279,3 +280,68 @@ def test_normalization_statistics_are_exact_over_several_slices():
     stats = Normalization.of(data)
     assert stats.mean == pytest.approx(mean.tolist(), abs=1e-12)
     assert stats.std == pytest.approx(std.tolist(), abs=1e-9)
+
+
+class Killed(Exception):
+    """Stands for a process killed after an epoch."""
+
+
+def _learned(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in history]
+
+
+@pytest.mark.parametrize("min_steps", [0, 10])  # 10: rounds that end mid-way through a pass over the data
+def test_a_killed_run_resumes_from_its_last_epoch_and_ends_bit_identical(tmp_path: Path, min_steps: int):
+    train = striped_images(25)  # 100 images: three batches of 32 per pass, a ragged end dropped
+    config = FAST.model_copy(update={"amp": "off", "min_steps": min_steps, "augment": ["crop", "flip"]})
+    initial = _model(train)
+    whole = copy.deepcopy(initial)
+    uninterrupted = fit(whole, train, config, seed=0, normalization=UNIT)
+
+    progress = tmp_path / "student.progress.pt"
+
+    def kill_after_epoch_2(record: dict[str, float]) -> None:
+        if record["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(copy.deepcopy(initial), train, config, seed=0, normalization=UNIT, on_epoch=kill_after_epoch_2,
+            progress_file=progress)  # fmt: skip
+    assert progress.is_file()
+    resumed_model, epochs_seen = copy.deepcopy(initial), []
+    resumed = fit(resumed_model, train, config, seed=0, normalization=UNIT, on_epoch=epochs_seen.append,
+                  progress_file=progress)  # fmt: skip
+    assert [r["epoch"] for r in epochs_seen] == [1, 2, 3]  # the tracker gets the resumed epochs too
+    assert _learned(resumed.history) == _learned(uninterrupted.history)
+    for (name, a), b in zip(whole.state_dict().items(), resumed_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_progress_file_of_another_run_or_unreadable_is_ignored(tmp_path: Path, caplog):
+    train = striped_images(16)
+    config = FAST.model_copy(update={"amp": "off", "epochs": 2})
+    progress = tmp_path / "student.progress.pt"
+
+    def stop(record: dict[str, float]) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        fit(_model(train), train, config, seed=0, normalization=UNIT, on_epoch=stop, progress_file=progress)
+    longer = config.model_copy(update={"min_steps": 50})
+    assert len(fit(_model(train), train, longer, seed=0, normalization=UNIT, progress_file=progress).history) == 2
+    assert "belongs to another run" in caplog.text
+    progress.write_bytes(b"half a file")
+    assert len(fit(_model(train), train, config, seed=0, normalization=UNIT, progress_file=progress).history) == 2
+    assert "unreadable progress file" in caplog.text
+
+
+def test_a_stored_student_leaves_no_progress_file(tmp_path: Path):
+    store = StudentStore(tmp_path)
+    train, test = striped_images(16), striped_images(4, seed=1)
+    result = train_student(store, StudentConfig(width=8), FAST.model_copy(update={"amp": "off"}), train, test, 0, UNIT)
+    assert store.result_path(result.key).is_file() and not store.progress_path(result.key).exists()
+
+
+def _model(train: ImageSet) -> nn.Module:
+    torch.manual_seed(0)
+    return build_student(StudentConfig(width=8), train.num_classes, train.channels, train.image_size[0])

@@ -6,10 +6,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import has_fast_bf16, resolve_device
+from mind_the_gap.files import write_atomically
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.config import TrainConfig
 
@@ -159,12 +161,48 @@ def planned_steps(num_images: int, config: TrainConfig) -> int:
     return max(config.epochs * (num_images // max(1, min(config.batch_size, num_images))), config.min_steps)
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+class ShuffledBatches:
     """Indices of shuffled batches, pass after pass; the ragged end of a pass is dropped (a batch of one breaks
-    BatchNorm)."""
-    while True:
-        order = torch.randperm(n, device=generator.device, generator=generator)
-        yield from order[: n // batch_size * batch_size].split(batch_size)
+    BatchNorm). Its state (the pass's order and the position in it) resumes it where it stopped."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.order: torch.Tensor | None = None
+        self.position = 0
+
+    def __next__(self) -> torch.Tensor:
+        if self.order is None or self.position + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, device=self.generator.device, generator=self.generator)
+            self.position = 0
+        self.position += self.batch_size
+        return self.order[self.position - self.batch_size : self.position]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": None if self.order is None else self.order.cpu(), "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        order = state["order"]
+        self.order = None if order is None else order.to(self.generator.device)
+        self.position = state["position"]
+
+
+def _save_progress(path: Path, state: dict[str, Any]) -> None:
+    write_atomically(path, lambda temp: torch.save(state, temp))
+
+
+def _load_progress(path: Path | None, total_steps: int, description: str) -> dict[str, Any] | None:
+    """The state a killed run saved at ``path``, when there is one and it belongs to a run of ``total_steps``."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is only a lost head start
+        log.warning("%s: ignoring unreadable progress file %s (%s); starting over", description, path, exc)
+        return None
+    if state.get("total_steps") != total_steps:
+        log.warning("%s: %s belongs to another run; starting over", description, path)
+        return None
+    return state
 
 
 def _prepare_inputs(batch: torch.Tensor, norm: Normalization, channels_last: bool) -> torch.Tensor:
@@ -182,12 +220,16 @@ def fit(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     description: str = "train",
     lr_scales: Mapping[str, float] | None = None,
+    progress_file: Path | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``; evaluate on ``val`` after every round.
 
     Training runs ``planned_steps`` optimizer steps in ``epochs`` rounds: a round is one pass over the data,
     unless ``min_steps`` stretches training over more passes, so every history has ``epochs`` records whatever
     the data size. ``lr_scales`` multiplies the learning rate of named parameters (per-unit learning rates).
+    With ``progress_file``, the state after every round (model, optimizer, schedule, random generator, batch order,
+    history) is saved there, and a run that finds it continues from it: a killed run resumes at its last round
+    and, on the CPU, ends bit-identical to one never stopped. ``on_epoch`` then gets the resumed rounds first.
     Images stay uint8 on the device and are converted batch by batch; one seeded generator on the device drives
     shuffling and augmentation, so a CPU run is repeatable to the bit.
     """
@@ -209,11 +251,27 @@ def fit(
     warmup_steps = round(config.warmup_epochs * total_steps / config.epochs)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
-    batches = _batches(len(train), batch_size, generator)
+    batches = ShuffledBatches(len(train), batch_size, generator)
 
     history: list[dict[str, float]] = []
-    start, step = time.perf_counter(), 0
+    step, seconds_before = 0, 0.0
+    saved = _load_progress(progress_file, total_steps, description)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        scaler.load_state_dict(saved["scaler"])
+        generator.set_state(saved["generator"])
+        batches.load_state_dict(saved["batches"])
+        history, step, seconds_before = saved["history"], saved["step"], saved["seconds"]
+        log.info("%s: resuming after epoch %d/%d from %s", description, len(history), config.epochs, progress_file)
+        for record in history:
+            if on_epoch is not None:
+                on_epoch(record)
+    start = time.perf_counter()
     for epoch, end in enumerate(round_ends, 1):
+        if epoch <= len(history):
+            continue
         model.train()
         round_start, round_steps = time.perf_counter(), end - step
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -266,9 +324,16 @@ def fit(
                  record["train_loss"], record["train_accuracy"],
                  f", val accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else "",
                  record["images_per_second"])  # fmt: skip
+        if progress_file is not None and epoch < config.epochs:
+            _save_progress(progress_file, {
+                "total_steps": total_steps, "step": step, "history": history,
+                "seconds": seconds_before + time.perf_counter() - start, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                "generator": generator.get_state(), "batches": batches.state_dict(),
+            })  # fmt: skip
         if on_epoch is not None:
             on_epoch(record)
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
     return FitResult(history, seconds, total_steps * batch_size / seconds)
 
 

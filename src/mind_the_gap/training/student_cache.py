@@ -109,7 +109,8 @@ class StudentTracker(Protocol):
 class StudentStore:
     """Trained students on disk, one safetensors checkpoint and one JSON result per key.
 
-    The result is written last, so a key whose JSON exists is complete; a run killed mid-way retrains.
+    The result is written last, so a key whose JSON exists is complete; a student killed mid-way resumes from its
+    progress file (the state after its last finished epoch), which is removed once the student is stored.
     """
 
     def __init__(self, directory: str | Path):
@@ -125,6 +126,9 @@ class StudentStore:
 
     def result_path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
+
+    def progress_path(self, key: str) -> Path:
+        return self.directory / f"{key}.progress.pt"
 
     def load_result(self, key: str) -> StudentResult | None:
         path = self.result_path(key)
@@ -200,7 +204,8 @@ def train_student(
         with _GLOBAL_RNG:  # re-initialised units draw from the global generator
             lr_scales = start_from_parent(model, parent, transfer)
     fitted = fit(model, train, training, seed, normalization, val=val, lr_scales=lr_scales,
-                 on_epoch=tracker.log_epoch if tracker else None, description=description)  # fmt: skip
+                 on_epoch=tracker.log_epoch if tracker else None, description=description,
+                 progress_file=store.progress_path(key))  # fmt: skip
     result = StudentResult(
         key=key,
         seed=seed,
@@ -213,6 +218,7 @@ def train_student(
     )
     store.save(key, model.cpu(), result, {"student": student.model_dump(mode="json"), "seed": seed,
                                           "class_names": list(train.class_names)})  # fmt: skip
+    store.progress_path(key).unlink(missing_ok=True)
     log.info("%s: test accuracy %.4f (top-5 %.4f) after %.0f s", description, result.test.top1, result.test.top5,
              result.train_seconds)  # fmt: skip
     return result
