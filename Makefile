@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := data/01_raw/fashion_mnist
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: install data demo test viz mlflow-ui benchmark clean
+.PHONY: install data demo test viz mlflow-ui benchmark benchmark-study clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ mlflow-ui: install
 
 benchmark: install data
 	$(BIN)/python benchmarks/bench_training.py
+
+## The whole study from empty data folders, then cached, in a scratch copy of the project: wall time per pipeline.
+benchmark-study: install data
+	$(BIN)/python benchmarks/bench_study.py
 
 clean:
 	rm -rf data/0[2-8]_*/* mlflow.db mlartifacts

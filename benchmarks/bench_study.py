@@ -1,11 +1,12 @@
 """The whole study's wall time: every pipeline from empty data folders, then again with everything cached.
 
-Runs in a scratch copy of the project (its `conf/`, `pyproject.toml`, a link to `src/` and to the real data in
-`data/01_raw`), so the project's own data, students and MLflow store are left alone. Each pipeline is its own
-`kedro run --pipeline <name>`, in the order they depend on each other, first from empty folders, then again with
-everything cached; the last row's cached time is one plain `kedro run`, as a user re-runs the study (its fresh
-time sums the pipelines'). Writes a Markdown table (and `bench_study.csv` in the scratch folder): per pipeline,
-wall seconds fresh and cached, students trained and reused, and the trained students' images/s.
+Runs in a scratch copy of the project (its `conf/`, `pyproject.toml` and a link to the real data in `data/01_raw`;
+the code is the installed package), so the project's own data, students and MLflow store are left alone. Each
+pipeline is its own `kedro run --pipeline <name>`, in the order they depend on each other, first from empty
+folders, then again with everything cached; the last row's cached time is one plain `kedro run`, as a user
+re-runs the study (its fresh time sums the pipelines'). Writes a Markdown table (and `bench_study.csv` in the
+scratch folder): per pipeline, wall seconds fresh and cached, students trained and reused, and the trained
+students' images/s.
 Usage:
 
     python benchmarks/bench_study.py [--env base] [--params "baselines.seeds=[0]"] [--keep /tmp/study]
@@ -32,7 +33,7 @@ def scratch_project(folder: Path) -> None:
     """A project that shares the code, the configuration and the raw data, and nothing the pipelines write."""
     shutil.copytree(ROOT / "conf", folder / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
     shutil.copy(ROOT / "pyproject.toml", folder / "pyproject.toml")
-    (folder / "src").symlink_to(ROOT / "src")
+    (folder / "src").mkdir()  # kedro wants the source folder inside the project; the code comes from the install
     for layer in (ROOT / "data").iterdir():
         if layer.is_dir():
             (folder / "data" / layer.name).mkdir(parents=True)

@@ -5,6 +5,10 @@ optimizer and learning-rate schedule; the engine runs once without augmentation 
 with the default crop and flip. The bare loop runs twice: in float32 with the default memory format (the plain
 PyTorch baseline) and with the engine's precision and memory format (``--amp``, ``--no-channels-last``; ``auto``
 picks bf16 on GPUs and on CPUs with native bf16), so the engine's overhead and the precision's gain both show.
+The ratios are the figures to compare across machines (timings on shared machines are noisy). Last, how far from
+the hardware's limit the engine is: its achieved GFLOP/s (the convolutions' and matrix products' floating-point
+operations of a training step, forward and backward, counted by PyTorch) against the device's measured matrix
+product peak in the same precision.
 Usage:
 
     python benchmarks/bench_training.py [--arch resnet_narrow] [--images 4096] [--epochs 2] [--device auto]
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from mind_the_gap.data.prepare import DatasetConfig, load_source
 from mind_the_gap.devices import resolve_device
@@ -62,6 +67,28 @@ def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) 
     return steps * config.batch_size * config.epochs / (time.perf_counter() - start)
 
 
+def training_flops_per_image(model, images, labels, batch_size: int, device: torch.device) -> float:
+    """Floating-point operations of one image's training step (forward and backward), as PyTorch counts them."""
+    model = copy.deepcopy(model).to(device).train()
+    x = images[:batch_size].to(device).float() / 255
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), labels[:batch_size].to(device)).backward()
+    return counter.get_total_flops() / batch_size
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
+    """GFLOP/s of large square matrix products in ``dtype``: the practical peak of this device and precision."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    a @ b  # warm-up
+    products, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        products += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return 2 * size**3 * products / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet_narrow", choices=["resnet_narrow", "resnet18", "resnet50"])
@@ -102,6 +129,14 @@ def main() -> None:
         result = fit(copy.deepcopy(initial), data, base.model_copy(update={"augment": augment}), 0, norm)
         print(f"{label:<27} {result.images_per_second:8.0f} images/s ({result.images_per_second / bare:.2f}x bare "
               f"{precision}, {result.images_per_second / float32:.2f}x bare fp32)")  # fmt: skip
+    achieved = training_flops_per_image(initial, images, labels, args.batch_size, device) * result.images_per_second
+    dtype = resolve_precision(device, args.amp)
+    peak = matmul_peak(device, dtype)
+    print(
+        f"engine, crop + flip: {achieved / 1e9:.1f} GFLOP/s, {100 * achieved / 1e9 / peak:.1f}% of this device's "
+        f"{precision} matrix product peak ({peak:.0f} GFLOP/s"
+        + (f"; fp32: {matmul_peak(device, torch.float32):.0f} GFLOP/s)" if dtype != torch.float32 else ")")
+    )
 
 
 if __name__ == "__main__":
