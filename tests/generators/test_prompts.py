@@ -71,6 +71,15 @@ def test_custom_templates_global_and_per_class():
         PromptConfig(mode="custom", templates={"cat": ["{name}"]}).resolve(["cat", "dog"])
 
 
+def test_resolving_keeps_only_the_classes_asked_for():
+    merged = PromptConfig(hypernyms={"cat": "feline", "trouser": "garment"}, names={"trouser": "trousers"},
+                          mode="custom", templates={"cat": ["{name}"], "trouser": ["{name}"]})  # fmt: skip
+    resolved = merged.resolve(["cat"])
+    assert (
+        resolved.hypernyms == {"cat": "feline"} and resolved.names == {} and resolved.templates == {"cat": ["{name}"]}
+    )
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

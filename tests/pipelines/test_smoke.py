@@ -253,7 +253,3 @@ def test_bad_input_data_fails_with_one_clear_line(project: Path):
     with pytest.raises(Exception, match="missing train-labels-idx1-ubyte"):
         run_pipeline(project, "data_processing")
     assert not any((project / "data/02_intermediate").glob("*"))
-
-
-def test_repo_ships_smoke_and_paper_environments():
-    assert (REPO / "conf/smoke/parameters.yml").is_file() and (REPO / "conf/paper/parameters.yml").is_file()

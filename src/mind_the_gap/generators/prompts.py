@@ -73,12 +73,15 @@ class PromptConfig(Config):
         return self
 
     def resolve(self, class_names: Sequence[str]) -> PromptConfig:
-        """This config, checked against ``class_names`` and with every hypernym its templates need filled in."""
+        """This config, checked against ``class_names``, with every hypernym its templates need filled in, and only
+        the entries of these classes: tables of other classes (another dataset's, merged in from `base`) stay out of
+        the run key and the manifest."""
         if self.mode == "custom" and isinstance(self.templates, dict):
             missing = [c for c in class_names if not self.templates.get(c)]
             if missing:
                 raise ValueError(f"prompts.templates has no template for class(es) {', '.join(map(repr, missing))}")
-        hypernyms = dict(self.hypernyms)
+        wanted = set(class_names)
+        hypernyms = {c: h for c, h in self.hypernyms.items() if c in wanted}
         for class_name in class_names:
             if class_name in hypernyms or not any("hypernym" in _fields(t) for t in self._templates(class_name)):
                 continue
@@ -89,7 +92,11 @@ class PromptConfig(Config):
                     "(or install nltk with its wordnet corpus)"
                 )
             hypernyms[class_name] = hypernym
-        return self.model_copy(update={"hypernyms": hypernyms})
+        names = {c: n for c, n in self.names.items() if c in wanted}
+        templates = self.templates
+        if isinstance(templates, dict):
+            templates = {c: t for c, t in templates.items() if c in wanted}
+        return self.model_copy(update={"hypernyms": hypernyms, "names": names, "templates": templates})
 
     def prompt(self, class_name: str, index: int, seed: int) -> str:
         """The prompt of one image; a ``PromptFn`` (``index`` is unused: the seed already identifies the image)."""

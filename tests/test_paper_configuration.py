@@ -1,0 +1,55 @@
+"""The `paper` environment merged over `base`, as `kedro run --env paper` loads it: every pipeline's parameters
+valid, and nothing of Fashion-MNIST (the base dataset) in what the paper run uses."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+from pydantic import BaseModel
+
+from mind_the_gap import settings
+from mind_the_gap.generators.config import GenerationConfig
+from mind_the_gap.pipeline_registry import register_pipelines
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION_MNIST_CLASSES = {"t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle boot"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict[str, typing.Any]:
+    loader = OmegaConfigLoader(conf_source=str(REPO / "conf"), env="paper", **settings.CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def parameter_models() -> dict[str, type[BaseModel]]:
+    """Each `params:` input of every node, with the pydantic model its node function declares for it."""
+    models = {}
+    for node in register_pipelines()["__default__"].nodes:
+        hints = typing.get_type_hints(node.func)
+        for dataset, argument in zip(node.inputs, inspect.signature(node.func).parameters, strict=False):
+            model = hints.get(argument)
+            if dataset.startswith("params:") and inspect.isclass(model) and issubclass(model, BaseModel):
+                models[dataset.removeprefix("params:")] = model
+    return models
+
+
+def test_every_pipelines_parameters_are_valid(paper: dict[str, typing.Any]):
+    models = parameter_models()
+    assert {"dataset", "student", "training", "generation", "layer_swap", "data_efficiency"} <= models.keys()
+    for name, model in models.items():
+        model.model_validate(paper[name])
+
+
+def test_the_paper_run_uses_imagenet100_and_nothing_of_fashion_mnist(paper: dict[str, typing.Any]):
+    wnids = paper["dataset"]["classes"]
+    assert len(set(wnids)) == 100 and all(re.fullmatch(r"n\d{8}", wnid) for wnid in wnids)  # ImageNet-100's
+    assert paper["dataset"]["source"] == "imagefolder" and paper["dataset"]["image_size"] == 224
+    prompts = GenerationConfig.model_validate(paper["generation"]).prompts.resolve(wnids)
+    assert set(prompts.hypernyms) == set(prompts.names) == set(wnids)  # every class named, no other class
+    assert not FASHION_MNIST_CLASSES & (set(prompts.hypernyms) | set(prompts.names))
