@@ -161,6 +161,24 @@ def test_max_per_class_in_folder_is_a_seeded_choice(tmp_path: Path):
     assert torch.equal(first.images, second.images)
 
 
+def test_only_the_classes_asked_for_are_decoded_in_the_order_given(tmp_path: Path):
+    root = make_folder(tmp_path / "imgs", per_class=5)
+    (root / "dog" / "notes.png").write_text("not an image")  # would stop the run if dog were decoded
+    config = DatasetConfig(source="imagefolder", path=root, image_size=8, classes=["fox", "cat"], max_per_class=3)
+    train, test = load_source(config)
+    assert train.class_names == ("fox", "cat") and train.class_counts().tolist() == [3, 3]
+    split = {"generator_pool": 0.0, "val": 0.34, "test": 0.34}
+    splits = prepare_splits(train, test, DatasetConfig.model_validate(config.model_dump() | {"split": split}))
+    assert all(part.class_names == ("fox", "cat") for part in splits.values())
+    by_index, _ = load_source(config.model_copy(update={"classes": ["2", "0"]}))  # indices of the sorted folders
+    assert by_index.class_names == ("fox", "cat")
+    # Each class's choice of files depends on the seed and the class alone, not on the other classes asked for.
+    alone, _ = load_source(config.model_copy(update={"classes": ["cat"]}))
+    assert torch.equal(alone.images, train.images[train.labels == 1])
+    with pytest.raises(DataSourceError, match="unknown class name.*unicorn.*known: cat, dog, fox"):
+        load_source(config.model_copy(update={"classes": ["cat", "unicorn"]}))
+
+
 def make_uniform_folder(root: Path, size: tuple[int, int], per_class: int = 3) -> Path:
     for c, name in enumerate(("cat", "dog")):
         for i in range(per_class):

@@ -80,8 +80,11 @@ def load_source(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
 def _load_image_folders(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
     """An image folder's training images and its official test split, listed first so that the size is known."""
     train_dir, test_dir = _split_folders(config.path)
-    train_list = list_image_folder(train_dir, config.max_per_class, config.seed)
-    test_list = list_image_folder(test_dir, config.max_per_class, config.seed) if test_dir is not None else None
+    # Only the classes and images asked for are listed, so a full ImageNet folder with ImageNet-100's class list
+    # decodes 100 classes.
+    listed = lambda folder: list_image_folder(folder, config.max_per_class, config.seed, config.classes)  # noqa: E731
+    train_list = listed(train_dir)
+    test_list = listed(test_dir) if test_dir is not None else None
     if test_list is not None and test_list.class_names != train_list.class_names:
         raise DataSourceError(f"{test_dir} and {train_dir} hold different class folders")
     listings = [train_list] if test_list is None else [train_list, test_list]
@@ -230,12 +233,12 @@ def stratified_split(images: ImageSet, fractions: dict[str, float], generator: t
 def prepare_splits(train: ImageSet, test: ImageSet | None, config: DatasetConfig) -> dict[str, ImageSet]:
     """Classes, caps, conversion and the seeded stratified split into generator pool, train, val and test."""
     generator = torch.Generator().manual_seed(config.seed)
-    train = select_classes(train, config.classes)
-    if test is not None:
-        if test.class_names != train.class_names and not config.classes:
-            raise DataSourceError("the source's test split names other classes than its training split")
-        test = select_classes(test, config.classes or None)
-    if config.source != "imagefolder":  # image folders were capped while reading, before decoding
+    if config.source != "imagefolder":  # image folders were chosen and capped while listing, before decoding
+        train = select_classes(train, config.classes)
+        if test is not None:
+            if test.class_names != train.class_names and not config.classes:
+                raise DataSourceError("the source's test split names other classes than its training split")
+            test = select_classes(test, config.classes or None)
         train = cap_per_class(train, config.max_per_class, generator)
     if test is None:
         fractions = {"test": config.split.test}

@@ -6,6 +6,7 @@ import gzip
 import inspect
 import logging
 import os
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -183,17 +184,22 @@ class FolderListing:
     labels: tuple[int, ...]
 
 
-def list_image_folder(directory: Path, max_per_class: int | None, seed: int) -> FolderListing:
+def list_image_folder(
+    directory: Path, max_per_class: int | None, seed: int, classes: Sequence[str] | None = None
+) -> FolderListing:
     """The files of one folder per class, listed once for both the size probe and the decoder.
 
-    With ``max_per_class`` only a seeded random choice of that many files per class is kept.
+    With ``classes`` (folder names, or indices as strings) only those folders are listed, labelled in that order,
+    so nothing else is ever decoded; with ``max_per_class`` only a random choice of that many files per class,
+    seeded by ``seed`` and the class's name (the same choice whichever other classes are asked for).
     """
     if not directory.is_dir():
         raise DataSourceError(f"image folder {directory} does not exist")
     class_dirs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataSourceError(f"image folder {directory} has no class sub-folders")
-    rng = np.random.default_rng(seed)
+    if classes:
+        class_dirs = _chosen_folders(class_dirs, classes)
     files: list[Path] = []
     labels: list[int] = []
     for label, class_dir in enumerate(class_dirs):
@@ -201,11 +207,31 @@ def list_image_folder(directory: Path, max_per_class: int | None, seed: int) -> 
         if not class_files:
             raise DataSourceError(f"class folder {class_dir} holds no images")
         if max_per_class is not None and len(class_files) > max_per_class:
+            rng = np.random.default_rng([seed, zlib.crc32(class_dir.name.encode())])
             keep = np.sort(rng.choice(len(class_files), size=max_per_class, replace=False))
             class_files = [class_files[i] for i in keep]
         files += class_files
         labels += [label] * len(class_files)
     return FolderListing(directory, tuple(p.name for p in class_dirs), tuple(files), tuple(labels))
+
+
+def _chosen_folders(class_dirs: list[Path], classes: Sequence[str]) -> list[Path]:
+    by_name = {p.name: p for p in class_dirs}
+    chosen, unknown = [], []
+    for name in map(str, classes):
+        if name in by_name:
+            chosen.append(by_name[name])
+        elif name.isdigit() and int(name) < len(class_dirs):
+            chosen.append(class_dirs[int(name)])
+        else:
+            unknown.append(name)
+    if unknown:
+        names = [p.name for p in class_dirs]
+        raise DataSourceError(
+            f"unknown class name(s) in dataset.classes: {', '.join(unknown)} "
+            f"(known: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+        )
+    return chosen
 
 
 def _in_threads(function: Callable[[Path], T], paths: Sequence[Path]) -> list[T]:
