@@ -8,8 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from mind_the_gap.data.prepare import DatasetConfig, load_source, prepare_splits
-from mind_the_gap.data.sources import DataSourceError, list_image_folder, load_fashion_mnist, read_idx
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.prepare import DatasetConfig, convert, load_source, prepare_splits
+from mind_the_gap.data.sources import (
+    DataSourceError,
+    list_image_folder,
+    load_fashion_mnist,
+    load_image_folder,
+    read_idx,
+)
 
 from ..conftest import write_idx
 
@@ -282,3 +289,20 @@ def test_unknown_source_is_rejected():
 def test_unknown_torchvision_dataset_is_named(tmp_path: Path):
     with pytest.raises(DataSourceError, match="torchvision.datasets has no dataset 'NoSuchSet'"):
         load_source(DatasetConfig(source="torchvision:NoSuchSet", path=tmp_path))
+
+
+def test_a_set_already_of_the_asked_size_and_channels_is_not_copied():
+    images = ImageSet(torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8), torch.arange(6) % 2, ("a", "b"))
+    assert convert(images, 8, 3) is images and convert(images, None, None) is images
+    grey = convert(images, 4, 1)
+    assert grey.images.shape == (6, 1, 4, 4) and grey.images.dtype == torch.uint8
+
+
+def test_decoding_fills_one_tensor_and_drops_unreadable_rows(tmp_path: Path):
+    root = make_folder(tmp_path / "imgs", per_class=3)
+    (root / "dog" / "0_broken.png").write_text("not an image")  # first in its class: rows after it move up
+    listing = list_image_folder(root, None, 0)
+    loaded = load_image_folder(listing, 8, 3, skip_corrupt=True)
+    one_by_one = [load_image_folder(type(listing)(root, ("one",), (f,), (0,)), 8, 3, False).images[0]
+                  for f in listing.files if f.name != "0_broken.png"]  # fmt: skip
+    assert loaded.class_counts().tolist() == [3, 3, 3] and torch.equal(loaded.images, torch.stack(one_by_one))

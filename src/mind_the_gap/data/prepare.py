@@ -138,6 +138,8 @@ def convert(images: ImageSet, image_size: int | None, channels: int | None) -> I
                 for chunk in data.split(4096)
             ]
         )
+    if data is images.images:  # already the size and channels asked for: no copy
+        return images
     return ImageSet(data.clamp(0, 255).to(torch.uint8).contiguous(), images.labels, images.class_names)
 
 
@@ -243,7 +245,7 @@ def prepare_splits(train: ImageSet, test: ImageSet | None, config: DatasetConfig
     if test is None:
         fractions = {"test": config.split.test}
         held_out = stratified_split(train, {**fractions, "rest": 1.0}, generator)
-        train, test = held_out["rest"], held_out["test"]
+        train, test = held_out.pop("rest"), held_out.pop("test")  # the whole set is now free
     fractions = {"generator_pool": config.split.generator_pool, "val": config.split.val, "train": 1.0}
     if config.split.generator_pool == 0.0:
         fractions.pop("generator_pool")

@@ -21,7 +21,7 @@ from PIL import ExifTags, Image, ImageOps
 from mind_the_gap.data.imageset import ImageSet
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+T, Item = TypeVar("T"), TypeVar("Item")
 
 FASHION_MNIST_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat",
@@ -234,10 +234,10 @@ def _chosen_folders(class_dirs: list[Path], classes: Sequence[str]) -> list[Path
     return chosen
 
 
-def _in_threads(function: Callable[[Path], T], paths: Sequence[Path]) -> list[T]:
+def _in_threads(function: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
     # PIL releases the GIL while reading and decoding, so threads use every core without pickling images.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(function, paths))
+        return list(pool.map(function, items))
 
 
 def _unreadable(path: Path, exc: Exception) -> DataSourceError:
@@ -292,23 +292,29 @@ def _usual_side(sizes: list[tuple[int, int]]) -> int:
 
 
 def load_image_folder(listing: FolderListing, image_size: int, channels: int, skip_corrupt: bool) -> ImageSet:
-    """The listed images, in any format PIL reads, decoded once into a uint8 (N, C, size, size) tensor."""
+    """The listed images, in any format PIL reads, decoded once into a uint8 (N, C, size, size) tensor.
 
-    def decode(path: Path) -> torch.Tensor | None:
+    Each image is decoded straight into its row of that tensor: the set is held once, never as a list and a copy.
+    """
+    images = torch.empty((len(listing.files), channels, image_size, image_size), dtype=torch.uint8)
+
+    def decode(i: int) -> bool:
         try:
-            return _decode(path, image_size, channels)
+            images[i] = _decode(listing.files[i], image_size, channels)
+            return True
         except Exception as exc:  # damaged files make PIL raise almost anything (struct.error, IndexError, ...)
             if skip_corrupt:
-                return None
-            raise _unreadable(path, exc) from exc
+                return False
+            raise _unreadable(listing.files[i], exc) from exc
 
-    decoded = _in_threads(decode, listing.files)
-    kept = [i for i, image in enumerate(decoded) if image is not None]
+    readable = _in_threads(decode, range(len(listing.files)))
+    kept = [i for i, ok in enumerate(readable) if ok]
     if len(kept) < len(listing.files):
         log.warning("skipped %d unreadable image(s) in %s", len(listing.files) - len(kept), listing.directory)
     kept_labels = torch.tensor([listing.labels[i] for i in kept], dtype=torch.int64)
     empty = [name for c, name in enumerate(listing.class_names) if not bool((kept_labels == c).any())]
     if empty:
         raise DataSourceError(f"class folder(s) {', '.join(empty)} in {listing.directory} hold no readable image")
-    images = torch.stack([decoded[i] for i in kept])
+    if len(kept) < len(images):
+        images = images[torch.tensor(kept, dtype=torch.int64)]
     return ImageSet(images, kept_labels, listing.class_names)
