@@ -200,14 +200,17 @@ def nested_subsets(images: ImageSet, fractions: list[float], generator: torch.Ge
     return subsets
 
 
-def stratified_split(images: ImageSet, fractions: dict[str, float], generator: torch.Generator) -> dict[str, ImageSet]:
-    """Split every class by ``fractions`` (name -> share); the last name takes the remainder.
+def stratified_split(
+    labels: torch.Tensor, class_names: tuple[str, ...], fractions: dict[str, float], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """The indices of each part when every class is split by ``fractions`` (name -> share); the last name takes
+    the remainder. Only labels are read: the caller copies each part's images once, from the whole set.
 
     Each part gets at least one image of every class, or the split fails naming the class that is too small.
     """
-    counts = images.class_counts()
+    counts = torch.bincount(labels, minlength=len(class_names))
     names = list(fractions)
-    too_small = [f"{images.class_names[c]} ({int(n)} images)" for c, n in enumerate(counts.tolist()) if n < len(names)]
+    too_small = [f"{class_names[c]} ({int(n)} images)" for c, n in enumerate(counts.tolist()) if n < len(names)]
     if too_small:
         raise DataSourceError(
             f"too few images for a {len(names)}-way split ({', '.join(names)}) in class(es): {', '.join(too_small)}"
@@ -220,14 +223,14 @@ def stratified_split(images: ImageSet, fractions: dict[str, float], generator: t
         size = torch.minimum(size, remaining - (len(names) - 1 - i))  # leave one image for each later part
         sizes[name] = size
         remaining -= size
-    order = torch.randperm(len(images), generator=generator)
-    labels = images.labels[order]
-    rank = _rank_within_class(labels, images.num_classes)
+    order = torch.randperm(len(labels), generator=generator)
+    shuffled = labels[order]
+    rank = _rank_within_class(shuffled, len(class_names))
     parts, start = {}, torch.zeros_like(counts)
     for name in names:
         end = start + sizes[name] if name in sizes else counts
-        in_part = (rank >= start[labels]) & (rank < end[labels])
-        parts[name] = images.subset(order[in_part].sort().values)
+        in_part = (rank >= start[shuffled]) & (rank < end[shuffled])
+        parts[name] = order[in_part].sort().values
         start = end
     return parts
 
@@ -242,14 +245,18 @@ def prepare_splits(train: ImageSet, test: ImageSet | None, config: DatasetConfig
                 raise DataSourceError("the source's test split names other classes than its training split")
             test = select_classes(test, config.classes or None)
         train = cap_per_class(train, config.max_per_class, generator)
+    # Parts are found by index and each copied once from ``train``: never a copy of a copy, so at most the set
+    # and its parts (twice its size) are in memory at once.
+    rest = torch.arange(len(train))
     if test is None:
-        fractions = {"test": config.split.test}
-        held_out = stratified_split(train, {**fractions, "rest": 1.0}, generator)
-        train, test = held_out.pop("rest"), held_out.pop("test")  # the whole set is now free
+        fractions = {"test": config.split.test, "rest": 1.0}
+        held_out = stratified_split(train.labels, train.class_names, fractions, generator)
+        rest, test = held_out["rest"], train.subset(held_out["test"])
     fractions = {"generator_pool": config.split.generator_pool, "val": config.split.val, "train": 1.0}
     if config.split.generator_pool == 0.0:
         fractions.pop("generator_pool")
-    splits = stratified_split(train, fractions, generator)
+    parts = stratified_split(train.labels[rest], train.class_names, fractions, generator)
+    splits = {name: train.subset(rest[index]) for name, index in parts.items()}
     splits.setdefault("generator_pool", train.subset(torch.zeros(0, dtype=torch.long)))
     splits["test"] = test
     converted = {name: convert(splits[name], config.image_size, config.channels) for name in SPLITS}
