@@ -33,8 +33,8 @@ class TrainConfig(Config):
     # AMX), float32 elsewhere; bf16 and fp16 force autocast; off: float32.
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
-    # Students of a cell trained at once, in threads that share the CPU's cores. auto: 2 on a CPU with 2 cores or
-    # more (a narrow student keeps 2 cores only ~85% busy: 2 at once train ~1.3x as many images/s), 1 on a GPU.
+    # Students of a cell trained at once, in threads that share the CPU's cores. auto: 2 on a CPU with 2 threads or
+    # more (a narrow student leaves 2 cores partly idle: 2 at once train 1.03-1.14x the images/s), 1 on a GPU.
     concurrent_students: Literal["auto"] | int = Field("auto", description="auto or at least 1")
     log_every: int = Field(25, ge=1, description="steps between loss checks and progress-bar updates")
     progress: bool = True
