@@ -40,14 +40,20 @@ def test_one_worker_runs_everything_in_order_with_every_thread(two_threads):
     assert seen == [(3, 2), (2, 2), (1, 2)]
 
 
-def test_a_failure_stops_the_rest_and_gives_the_threads_back(two_threads):
+def test_a_failure_asks_the_running_items_to_stop_and_gives_the_threads_back(two_threads):
+    stop, started, seen_stop = threading.Event(), [], []
+
     def work(item: int) -> int:
-        if item == 2:
-            raise ValueError("student 2 diverged")
+        started.append(item)
+        if item == 3:
+            raise ValueError("student 3 diverged")
+        seen_stop.append(stop.wait(timeout=30))  # a long student: runs until asked to stop
         return item
 
-    with pytest.raises(ValueError, match="student 2 diverged"):
-        map_concurrently(work, [4, 3, 2, 1], workers=2, cost=float)
+    with pytest.raises(ValueError, match="student 3 diverged"):
+        map_concurrently(work, [4, 3, 2, 1], workers=2, cost=float, on_failure=stop.set)
+    # 4 was told to stop (and 2, if the freed thread took it before the failure was seen); 1 never started.
+    assert {3, 4} <= set(started) and 1 not in started and all(seen_stop)
     assert torch.get_num_threads() == 2
 
 

@@ -4,7 +4,7 @@ experiments and the generators."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
 import torch
@@ -51,12 +51,18 @@ def concurrent_workers(setting: str | int, device: torch.device) -> int:
 
 
 def map_concurrently(
-    function: Callable[[Item], Result], items: Sequence[Item], workers: int, cost: Callable[[Item], float]
+    function: Callable[[Item], Result],
+    items: Sequence[Item],
+    workers: int,
+    cost: Callable[[Item], float],
+    on_failure: Callable[[], None] = lambda: None,
 ) -> list[Result]:
     """``function`` of every item, in order, ``workers`` items at a time in threads that split the CPU's threads.
 
     Longest (by ``cost``) first; the items left over by the last full round run one by one with every thread, so no
-    core idles at the end. PyTorch releases the GIL inside its operators, so threads train side by side.
+    core idles at the end. PyTorch releases the GIL inside its operators, so threads train side by side. When an
+    item fails or the run is interrupted (Ctrl-C), items not started are dropped and ``on_failure`` is called, so
+    that running ones can stop early, before the error is raised.
     """
     results: dict[int, Result] = {}
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
@@ -66,11 +72,13 @@ def map_concurrently(
         torch.set_num_threads(max(1, threads // workers))
         try:
             with ThreadPoolExecutor(workers) as pool:
-                futures = {i: pool.submit(function, items[i]) for i in order[:together]}
+                futures = {pool.submit(function, items[i]): i for i in order[:together]}
                 try:
-                    results |= {i: future.result() for i, future in futures.items()}
+                    for future in as_completed(futures):  # the first failure is seen at once
+                        results[futures[future]] = future.result()
                 except BaseException:
-                    pool.shutdown(cancel_futures=True)
+                    pool.shutdown(wait=False, cancel_futures=True)  # nothing new starts, then the running stop
+                    on_failure()
                     raise
         finally:
             torch.set_num_threads(threads)

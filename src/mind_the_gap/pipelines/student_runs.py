@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,18 +85,40 @@ def train_cell(
         tags = {"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}}
         cell_jobs.append((job, recipe, normalization, MlflowStudentRun(job.name, tags, params)))
 
+    stop = threading.Event()  # set when a student of the cell fails or the run is interrupted
+
     def train(cell_job: tuple[StudentJob, TrainConfig, Normalization, MlflowStudentRun]) -> dict[str, Any]:
         job, recipe, normalization, run = cell_job
         with run:
             result = train_student(StudentStore(store), student, recipe, job.train, test, job.seed, normalization,
-                                   val=val, transfer=job.transfer, tracker=run, description=job.name)  # fmt: skip
+                                   val=val, transfer=job.transfer, tracker=_StopWhenAsked(run, stop, job.name),
+                                   description=job.name)  # fmt: skip
             run.log_result(result, test.class_names)
         return {"pipeline": pipeline, "cell": cell, **job.columns, "seed": job.seed, "student_key": result.key,
                 "cache_hit": result.cache_hit, **result.metrics()}  # fmt: skip
 
     workers = concurrent_workers(training.concurrent_students, resolve_device(training.device))
     steps = lambda cell_job: planned_steps(len(cell_job[0].train), cell_job[1])  # noqa: E731
-    return pd.DataFrame(map_concurrently(train, cell_jobs, workers, cost=steps))
+    return pd.DataFrame(map_concurrently(train, cell_jobs, workers, cost=steps, on_failure=stop.set))
+
+
+class StudentStopped(RuntimeError):
+    """A student stopped after an epoch because another student of its cell failed or the run was interrupted."""
+
+
+@dataclass
+class _StopWhenAsked:
+    """Logs a student's epochs and stops it after the one in progress once ``stop`` is set: its progress is saved
+    by then, so the next run resumes it."""
+
+    run: MlflowStudentRun
+    stop: threading.Event
+    name: str
+
+    def log_epoch(self, record: dict[str, float]) -> None:
+        self.run.log_epoch(record)
+        if self.stop.is_set():
+            raise StudentStopped(f"{self.name}: stopped after epoch {int(record['epoch'])}, as the run stops")
 
 
 def summarize_runs(
