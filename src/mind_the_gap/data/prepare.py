@@ -15,6 +15,7 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.sources import (
     DataSourceError,
     FolderListing,
+    class_indices,
     list_image_folder,
     load_fashion_mnist,
     load_image_folder,
@@ -147,20 +148,7 @@ def select_classes(images: ImageSet, classes: list[str] | None) -> ImageSet:
     """Keep only ``classes`` (names, or indices as strings), relabelled 0..k-1 in the order given."""
     if not classes:
         return images
-    lookup = {name: i for i, name in enumerate(images.class_names)}
-    indices, unknown = [], []
-    for name in classes:
-        if name in lookup:
-            indices.append(lookup[name])
-        elif str(name).isdigit() and int(name) < images.num_classes:
-            indices.append(int(name))
-        else:
-            unknown.append(name)
-    if unknown:
-        raise DataSourceError(
-            f"unknown class name(s) in dataset.classes: {', '.join(map(str, unknown))} "
-            f"(known: {', '.join(images.class_names[:20])}{', ...' if images.num_classes > 20 else ''})"
-        )
+    indices = class_indices(images.class_names, classes)
     remap = torch.full((images.num_classes,), -1, dtype=torch.int64)
     remap[torch.tensor(indices)] = torch.arange(len(indices))
     keep = remap[images.labels] >= 0

@@ -199,7 +199,7 @@ def list_image_folder(
     if not class_dirs:
         raise DataSourceError(f"image folder {directory} has no class sub-folders")
     if classes:
-        class_dirs = _chosen_folders(class_dirs, classes)
+        class_dirs = [class_dirs[i] for i in class_indices([p.name for p in class_dirs], classes)]
     files: list[Path] = []
     labels: list[int] = []
     for label, class_dir in enumerate(class_dirs):
@@ -215,23 +215,23 @@ def list_image_folder(
     return FolderListing(directory, tuple(p.name for p in class_dirs), tuple(files), tuple(labels))
 
 
-def _chosen_folders(class_dirs: list[Path], classes: Sequence[str]) -> list[Path]:
-    by_name = {p.name: p for p in class_dirs}
-    chosen, unknown = [], []
-    for name in map(str, classes):
-        if name in by_name:
-            chosen.append(by_name[name])
-        elif name.isdigit() and int(name) < len(class_dirs):
-            chosen.append(class_dirs[int(name)])
+def class_indices(class_names: Sequence[str], classes: Sequence[str]) -> list[int]:
+    """The index of each of ``classes`` (names, or indices as strings) among ``class_names``, in the order given."""
+    lookup = {name: i for i, name in enumerate(class_names)}
+    indices, unknown = [], []
+    for name in classes:
+        if name in lookup:
+            indices.append(lookup[name])
+        elif str(name).isdigit() and int(name) < len(class_names):
+            indices.append(int(name))
         else:
             unknown.append(name)
     if unknown:
-        names = [p.name for p in class_dirs]
         raise DataSourceError(
-            f"unknown class name(s) in dataset.classes: {', '.join(unknown)} "
-            f"(known: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+            f"unknown class name(s) in dataset.classes: {', '.join(map(str, unknown))} "
+            f"(known: {', '.join(class_names[:20])}{', ...' if len(class_names) > 20 else ''})"
         )
-    return chosen
+    return indices
 
 
 def _in_threads(function: Callable[[Item], T], items: Sequence[Item]) -> list[T]:

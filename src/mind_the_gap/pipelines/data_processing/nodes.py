@@ -11,8 +11,8 @@ from mind_the_gap.training.engine import Normalization
 
 def prepare_real_data(dataset: DatasetConfig) -> tuple[ImageSet, ImageSet, ImageSet, ImageSet]:
     """The generator pool, the students' real training pool, the validation set and the test set."""
-    # No name here holds the source's images, so each is freed once split: at most two copies live at a time.
-    splits = prepare_splits(*load_source(dataset), dataset)
+    train, test = load_source(dataset)
+    splits = prepare_splits(train, test, dataset)
     return tuple(splits[name] for name in SPLITS)
 
 
