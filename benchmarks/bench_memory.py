@@ -53,22 +53,20 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="an existing image folder instead of a new one")
     args = parser.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench_memory_"))
-    try:
-        project = scratch / "project"
-        project.mkdir()
-        scratch_project(project)
-        tiny = make_folder(scratch / "tiny", 2, 10, args.size)
-        images = args.folder or make_folder(scratch / "images", args.classes, args.per_class, args.size)
-        count = sum(1 for p in images.rglob("*") if p.is_file())
-        decoded = count * 3 * args.size**2 / 2**30
-        floor = peak_rss_of_data_processing(project, tiny, args.size)
-        peak = peak_rss_of_data_processing(project, images, args.size)
-        print(f"{count} images at {args.size} px: {decoded:.2f} GiB decoded")
-        print(f"peak resident memory of data_processing: {peak:.2f} GiB; on 20 images: {floor:.2f} GiB")
-        print(f"above that floor: {peak - floor:.2f} GiB, {(peak - floor) / decoded:.2f}x the decoded bytes")
-    finally:
-        shutil.rmtree(scratch)
+    scratch = Path(tempfile.mkdtemp(prefix="bench_memory_"))  # kept when a run fails: its kedro.log is there
+    project = scratch / "project"
+    project.mkdir()
+    scratch_project(project)
+    tiny = make_folder(scratch / "tiny", 2, 10, args.size)
+    images = args.folder or make_folder(scratch / "images", args.classes, args.per_class, args.size)
+    count = sum(1 for p in images.rglob("*") if p.is_file())
+    decoded = count * 3 * args.size**2 / 2**30
+    floor = peak_rss_of_data_processing(project, tiny, args.size)
+    peak = peak_rss_of_data_processing(project, images, args.size)
+    print(f"{count} images at {args.size} px: {decoded:.2f} GiB decoded")
+    print(f"peak resident memory of data_processing: {peak:.2f} GiB; on 20 images: {floor:.2f} GiB")
+    print(f"above that floor: {peak - floor:.2f} GiB, {(peak - floor) / decoded:.2f}x the decoded bytes")
+    shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":
