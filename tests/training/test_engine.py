@@ -11,7 +11,7 @@ from torch import nn
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import cpu_has_native_bf16
 from mind_the_gap.models.architectures import StudentConfig, build_student
-from mind_the_gap.training.augment import BatchAugment
+from mind_the_gap.training.augment import POLICY_GROUP, BatchAugment, local_shuffle
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import (
@@ -119,6 +119,51 @@ def test_crop_and_flip_move_pixels_without_resampling():
     out = BatchAugment(["flip", "crop"], crop_padding=0.25)(images, torch.Generator().manual_seed(1))
     allowed = set((images[0].flatten()).tolist()) | {0.0}
     assert set(out.flatten().tolist()) <= allowed
+
+
+def test_color_jitter_scales_brightness_of_every_pixel():
+    images = torch.full((256, 1, 4, 4), 0.5)
+    images[:, :, 0, 0] = 0.25  # one darker pixel: contrast moves it, brightness scales it with the rest
+    out = BatchAugment(["color"])(images, torch.Generator().manual_seed(0))
+    means = out.mean(dim=(1, 2, 3))
+    assert means.min() < 0.4 and means.max() > 0.6  # the whole image gets brighter or darker, not only its mean
+    assert torch.all(out[:, :, 0, 0] < out[:, :, 1, 1])  # the darker pixel stays darker
+
+
+@pytest.mark.parametrize("policy", ["rand_augment", "trivial_augment", "auto_augment"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_strong_policies_are_seeded_per_run_and_vary_within_a_batch(policy: str, channels: int):
+    images = torch.rand(1, channels, 16, 16).expand(64, -1, -1, -1).contiguous()
+    augment = BatchAugment([policy])
+    first = augment(images, torch.Generator().manual_seed(0))
+    assert first.shape == images.shape and 0 <= first.min() and first.max() <= 1
+    assert torch.equal(first, augment(images, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, augment(images, torch.Generator().manual_seed(1)))
+    groups = {tuple(group.flatten().tolist()) for group in first.split(POLICY_GROUP)}
+    assert len(groups) > 1  # each group of images draws its own operation
+
+
+def test_one_strong_policy_at_most():
+    with pytest.raises(ValueError, match="one strong policy at most"):
+        BatchAugment(["rand_augment", "auto_augment"])
+    with pytest.raises(ValueError, match="one strong policy at most"):
+        TrainConfig(augment=["trivial_augment", "auto_augment"])
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        BatchAugment(["mixup"])
+
+
+def test_local_shuffle_permutes_pixels_within_their_squares_only():
+    images = torch.rand(32, 1, 7, 7).expand(-1, 2, -1, -1)  # 7 px: the last row and column lie outside the squares
+    out = local_shuffle(images, 2, 1.0, torch.Generator().manual_seed(0))
+    assert not torch.equal(out, images)
+    assert torch.equal(out[:, :, 6], images[:, :, 6]) and torch.equal(out[:, :, :, 6], images[:, :, :, 6])
+    square = lambda x: x[:, :, 2:4, 4:6].flatten(2)  # noqa: E731
+    assert torch.equal(square(out).sort(-1).values, square(images).sort(-1).values)  # the same pixels, moved
+    assert torch.equal(out[:, 0], out[:, 1])  # channels move together
+    untouched = local_shuffle(images, 2, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(untouched, images)
+    with pytest.raises(ValueError, match="local_shuffle needs a patch"):
+        local_shuffle(images, 8, 1.0, torch.Generator())
 
 
 def test_checkpoints_round_trip_through_safetensors(tmp_path: Path):

@@ -3,35 +3,65 @@
 torchvision.transforms.v2 draws one set of random parameters per call, so on a batched tensor every image
 would get the same crop and flip. Here each image draws its own parameters and one ``grid_sample`` applies
 them all, which keeps augmentation on the device and out of Python loops.
+
+The strong policies (RandAugment, TrivialAugment, AutoAugment) are kornia's. Kornia draws one operation per call
+and its randomness from torch's global generator, so a batch is augmented in groups of ``POLICY_GROUP`` images, each
+group drawing its own operation, under a global generator seeded from the training run's own: runs stay repeatable,
+and students trained in concurrent threads take turns. Kornia's crop and flip measured 5.6x slower than the
+``grid_sample`` here (``benchmarks/bench_augment.py``), so those stay hand-written.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+GEOMETRIC = ("flip", "crop", "resized_crop")
+POLICIES = ("rand_augment", "trivial_augment", "auto_augment")
+OPERATIONS = (*GEOMETRIC, "color", *POLICIES, "local_shuffle")
+POLICY_GROUP = 16  # images per kornia draw: a batch of 128 sees 8 different operations
+
+_GLOBAL_RNG = threading.Lock()
+
 
 class BatchAugment:
-    """Random flips, shifted crops, resized crops and brightness/contrast jitter for float images in [0, 1]."""
+    """Random flips, shifted crops, resized crops, a strong policy, brightness/contrast jitter and local pixel
+    shuffles for float images in [0, 1], applied in that order."""
 
-    def __init__(self, ops: Sequence[str], crop_padding: float = 0.125, resized_crop_scale=(0.35, 1.0)):
-        unknown = set(ops) - {"flip", "crop", "resized_crop", "color"}
+    def __init__(
+        self,
+        ops: Sequence[str],
+        crop_padding: float = 0.125,
+        resized_crop_scale: tuple[float, float] = (0.35, 1.0),
+        shuffle_patch: int = 2,
+        shuffle_share: float = 0.5,
+    ):
+        unknown = set(ops) - set(OPERATIONS)
         if unknown:
-            raise ValueError(f"unknown augmentation(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown augmentation(s): {', '.join(sorted(unknown))} (known: {', '.join(OPERATIONS)})")
+        policies = [op for op in ops if op in POLICIES]
+        if len(policies) > 1:
+            raise ValueError(f"augmentation takes one strong policy at most, got {', '.join(policies)}")
         self.ops = frozenset(ops)
         self.crop_padding = crop_padding
         self.scale = resized_crop_scale
+        self.shuffle_patch, self.shuffle_share = shuffle_patch, shuffle_share
+        self.policy = _kornia_policy(policies[0]) if policies else None
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if not self.ops:
             return images
-        geometric = self.ops & {"flip", "crop", "resized_crop"}
-        if geometric:
+        if self.ops & set(GEOMETRIC):
             images = self._geometric(images, generator)
+        if self.policy is not None:
+            images = self._policy(images, generator)
         if "color" in self.ops:
             images = self._color(images, generator)
+        if "local_shuffle" in self.ops:
+            images = local_shuffle(images, self.shuffle_patch, self.shuffle_share, generator)
         return images
 
     def _uniform(self, n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator):
@@ -68,9 +98,53 @@ class BatchAugment:
         mode = "bilinear" if "resized_crop" in self.ops else "nearest"  # pure shifts and flips stay exact
         return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
+    def _policy(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        grey = images.shape[1] == 1  # kornia's colour operations want RGB: grey images go through as three equal
+        rgb = images.expand(-1, 3, -1, -1) if grey else images
+        seed = int(torch.randint(2**62, (), device=generator.device, generator=generator))
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = torch.cat([self.policy(group) for group in rgb.split(POLICY_GROUP)])
+        return out.mean(1, keepdim=True) if grey else out
+
     def _color(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        # As torchvision's ColorJitter: brightness scales every pixel, contrast blends with the image's mean grey.
         n = images.shape[0]
         brightness = self._uniform(n, 0.6, 1.4, images, generator).view(n, 1, 1, 1)
         contrast = self._uniform(n, 0.6, 1.4, images, generator).view(n, 1, 1, 1)
+        images = (images * brightness).clamp(0, 1)
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
-        return ((images - mean) * contrast + mean * brightness).clamp(0, 1)
+        return ((images - mean) * contrast + mean).clamp(0, 1)
+
+
+def local_shuffle(images: torch.Tensor, patch: int, share: float, generator: torch.Generator) -> torch.Tensor:
+    """PatchShuffle regularisation (Kang et al., 2017): in a ``share`` of the images, the pixels inside every
+    ``patch`` x ``patch`` square are permuted at random (the same permutation across channels).
+
+    It blurs local texture and keeps the global shape, so a student leans on shape. Rows and columns past the last
+    whole square stay in place.
+    """
+    n, channels, height, width = images.shape
+    rows, cols = height // patch, width // patch
+    if patch < 2 or rows == 0 or cols == 0:
+        raise ValueError(f"local_shuffle needs a patch of 2 px or more that fits a {height}x{width} image, got {patch}")
+    body = images[:, :, : rows * patch, : cols * patch]
+    # (n, c, rows, patch, cols, patch) -> (n, c, rows, cols, patch * patch): the pixels of each square in a row.
+    squares = body.reshape(n, channels, rows, patch, cols, patch).permute(0, 1, 2, 4, 3, 5)
+    squares = squares.reshape(n, channels, rows, cols, patch * patch)
+    order = torch.rand(n, 1, rows, cols, patch * patch, device=images.device, generator=generator).argsort(-1)
+    chosen = torch.rand(n, device=images.device, generator=generator) < share
+    identity = torch.arange(patch * patch, device=images.device).expand_as(order)
+    order = torch.where(chosen.view(n, 1, 1, 1, 1), order, identity).expand(-1, channels, -1, -1, -1)
+    shuffled = squares.gather(-1, order).reshape(n, channels, rows, cols, patch, patch).permute(0, 1, 2, 4, 3, 5)
+    out = images.clone()
+    out[:, :, : rows * patch, : cols * patch] = shuffled.reshape(n, channels, rows * patch, cols * patch)
+    return out
+
+
+def _kornia_policy(name: str) -> torch.nn.Module:
+    from kornia.augmentation import auto
+
+    if name == "rand_augment":
+        return auto.RandAugment(n=2, m=9)  # torchvision's defaults
+    return auto.TrivialAugment() if name == "trivial_augment" else auto.AutoAugment(policy="imagenet")

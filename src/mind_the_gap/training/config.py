@@ -8,7 +8,12 @@ from pydantic import Field, model_validator
 
 from mind_the_gap.config import Config
 
-Augmentation = Literal["flip", "crop", "resized_crop", "color"]
+# Applied in this order: flip, crop, resized_crop (one affine warp), then at most one strong policy (kornia's
+# RandAugment, TrivialAugment or AutoAugment), then color (brightness and contrast jitter), then local_shuffle
+# (PatchShuffle: pixels permuted inside small squares, which blurs texture and keeps shape).
+Augmentation = Literal[
+    "flip", "crop", "resized_crop", "rand_augment", "trivial_augment", "auto_augment", "color", "local_shuffle"
+]
 
 
 class TrainConfig(Config):
@@ -24,6 +29,8 @@ class TrainConfig(Config):
     augment: list[Augmentation] = ["crop", "flip"]
     crop_padding: float = Field(0.125, ge=0, le=0.5, description="crop shift as a share of the image side")
     resized_crop_scale: tuple[float, float] = (0.35, 1.0)
+    shuffle_patch: int = Field(2, ge=2, description="local_shuffle: side of the squares whose pixels are permuted")
+    shuffle_share: float = Field(0.5, ge=0, le=1, description="local_shuffle: share of the images shuffled")
     min_steps: int = Field(0, ge=0, description="optimizer steps at least, however small the training set")
     # real: the real training pool's statistics for every student; train: each student's own training set's.
     normalization: Literal["real", "train", "imagenet", "none"] = "real"
@@ -46,6 +53,9 @@ class TrainConfig(Config):
             raise ValueError(f"training.resized_crop_scale must satisfy 0 < low <= high <= 1, got {low, high}")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise ValueError(f"training.warmup_epochs ({self.warmup_epochs}) must be below training.epochs")
+        policies = [op for op in self.augment if op.endswith("_augment")]
+        if len(policies) > 1:
+            raise ValueError(f"training.augment takes one strong policy at most, got {', '.join(policies)}")
         if self.concurrent_students != "auto" and self.concurrent_students < 1:
             raise ValueError(f"training.concurrent_students must be auto or at least 1, got {self.concurrent_students}")
         return self

@@ -242,7 +242,8 @@ def fit(
         model.to(memory_format=torch.channels_last)
     images, labels = train.images.to(device), train.labels.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    augment = BatchAugment(config.augment, config.crop_padding, config.resized_crop_scale)
+    augment = BatchAugment(config.augment, config.crop_padding, config.resized_crop_scale, config.shuffle_patch,
+                           config.shuffle_share)  # fmt: skip
 
     batch_size = min(config.batch_size, len(train))
     total_steps = planned_steps(len(train), config)
