@@ -1,0 +1,1 @@
+"""Measurements of image sets and trained students, for the normalization and ablations pipelines."""

@@ -1,0 +1,216 @@
+"""What trained students compute, unit by unit: features, their similarity and linear read-out, BatchNorm inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.models.architectures import UnitNet
+from mind_the_gap.training.engine import Normalization
+
+Moments = list[list[tuple[torch.Tensor, torch.Tensor]]]  # per unit, per BatchNorm: per-channel mean and variance
+Hook = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]
+PreHook = Callable[[nn.Module, tuple[torch.Tensor, ...]], None]
+
+
+@contextmanager
+def _inspecting(
+    model: nn.Module, hooks: Sequence[tuple[nn.Module, Hook]] = (), pre_hooks: Sequence[tuple[nn.Module, PreHook]] = ()
+) -> Iterator[None]:
+    """Eval mode and no gradients with the hooks attached; afterwards the hooks are removed and every module is back
+    in the mode it had (frozen units included)."""
+    modes = [(module, module.training) for module in model.modules()]
+    handles = []
+    try:
+        handles += [module.register_forward_hook(hook) for module, hook in hooks]
+        handles += [module.register_forward_pre_hook(hook) for module, hook in pre_hooks]
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes:
+            module.training = training
+
+
+def _inputs(
+    images: torch.Tensor, normalization: Normalization, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Batches of ``images`` prepared as the training engine prepares them: [0, 1] floats, then normalised."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    for chunk in images.split(batch_size):
+        yield normalization.apply(chunk.to(device).float().div_(255))
+
+
+def _output_module(model: UnitNet, index: int) -> nn.Module:
+    """The module whose output is unit ``index``'s: the unit itself for blocks, the BatchNorm of a (conv, bn) layer."""
+    paths = model.unit_paths[index]
+    return model.get_submodule(paths[1] if len(paths) > 1 else paths[0])
+
+
+def unit_features(
+    model: UnitNet,
+    data: ImageSet,
+    normalization: Normalization,
+    pooled: bool,
+    batch_size: int = 512,
+    limit: int | None = None,
+) -> list[torch.Tensor]:
+    """Each unit's output for the first ``limit`` images (all if None): one float32 CPU tensor (N, D) per unit.
+
+    ``pooled`` averages feature maps over their positions (D = channels), else they are flattened; the classifier's
+    logits stay as they are. A layer unit's output is its BatchNorm's, before the ReLU or residual addition.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    images = data.images if limit is None else data.images[:limit]
+    if len(images) == 0:
+        raise ValueError("unit_features needs at least one image")
+    outputs: list[list[torch.Tensor]] = [[] for _ in range(model.num_units)]
+
+    def keep(store: list[torch.Tensor]) -> Hook:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            reduced = output.mean((2, 3)) if pooled and output.ndim == 4 else output.flatten(1)
+            # A copy: the ReLU or residual addition that follows may overwrite the output in place.
+            store.append(reduced.to("cpu", torch.float32, copy=True))
+
+        return hook
+
+    hooks = [(_output_module(model, i), keep(store)) for i, store in enumerate(outputs)]
+    device = next(model.parameters()).device
+    with _inspecting(model, hooks=hooks):
+        for x in _inputs(images, normalization, batch_size, device):
+            model(x)
+    return [torch.cat(store) for store in outputs]
+
+
+def _matrix(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (N, D) representation, got shape {x.shape}")
+    return x.astype(np.float64)
+
+
+def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Linear centred kernel alignment (Kornblith et al., 2019) of two representations (N, Dx) and (N, Dy) of the
+    same N examples: 1 for representations equal up to rotation and isotropic scaling; NaN if one is constant.
+
+    Computed from the (N, N) Gram matrices when a representation is wider than N, else from the (D, D) cross-products:
+    the two forms are equal, the cheaper one is taken.
+    """
+    x, y = _matrix(x, "x"), _matrix(y, "y")
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"linear_cka needs one N >= 2 for both representations, got {len(x)} and {len(y)}")
+    x, y = x - x.mean(0), y - y.mean(0)
+    if max(x.shape[1], y.shape[1]) > len(x):
+        gram_x, gram_y = x @ x.T, y @ y.T
+        similarity = (gram_x * gram_y).sum()
+        norms = np.linalg.norm(gram_x) * np.linalg.norm(gram_y)
+    else:
+        similarity = np.linalg.norm(y.T @ x) ** 2
+        norms = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+    return float(similarity / norms) if norms > 0 else float("nan")
+
+
+def linear_probe_accuracy(
+    train_x: np.ndarray | torch.Tensor,
+    train_y: np.ndarray | torch.Tensor,
+    test_x: np.ndarray | torch.Tensor,
+    test_y: np.ndarray | torch.Tensor,
+    max_iter: int = 300,
+    seed: int = 0,
+) -> float:
+    """Test accuracy of a logistic regression (L-BFGS, C = 1) fitted on standardised training features: how much of
+    the class a representation makes linearly readable."""
+    train_x, test_x = _matrix(train_x, "train_x"), _matrix(test_x, "test_x")
+    train_y, test_y = np.asarray(train_y), np.asarray(test_y)
+    if train_y.shape != (len(train_x),) or test_y.shape != (len(test_x),) or len(test_x) == 0:
+        raise ValueError(
+            f"linear_probe_accuracy needs one label per row and a test row, got {train_x.shape} x {train_y.shape} "
+            f"and {test_x.shape} x {test_y.shape}"
+        )
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(solver="lbfgs", C=1.0, max_iter=max_iter, random_state=seed)
+    )
+    probe.fit(train_x, train_y)
+    return float((probe.predict(test_x) == test_y).mean())
+
+
+def batchnorm_input_moments(
+    model: UnitNet, data: ImageSet, normalization: Normalization, batch_size: int = 512
+) -> Moments:
+    """Per unit, per BatchNorm2d inside it (in module order): the per-channel mean and variance (float64, CPU) of
+    what that BatchNorm receives over the whole set, every image and position.
+
+    Comparing them between real and synthetic images tells where in the network the two sources part.
+    """
+    if len(data) == 0:
+        raise ValueError("batchnorm_input_moments needs at least one image")
+    device = next(model.parameters()).device
+    layers = [
+        [m for path in paths for m in model.get_submodule(path).modules() if isinstance(m, nn.BatchNorm2d)]
+        for paths in model.unit_paths
+    ]
+    sums = {
+        layer: [torch.zeros(layer.num_features, dtype=torch.float64, device=device) for _ in range(2)]
+        for unit in layers
+        for layer in unit
+    }
+    counts = dict.fromkeys(sums, 0)
+
+    def accumulate(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].double()
+        total, squares = sums[module]
+        total += x.sum((0, 2, 3))
+        squares += x.square().sum((0, 2, 3))
+        counts[module] += x.numel() // x.shape[1]
+
+    with _inspecting(model, pre_hooks=[(layer, accumulate) for layer in sums]):
+        for x in _inputs(data.images, normalization, batch_size, device):
+            model(x)
+
+    def moments(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        total, squares = sums[layer]
+        mean = total / counts[layer]
+        return mean.cpu(), (squares / counts[layer] - mean**2).clamp(min=0).cpu()
+
+    return [[moments(layer) for layer in unit] for unit in layers]
+
+
+def gaussian_symmetric_kl(
+    mean_a: torch.Tensor, var_a: torch.Tensor, mean_b: torch.Tensor, var_b: torch.Tensor, eps: float = 1e-5
+) -> float:
+    """KL(a || b) + KL(b || a) between per-channel Gaussians, averaged over the channels.
+
+    Unchanged when both are scaled alike (up to ``eps``, added to the variances), so layers of any scale compare.
+    """
+    mean_a, var_a, mean_b, var_b = (torch.as_tensor(t, dtype=torch.float64) for t in (mean_a, var_a, mean_b, var_b))
+    if not mean_a.shape == var_a.shape == mean_b.shape == var_b.shape:
+        raise ValueError(
+            f"gaussian_symmetric_kl needs moments of one shape, got {tuple(mean_a.shape)}, {tuple(var_a.shape)}, "
+            f"{tuple(mean_b.shape)} and {tuple(var_b.shape)}"
+        )
+    var_a, var_b = var_a + eps, var_b + eps
+    gap = (mean_a - mean_b).square()
+    return float((0.5 * ((var_a + gap) / var_b + (var_b + gap) / var_a) - 1).mean())
+
+
+def batchnorm_shift_per_unit(a: Moments, b: Moments) -> np.ndarray:
+    """Per unit, the mean symmetric KL between two sources' BatchNorm inputs (two ``batchnorm_input_moments`` of one
+    model); NaN for a unit without BatchNorm."""
+    if [len(unit) for unit in a] != [len(unit) for unit in b]:
+        raise ValueError("batchnorm_shift_per_unit needs the moments of one model: the BatchNorm layers differ")
+    return np.array([
+        np.mean([gaussian_symmetric_kl(*ma, *mb) for ma, mb in zip(ua, ub, strict=True)]) if ua else np.nan
+        for ua, ub in zip(a, b, strict=True)
+    ])  # fmt: skip

@@ -1,0 +1,145 @@
+"""Input statistics: histograms and moments of hand-made sets, distances with known values, the spread measure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mind_the_gap.analysis.statistics import (
+    channel_histograms,
+    class_histograms,
+    frechet_distance,
+    histogram_moments,
+    wasserstein_per_channel,
+    within_class_spread,
+)
+from mind_the_gap.data.imageset import ImageSet
+
+
+def constant_set(values: list[list[int]], labels: list[int], num_classes: int = 3, size: int = 2) -> ImageSet:
+    """One image per row of ``values``, each channel filled with one value."""
+    pixels = torch.tensor(values, dtype=torch.uint8).view(len(values), -1, 1, 1).expand(-1, -1, size, size)
+    return ImageSet(pixels.contiguous(), torch.tensor(labels), tuple(f"c{i}" for i in range(num_classes)))
+
+
+def test_channel_histograms_count_every_pixel_per_channel():
+    # Two 2x2 RGB images: channel 0 holds 0 then 255, channel 1 holds 10 twice, channel 2 holds 7 then 9.
+    data = constant_set([[0, 10, 7], [255, 10, 9]], [0, 1])
+    histograms = channel_histograms(data)
+    assert histograms.shape == (3, 256) and histograms.dtype == np.int64
+    assert histograms.sum(1).tolist() == [8, 8, 8]
+    assert histograms[0, 0] == histograms[0, 255] == 4 and histograms[1, 10] == 8
+    assert histograms[2, 7] == histograms[2, 9] == 4
+
+
+def test_histograms_are_counted_across_slices(monkeypatch):
+    monkeypatch.setattr("mind_the_gap.analysis.statistics._SLICE_PIXELS", 5)  # one 1x2x2 image per slice
+    images = torch.arange(12, dtype=torch.uint8).view(3, 1, 2, 2)
+    data = ImageSet(images, torch.tensor([0, 1, 0]), ("a", "b"))
+    assert channel_histograms(data)[0, :12].tolist() == [1] * 12
+    assert class_histograms(data)[1, 0, 4:8].tolist() == [1] * 4
+
+
+def test_class_histograms_split_the_channel_histograms_by_class():
+    data = constant_set([[0, 10, 7], [255, 10, 9], [3, 4, 5]], [0, 2, 0])
+    by_class = class_histograms(data)
+    assert by_class.shape == (3, 3, 256)
+    np.testing.assert_array_equal(by_class.sum(0), channel_histograms(data))
+    assert by_class[1].sum() == 0  # no image of class 1
+    assert by_class[2, 0, 255] == 4 and by_class[0, 0, 0] == by_class[0, 0, 3] == 4
+
+
+def test_moments_are_exact_from_the_counts():
+    data = constant_set([[0, 51, 102], [255, 51, 204]], [0, 0])
+    mean, std = histogram_moments(channel_histograms(data))
+    np.testing.assert_allclose(mean, [0.5, 0.2, 0.6])
+    np.testing.assert_allclose(std, [0.5, 0.0, 0.2], atol=1e-12)
+    class_mean, class_std = histogram_moments(class_histograms(data))
+    assert class_mean.shape == (3, 3) and np.isnan(class_mean[1:]).all()  # classes without images
+    np.testing.assert_allclose(class_mean[0], mean)
+
+
+def test_moments_match_the_pixels_of_a_random_set():
+    images = torch.randint(0, 256, (5, 2, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = histogram_moments(channel_histograms(ImageSet(images, torch.zeros(5, dtype=torch.int64), ("a",))))
+    pixels = images.double().div(255).transpose(0, 1).reshape(2, -1)
+    np.testing.assert_allclose(mean, pixels.mean(1).numpy())
+    np.testing.assert_allclose(std, pixels.std(1, correction=0).numpy())
+
+
+def test_moments_reject_histograms_of_other_widths():
+    with pytest.raises(ValueError, match="histograms"):
+        histogram_moments(np.ones((3, 255)))
+
+
+def test_wasserstein_distances():
+    black, white = constant_set([[0, 0]], [0]), constant_set([[255, 255]], [0])
+    shifted = ImageSet(
+        torch.randint(0, 200, (4, 2, 3, 3), dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), ("a",)
+    )
+    moved = ImageSet(shifted.images + 7, shifted.labels, shifted.class_names)
+    np.testing.assert_allclose(wasserstein_per_channel(channel_histograms(black), channel_histograms(white)), [1, 1])
+    np.testing.assert_allclose(
+        wasserstein_per_channel(channel_histograms(shifted), channel_histograms(shifted)), [0, 0], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        wasserstein_per_channel(channel_histograms(shifted), channel_histograms(moved)), [7 / 255, 7 / 255]
+    )
+
+
+def test_wasserstein_rejects_mismatched_or_empty_histograms():
+    with pytest.raises(ValueError, match="one shape"):
+        wasserstein_per_channel(np.ones((2, 256)), np.ones((3, 256)))
+    with pytest.raises(ValueError, match="without counts"):
+        wasserstein_per_channel(np.ones((1, 256)), np.zeros((1, 256)))
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    features = np.random.default_rng(0).normal(size=(50, 4))
+    assert frechet_distance(features, features) == pytest.approx(0, abs=1e-6)
+
+
+def test_frechet_distance_of_one_dimensional_gaussians_has_the_closed_form():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1, 2, size=(40, 1)), rng.normal(-3, 0.5, size=(30, 1))
+    expected = (a.mean() - b.mean()) ** 2 + (a.std(ddof=1) - b.std(ddof=1)) ** 2
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_survives_singular_covariances():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(3, 8)), rng.normal(size=(3, 8))  # rank 2 covariances of 8 dimensions
+    assert np.isfinite(frechet_distance(a, b)) and frechet_distance(a, b) > 0
+
+
+def test_frechet_distance_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="one D"):
+        frechet_distance(np.zeros((5, 2)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        frechet_distance(np.zeros((1, 2)), np.zeros((5, 2)))
+
+
+def test_within_class_spread_of_identical_features_is_zero():
+    assert within_class_spread(np.ones((6, 3)), [0, 0, 0, 1, 1, 1]) == 0
+
+
+def test_within_class_spread_is_the_mean_distance_within_classes():
+    # Class 0: points 0, 3 and 4 on a line (distances 3, 4, 1); class 1: two points 10 apart; class 2: one point.
+    features = torch.tensor([[0.0], [3.0], [4.0], [0.0], [10.0], [99.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert within_class_spread(features, labels) == pytest.approx((8 / 3 + 10) / 2)
+    assert within_class_spread(features * 2.5, labels) == pytest.approx(2.5 * (8 / 3 + 10) / 2)
+
+
+def test_within_class_spread_samples_at_most_max_per_class_reproducibly():
+    features = np.random.default_rng(3).normal(size=(40, 2))
+    labels = np.zeros(40, dtype=np.int64)
+    sampled = within_class_spread(features, labels, max_per_class=5, seed=1)
+    assert sampled == within_class_spread(features, labels, max_per_class=5, seed=1)
+    assert sampled != within_class_spread(features, labels, max_per_class=5, seed=2)
+
+
+def test_within_class_spread_needs_a_class_of_two():
+    with pytest.raises(ValueError, match="at least 2 images"):
+        within_class_spread(np.zeros((2, 3)), [0, 1])

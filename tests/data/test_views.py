@@ -1,0 +1,157 @@
+"""Cue-conflict views: shuffled patches keep the pixels, edges and silhouettes keep the shape, and the stimuli load."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mind_the_gap.data.sources import DataSourceError
+from mind_the_gap.data.views import edge_view, load_cue_conflict, patch_shuffled, shape_bias, silhouette_view
+
+CLASSES = ("cat", "ankle boot", "t-shirt/top")
+
+
+def random_images(n: int = 6, channels: int = 3, height: int = 9, width: int = 10) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, channels, height, width), dtype=torch.uint8, generator=generator)
+
+
+def white_square(channels: int = 1) -> torch.Tensor:
+    """A 12x12 black image with a white square on rows and columns 4 to 7."""
+    images = torch.zeros(1, channels, 12, 12, dtype=torch.uint8)
+    images[..., 4:8, 4:8] = 255
+    return images
+
+
+def test_patch_shuffling_keeps_each_images_pixels_and_moves_patches():
+    images = random_images()
+    shuffled = patch_shuffled(images, 3, torch.Generator().manual_seed(1))
+    assert shuffled.shape == images.shape and shuffled.dtype == torch.uint8
+    flat = lambda x: x.flatten(1).sort(1).values
+    torch.testing.assert_close(flat(shuffled), flat(images))
+    assert (shuffled != images).flatten(1).any(1).all()  # every image's patches moved
+
+
+def test_patch_shuffling_moves_whole_patches():
+    # Each 3x3 patch of a 9x9 image filled with its own number: the result holds the same patches, reordered.
+    patch_ids = torch.arange(9, dtype=torch.uint8).view(3, 3).repeat_interleave(3, 0).repeat_interleave(3, 1)
+    images = patch_ids.expand(4, 2, 9, 9).contiguous()
+    shuffled = patch_shuffled(images, 3, torch.Generator().manual_seed(0))
+    blocks = shuffled.unfold(2, 3, 3).unfold(3, 3, 3)  # (N, C, 3, 3, 3, 3)
+    assert (blocks == blocks[..., :1, :1]).all()  # every patch is still constant
+    assert (blocks[:, 0] == blocks[:, 1]).all()  # the channels move together
+    assert sorted(blocks[0, 0, :, :, 0, 0].flatten().tolist()) == list(range(9))
+
+
+def test_patch_shuffling_is_seeded_and_leaves_the_border_alone():
+    images = random_images(height=11, width=13)  # 3x3 patches of 3x4 px: rows 9-10 and column 12 stay
+    first = patch_shuffled(images, 3, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(first, patch_shuffled(images, 3, torch.Generator().manual_seed(5)))
+    assert not torch.equal(first, patch_shuffled(images, 3, torch.Generator().manual_seed(6)))
+    torch.testing.assert_close(first[:, :, 9:], images[:, :, 9:])
+    torch.testing.assert_close(first[:, :, :, 12:], images[:, :, :, 12:])
+
+
+@pytest.mark.parametrize("grid", [1, 11])
+def test_patch_shuffling_rejects_bad_grids(grid):
+    with pytest.raises(ValueError, match="grid"):
+        patch_shuffled(random_images(), grid, torch.Generator())
+
+
+def test_edge_view_is_bright_on_the_border_and_black_elsewhere():
+    edges = edge_view(white_square(channels=3))
+    assert edges.shape == (1, 3, 12, 12) and edges.dtype == torch.uint8
+    assert torch.equal(edges[:, 0], edges[:, 2])
+    ring = torch.zeros(12, 12, dtype=torch.bool)
+    ring[3:9, 3:9] = True
+    ring[5:7, 5:7] = False  # Sobel answers on both sides of the square's outline
+    assert (edges[0, 0][ring] > 0).all() and edges.max() == 255
+    assert (edges[0, 0][~ring] == 0).all()  # the flat inside and outside
+
+
+def test_edge_view_of_a_flat_image_is_black():
+    assert (edge_view(torch.full((2, 1, 5, 5), 80, dtype=torch.uint8)) == 0).all()
+
+
+def test_silhouette_view_is_the_mask_of_a_bright_object():
+    images = white_square(channels=3)
+    images[0, :, 5, 5] = 170  # a darker spot inside the object stays foreground
+    images[0, :, 0, 0] = 30  # a faint speck of background stays background
+    mask = silhouette_view(images)
+    expected = torch.zeros(12, 12, dtype=torch.uint8)
+    expected[4:8, 4:8] = 255
+    assert mask.shape == images.shape and (mask == expected).all()
+
+
+def test_silhouette_thresholds_each_image_on_its_own():
+    dim = white_square() // 5  # the same object at 51 instead of 255
+    masks = silhouette_view(torch.cat([white_square(), dim, torch.full_like(dim, 90)]))
+    torch.testing.assert_close(masks[0], masks[1])
+    assert (masks[2] == 0).all()  # a flat image has no foreground
+
+
+def write_image(path: Path, value: int = 128, size: tuple[int, int] = (20, 20), mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, (value, 0, 0) if mode == "RGB" else value).save(path)
+
+
+def test_load_cue_conflict_parses_geirhos_file_names(tmp_path):
+    write_image(tmp_path / "cat" / "cat1-ankle boot2.png", value=200)
+    write_image(tmp_path / "cat" / "cat2-cat3.png")  # shape and texture agree: skipped
+    write_image(tmp_path / "ankle_boot" / "ankle_boot10-t-shirt_top1.png", value=100, mode="L")
+    write_image(tmp_path / "t_shirt_top" / "t-shirt_top3-cat4.png", size=(30, 30))
+    stimuli = load_cue_conflict(tmp_path, CLASSES, image_size=8, channels=3)
+    assert stimuli.images.class_names == CLASSES
+    assert stimuli.images.images.shape == (3, 3, 8, 8) and stimuli.images.images.dtype == torch.uint8
+    assert stimuli.images.labels.tolist() == [1, 0, 2]  # files sorted by path: ankle_boot, cat, t_shirt_top
+    assert stimuli.texture_labels.tolist() == [2, 1, 0]
+    assert (stimuli.images.images[0] == 100).all() and (stimuli.images.images[1, 0] == 200).all()
+    grey = load_cue_conflict(tmp_path, CLASSES, image_size=4, channels=1)
+    assert grey.images.images.shape == (3, 1, 4, 4)
+
+
+def test_load_cue_conflict_names_the_file_of_an_unknown_class(tmp_path):
+    write_image(tmp_path / "cat" / "cat1-dog2.png")
+    with pytest.raises(DataSourceError, match="cat1-dog2.png"):
+        load_cue_conflict(tmp_path, CLASSES, image_size=8, channels=3)
+
+
+def test_load_cue_conflict_names_an_unreadable_file(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "cat1-ankle_boot1.png").write_bytes(b"not a png")
+    with pytest.raises(DataSourceError, match="unreadable.*cat1-ankle_boot1.png"):
+        load_cue_conflict(tmp_path, CLASSES, image_size=8, channels=3)
+
+
+def test_load_cue_conflict_names_a_folder_without_images(tmp_path):
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(DataSourceError, match=f"{tmp_path.name} holds no images"):
+        load_cue_conflict(tmp_path, CLASSES, image_size=8, channels=3)
+    write_image(tmp_path / "cat" / "cat1-cat2.png")
+    with pytest.raises(DataSourceError, match="shape and texture classes differ"):
+        load_cue_conflict(tmp_path, CLASSES, image_size=8, channels=3)
+
+
+def test_shape_bias():
+    shapes, textures = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([1, 2, 0, 2, 0])
+    # Two shape decisions, one texture decision, two of neither.
+    result = shape_bias(torch.tensor([0, 2, 1, 0, 1]), shapes, textures)
+    assert result == pytest.approx({"shape_correct": 0.4, "texture_correct": 0.2, "shape_bias": 2 / 3})
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 0, 1]), 3).float()
+    assert shape_bias(logits, shapes, textures) == result
+    assert math.isnan(shape_bias(torch.tensor([2, 1, 2, 0, 1]), shapes, textures)["shape_bias"])
+
+
+def test_shape_bias_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="one prediction"):
+        shape_bias(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1]))
+
+
+def test_views_reject_float_images():
+    with pytest.raises(ValueError, match="uint8"):
+        edge_view(np.zeros((1, 1, 4, 4)))  # type: ignore[arg-type]
