@@ -21,12 +21,12 @@ from pydantic import Field
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import concurrent_workers, map_concurrently, resolve_device
-from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.models.architectures import StudentConfig, UnitNet
 from mind_the_gap.reporting import summarize
 from mind_the_gap.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import Normalization, planned_steps
-from mind_the_gap.training.student_cache import StudentStore, train_student
+from mind_the_gap.training.student_cache import StudentResult, StudentStore, train_student
 from mind_the_gap.training.transfer import Transfer
 
 METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "train_accuracy", "train_seconds"]
@@ -150,6 +150,23 @@ def parent_keys(runs: pd.DataFrame, seeds: Iterable[int], source: str, pipeline:
             f"add them to baselines.seeds and run `kedro run --pipeline baselines`"
         )
     return keys
+
+
+def load_students(
+    runs: pd.DataFrame, seeds: Iterable[int], source: str, store: Path, student: StudentConfig, like: ImageSet
+) -> dict[int, tuple[UnitNet, StudentResult]]:
+    """The trained student of each seed in a cell's runs table, with what it measured, built for images like
+    ``like``'s; an error naming what to run when one is missing."""
+    cache, wanted = StudentStore(store), set(seeds)
+    students = {}
+    for seed, key in parent_keys(runs, wanted, source, "this analysis").items():
+        if seed not in wanted:
+            continue
+        result = cache.load_result(key)
+        if result is None:
+            raise ValueError(f"the {source} student {key} of seed {seed} is not in {store}: run its pipeline again")
+        students[seed] = (cache.load_model(key, student, like), result)
+    return students
 
 
 def bind(func: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:

@@ -1,0 +1,92 @@
+"""The normalization pipeline's nodes on tiny data: input statistics, the per-unit profile, and the students
+normalised otherwise or adapted with AdaBN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.pipelines.normalization.nodes import (
+    NormalizationConfig,
+    compare_normalizations,
+    measure_input_statistics,
+    profile_units,
+    train_with_synthetic_statistics,
+)
+from mind_the_gap.pipelines.normalization.pipeline import create_pipeline
+
+from .conftest import BASELINE_SEEDS, STUDENT, TRAINING, TinyExperiment
+
+CONFIG = NormalizationConfig(seeds=BASELINE_SEEDS, analysis_images=32, probe_images=48)
+
+
+def test_input_statistics_per_class_and_channel_against_hand_computed_ones(tiny: TinyExperiment):
+    brighter = ImageSet((tiny.real_train.images.int() // 2 + 100).byte(), tiny.real_train.labels,
+                        tiny.real_train.class_names)  # fmt: skip
+    table, figure, metrics = measure_input_statistics(tiny.real_train, brighter)
+    overall = table[table["class"] == "all"].iloc[0]
+    real, other = tiny.real_train.images.double() / 255, brighter.images.double() / 255
+    assert overall["real_mean"] == pytest.approx(real.mean().item())
+    assert overall["synthetic_std"] == pytest.approx(other.std(unbiased=False).item())
+    assert overall["wasserstein"] > 0.1 and isinstance(figure, Figure)
+    assert table["class"].tolist() == ["all", *tiny.real_train.class_names]
+    same, _, _ = measure_input_statistics(tiny.real_train, tiny.real_train)
+    assert same["wasserstein"].eq(0).all()
+    assert metrics["input.wasserstein.channel0"]["value"] == pytest.approx(overall["wasserstein"])
+
+
+def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny: TinyExperiment):
+    table, figure, metrics = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
+                                           tiny.test, tiny.store, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    assert table["unit"].tolist() == list(range(10)) and table["name"].iloc[0] == "stem"
+    assert table["cka_real_real_n"].eq(1).all() and table["cka_real_synthetic_n"].eq(2).all()
+    for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "probe_real_mean", "probe_synthetic_mean"):
+        assert table[column].between(0, 1 + 1e-9).all(), column
+    assert np.allclose(table["probe_gap_mean"], table["probe_real_mean"] - table["probe_synthetic_mean"])
+    assert table["bn_shift_mean"].iloc[:-1].gt(0).all() and np.isnan(table["bn_shift_mean"].iloc[-1])
+    assert table["frechet_real_synthetic_mean"].nunique() == 1 and table["frechet_real_synthetic_mean"].iloc[0] > 0
+    assert "unit9.probe_real_mean" in metrics and isinstance(figure, Figure)
+
+
+def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similarity(tiny: TinyExperiment):
+    table, _, _ = profile_units(tiny.real_runs, tiny.real_runs, tiny.real_train, tiny.real_train, tiny.test,
+                                tiny.store, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    assert np.allclose(table["bn_shift_mean"].iloc[:-1], 0)
+    assert np.allclose(table["cka_real_synthetic_mean"], 1)  # the "synthetic" students are the real ones here
+    assert np.allclose(table["frechet_real_synthetic_mean"], 0, atol=1e-3)  # sqrtm of a singular covariance
+
+
+def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking):
+    runs = train_with_synthetic_statistics(tiny.synthetic_train, **tiny.shared, normalization=CONFIG)
+    assert runs["statistics"].eq("synthetic").all() and sorted(runs["seed"]) == BASELINE_SEEDS
+    summary, per_seed, metrics = compare_normalizations(
+        tiny.real_runs, tiny.synthetic_runs, runs, tiny.real_train, tiny.test, tiny.store, tiny.real_statistics,
+        STUDENT, TRAINING, CONFIG,
+    )  # fmt: skip
+    summary = summary.set_index("variant")
+    assert set(summary.index) == {"real", "synthetic", "adabn_all", "adabn_7-9", "synthetic_statistics",
+                                  "own_statistics"}  # fmt: skip
+    assert summary["n"].eq(2).all() and summary.loc["real", "gap_pp"] == 0
+    synthetic = tiny.synthetic_runs.set_index("seed")["test_accuracy"]
+    rows = per_seed[per_seed["variant"] == "synthetic"].set_index("seed")["test_accuracy"]
+    assert rows.to_dict() == pytest.approx(synthetic.to_dict())  # the baselines' own figures
+    own = per_seed[per_seed["variant"] == "synthetic_statistics"].set_index("seed")["test_accuracy"]
+    assert own.to_dict() == pytest.approx(runs.set_index("seed")["test_accuracy"].to_dict())
+    assert "adabn_all.gap_pp" in metrics and "own_statistics.test_accuracy_mean" in metrics
+
+
+def test_pipeline_wiring():
+    pipeline = create_pipeline()
+    assert {n.name for n in pipeline.nodes} == {
+        "normalization.measure_input_statistics", "normalization.profile_units",
+        "normalization.synthetic_statistics.train_students", "normalization.compare_normalizations",
+    }  # fmt: skip
+    assert "baselines_synthetic_runs" in pipeline.inputs() and "normalization_summary" in pipeline.outputs()
+
+
+def test_bad_configuration_names_the_key():
+    with pytest.raises(ValueError, match="analysis_images"):
+        NormalizationConfig(analysis_images=1)
