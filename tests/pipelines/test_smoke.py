@@ -20,7 +20,7 @@ from .conftest import REPO, make_project, run_pipeline, tracking_to
 
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
-STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency"]
+STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations"]
 STRATEGIES = ["scratch", "scratch 2x steps", "last 2", "all"]  # conf/smoke's data_efficiency.last_units: [2, all]
 LAYER_SWAP_CELLS = ["prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic"]
 EPOCHS = 2  # training.epochs in conf/smoke
@@ -64,7 +64,7 @@ def _parent_metric(db: sqlite3.Connection, run_name: str, key: str) -> list[floa
 
 def test_every_pipeline_is_registered():
     assert set(PIPELINES) == {"data_processing", "generator_training", "generation", "baselines", "layer_swap",
-                              "data_efficiency"}  # fmt: skip
+                              "data_efficiency", "normalization", "ablations"}  # fmt: skip
 
 
 def test_smoke_run_writes_the_data_and_the_baselines(smoke: Path):
@@ -121,6 +121,53 @@ def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
     assert whole["student_key"].to_dict() == real["student_key"].to_dict()
 
 
+def test_smoke_run_writes_the_normalization_tables(smoke: Path):
+    reporting = smoke / "data/08_reporting"
+    inputs = pd.read_csv(reporting / "normalization_input_statistics.csv")
+    assert inputs["class"].tolist()[0] == "all" and len(inputs) == 1 + 10  # one channel: all images, each class
+    assert inputs[["real_mean", "synthetic_mean", "wasserstein"]].notna().all().all()
+    profile = pd.read_csv(reporting / "normalization_unit_profile.csv")
+    assert profile["unit"].tolist() == list(range(10)) and profile["name"].iloc[-1] == "classifier"
+    assert profile["bn_shift_mean"].iloc[:-1].ge(0).all() and pd.isna(profile["bn_shift_mean"].iloc[-1])
+    for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "probe_real_mean", "probe_synthetic_mean"):
+        assert profile[column].between(0, 1 + 1e-9).all(), column
+    assert profile["cka_real_real_n"].eq(1).all() and profile["cka_real_synthetic_n"].eq(2).all()  # seeds 0, 1
+    summary = pd.read_csv(reporting / "normalization_summary.csv").set_index("variant")
+    assert set(summary.index) == {"real", "synthetic", "adabn_all", "adabn_7-9", "synthetic_statistics",
+                                  "own_statistics"}  # fmt: skip
+    assert summary["n"].eq(2).all() and summary.loc["real", "gap_pp"] == 0
+    for figure in ("normalization", "normalization_histograms"):
+        assert (reporting / f"{figure}.png").stat().st_size > 0, figure
+
+
+def test_smoke_run_writes_the_ablations_tables(smoke: Path):
+    reporting = smoke / "data/08_reporting"
+    summary = pd.read_csv(reporting / "ablations_summary.csv")
+    rows = set(zip(summary["factor"], summary["variant"], summary["trained_on"], strict=True))
+    assert rows == {  # conf/smoke's ablations
+        ("baseline", "standard", "real"), ("baseline", "standard", "synthetic"),
+        ("augmentation", "none", "synthetic"), ("augmentation", "trivial_augment", "synthetic"),
+        ("texture_shape", "local_shuffle", "synthetic"), ("oracle", "strength 0.5", "synthetic"),
+        ("diversity", "guidance 1", "synthetic"), ("diversity", "guidance 1", "first 2 real, rest synthetic"),
+        ("diversity", "guidance 1", "last 2 real, rest synthetic"),
+        ("mixing", "50% real", "real + synthetic"), ("mixing", "all real + all synthetic", "real + synthetic"),
+    }  # fmt: skip
+    assert summary["n"].eq(2).all() and summary["test_accuracy_mean"].between(0, 1).all()
+    real = summary[(summary["factor"] == "baseline") & (summary["trained_on"] == "real")]["test_accuracy_mean"].iloc[0]
+    assert (summary["gap_pp"] - 100 * (real - summary["test_accuracy_mean"])).abs().max() < 1e-9
+    views = pd.read_csv(reporting / "ablations_texture_shape_views.csv")
+    assert len(views) == 3 * 2 and views["shape_bias"].between(0, 1).all()  # baselines and local_shuffle, 2 seeds
+    mixing = pd.read_csv(smoke / "data/07_model_output/ablations/mixing_runs.csv").set_index("variant")
+    assert set(mixing.loc["50% real", "train_images"]) == {TRAIN_POOL}
+    assert set(mixing.loc["all real + all synthetic", "train_images"]) == {TRAIN_POOL + 10 * 24}
+    diversity = pd.read_csv(reporting / "ablations_diversity.csv")
+    assert diversity["set"].tolist() == ["real", "synthetic (generation)", "guidance 1"]
+    assert diversity["share_of_real"].iloc[0] == 1 and diversity["within_class_spread"].gt(0).all()
+    oracle = pd.read_csv(smoke / "data/03_primary/ablations/oracle_manifest.csv")
+    assert set(oracle["variant"]) == {"strength 0.5"} and len(oracle) == 10 * 24
+    assert (reporting / "ablations.png").stat().st_size > 0
+
+
 def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: pd.DataFrame):
     default = students[students["kedro_run"] == "__default__"]
     assert default["metrics.test_accuracy"].between(0, 1).all()
@@ -144,6 +191,15 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     assert set(efficiency["tags.strategy"]) == set(STRATEGIES)
     assert set(efficiency["tags.fraction"]) == {"1.0", "0.5"}
     assert "data_efficiency/last 2 units on 1/2 real/seed0" in set(efficiency["tags.mlflow.runName"])
+
+    normalization = default[default["tags.pipeline"] == "normalization"]
+    assert sorted(normalization["tags.mlflow.runName"]) == [
+        f"normalization/synthetic statistics/seed{s}" for s in (0, 1)
+    ]
+    ablations = default[default["tags.pipeline"] == "ablations"]
+    assert set(ablations["tags.cell"]) == {"augmentation", "texture_shape", "oracle", "diversity", "mixing"}
+    assert "ablations/augmentation/trivial_augment/synthetic/seed1" in set(ablations["tags.mlflow.runName"])
+    assert ablations.groupby(["tags.cell", "tags.variant", "tags.trained_on"]).size().eq(2).all()  # one per seed
 
     # Each pipeline run again by name reuses every student, and tracks each once more.
     for pipeline in STUDENT_PIPELINES:
@@ -240,6 +296,9 @@ def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
         ({"generator_training": {"diffusion": {"stepz": 3}}}, "stepz"),
         ({"layer_swap": {"lower": "melted"}}, "lower"),
         ({"data_efficiency": {"min_steps": "half"}}, "min_steps"),
+        ({"normalization": {"analysis_images": 1}}, "analysis_images"),
+        ({"ablations": {"mixing": {"real_shares": [1.0]}}}, "real_shares"),
+        ({"ablations": {"augmentation": {"policies": ["mixup"]}}}, "policies"),
     ],
 )
 def test_bad_parameter_values_fail_naming_the_key(project: Path, params, culprit):

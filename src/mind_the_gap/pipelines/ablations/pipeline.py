@@ -1,0 +1,59 @@
+"""Ablations: one namespace per factor, each from one template (its training sets, then its students over the
+seeds); the texture-vs-shape tests and the diversity measure; one summary over every factor."""
+
+from kedro.pipeline import Node, Pipeline
+
+from mind_the_gap.pipelines.ablations import nodes
+
+SHARED = ["real_val", "real_test", "student_store", "real_statistics"]
+PARAMETERS = ["params:student", "params:training", "params:ablations"]
+REAL_SETS = ["real_train", "synthetic_train"]  # factors that train on the existing sets
+GENERATED = ["generation_sets", "synthetic_images_dir", "params:generation", "real_train"]  # factors that generate
+
+# factor -> (its generation node, or None; its training node; the training node's own inputs)
+FACTORS = {
+    "augmentation": (None, nodes.train_augmentation, REAL_SETS),
+    "texture_shape": (None, nodes.train_texture_shape, REAL_SETS),
+    "oracle": (nodes.generate_oracle_sets, nodes.train_oracle, GENERATED),
+    "diversity": (nodes.generate_diversity_sets, nodes.train_diversity, GENERATED),
+    "mixing": (None, nodes.train_mixing, REAL_SETS),
+}
+
+
+def _factor(factor: str) -> Pipeline:
+    generate, train, inputs = FACTORS[factor]
+    steps = [Node(train, [*inputs, *SHARED, *PARAMETERS], "runs", name="train_students")]
+    if generate is not None:
+        steps.insert(0, Node(generate, ["params:generation", "generator_model", "real_train", "synthetic_images_dir",
+                                        "params:ablations"], "generation_sets", name="generate"))  # fmt: skip
+    external = {"real_train", "synthetic_train", "synthetic_images_dir", "generator_model", *SHARED}
+    return Pipeline(steps, namespace=f"ablations.{factor}", inputs=external & {i for s in steps for i in s.inputs},
+                    parameters={"params:generation", *PARAMETERS} & {i for s in steps for i in s.inputs})  # fmt: skip
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    views = Node(
+        nodes.evaluate_texture_shape,
+        ["baselines_real_runs", "baselines_synthetic_runs", "ablations.texture_shape.runs", "real_test",
+         "student_store", *PARAMETERS[:2], "params:ablations"],
+        "ablations_texture_shape_views",
+        name="evaluate_texture_shape",
+        namespace="ablations.texture_shape",
+    )  # fmt: skip
+    diversity = Node(
+        nodes.measure_diversity,
+        ["ablations.diversity.generation_sets", "synthetic_images_dir", "params:generation", "real_train",
+         "synthetic_train", "baselines_real_runs", "student_store", *PARAMETERS],
+        ["ablations_diversity", "ablations_diversity_metrics"],
+        name="measure_diversity",
+        namespace="ablations.diversity",
+    )  # fmt: skip
+    summary = Node(
+        nodes.summarize_ablations,
+        ["baselines_real_runs", "baselines_synthetic_runs", "ablations_texture_shape_views",
+         *(f"ablations.{factor}.runs" for factor in FACTORS)],
+        ["ablations_summary", "ablations_metrics", "ablations_figure"],
+        name="summarize",
+        namespace="ablations",
+    )  # fmt: skip
+    return Pipeline([*(_factor(factor) for factor in FACTORS), views, diversity, summary])

@@ -1,0 +1,114 @@
+"""The ablations pipeline's nodes on tiny data: each factor's students, the texture-vs-shape tests, the mixed sets
+and the summary with each row's gap."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.pipelines.ablations.nodes import (
+    AblationsConfig,
+    concat,
+    evaluate_texture_shape,
+    summarize_ablations,
+    train_augmentation,
+    train_mixing,
+    train_texture_shape,
+)
+from mind_the_gap.pipelines.ablations.pipeline import FACTORS, create_pipeline
+
+from .conftest import BASELINE_SEEDS, STUDENT, TRAINING, TinyExperiment
+
+CONFIG = AblationsConfig.model_validate({
+    "seeds": [0],
+    "augmentation": {"policies": ["none", "trivial_augment"], "sources": ["synthetic"]},
+    "texture_shape": {"sources": ["real", "synthetic"]},
+    "mixing": {"real_shares": [0.25]},
+})  # fmt: skip
+
+
+def test_augmentation_replaces_or_extends_the_standard_recipe(tiny: TinyExperiment, tracking):
+    runs = train_augmentation(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
+    assert runs[["variant", "trained_on"]].values.tolist() == [["none", "synthetic"], ["trivial_augment", "synthetic"]]
+    assert runs["test_accuracy"].between(0, 1).all() and not runs["cache_hit"].any()
+    again = train_augmentation(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
+    assert again["cache_hit"].all() and again["student_key"].tolist() == runs["student_key"].tolist()
+    # The policies train students other than the baselines, whose recipe is the standard one.
+    assert not set(runs["student_key"]) & set(tiny.synthetic_runs["student_key"])
+
+
+def test_mixed_sets_keep_the_pool_size_and_the_real_share(tiny: TinyExperiment, tracking):
+    runs = train_mixing(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
+    rows = runs.set_index("variant")
+    assert rows.loc["25% real", "train_images"] == len(tiny.real_train)
+    assert rows.loc["all real + all synthetic", "train_images"] == len(tiny.real_train) + len(tiny.synthetic_train)
+
+
+def test_concat_keeps_order_and_refuses_other_classes():
+    a = ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), ("x", "y"))
+    b = ImageSet(torch.ones(3, 1, 4, 4, dtype=torch.uint8), torch.tensor([1, 1, 0]), ("x", "y"))
+    both = concat(a, b)
+    assert len(both) == 5 and both.labels.tolist() == [0, 1, 1, 1, 0] and both.images[2].eq(1).all()
+    with pytest.raises(ValueError, match="different classes"):
+        concat(a, ImageSet(b.images, b.labels, ("x", "z")))
+
+
+def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking):
+    runs = train_texture_shape(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
+    assert set(runs["trained_on"]) == {"real", "synthetic"} and runs["variant"].eq("local_shuffle").all()
+    config = CONFIG.model_copy(update={"seeds": BASELINE_SEEDS[:1]})
+    views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, STUDENT,
+                                   TRAINING, config)  # fmt: skip
+    assert views[["variant", "trained_on"]].values.tolist() == [["standard", "real"], ["standard", "synthetic"],
+                                                                ["local_shuffle", "real"],
+                                                                ["local_shuffle", "synthetic"]]  # fmt: skip
+    expected = views["shape_accuracy"] / (views["shape_accuracy"] + views["texture_accuracy"])
+    assert views["shape_bias"].tolist() == pytest.approx(expected.tolist())
+    baseline = tiny.real_runs.set_index("seed").loc[0, "test_accuracy"]
+    assert views.iloc[0]["test_accuracy"] == pytest.approx(baseline)
+
+
+def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyExperiment):
+    def rows(factor: str, variant: str, source: str, accuracies: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"pipeline": "ablations", "factor": factor, "variant": variant, "trained_on": source,
+                             "seed": range(len(accuracies)), "test_accuracy": accuracies})  # fmt: skip
+
+    real = rows("baseline", "standard", "real", [0.9, 0.9]).assign(cell="real")
+    synthetic = rows("baseline", "standard", "synthetic", [0.8, 0.8]).assign(cell="synthetic")
+    augmentation = pd.concat([rows("augmentation", "none", "real", [0.88, 0.88]),
+                              rows("augmentation", "none", "synthetic", [0.7, 0.7])])  # fmt: skip
+    mixing = rows("mixing", "50% real", "real + synthetic", [0.86, 0.86])
+    views = pd.DataFrame(columns=["variant", "trained_on", "shape_accuracy", "texture_accuracy", "shape_bias"])
+    summary, metrics, figure = summarize_ablations(real, synthetic, views, augmentation, mixing)
+    table = summary.set_index(["factor", "variant", "trained_on"])
+    assert table.loc[("augmentation", "none", "synthetic"), "gap_pp"] == pytest.approx(20)
+    assert table.loc[("augmentation", "none", "real"), "gap_between_sources_pp"] == pytest.approx(18)
+    assert table.loc[("baseline", "standard", "synthetic"), "gap_between_sources_pp"] == pytest.approx(10)
+    assert pd.isna(table.loc[("mixing", "50% real", "real + synthetic"), "gap_between_sources_pp"])
+    assert metrics["mixing.50_ real.real _ synthetic.gap_pp"]["value"] == pytest.approx(4)
+    assert isinstance(figure, Figure)
+
+
+def test_pipeline_has_one_namespace_per_factor_from_one_template():
+    pipeline = create_pipeline()
+    names = {n.name for n in pipeline.nodes}
+    assert {f"ablations.{factor}.train_students" for factor in FACTORS} <= names
+    assert {"ablations.oracle.generate", "ablations.diversity.generate", "ablations.summarize"} <= names
+    assert "ablations_summary" in pipeline.outputs() and "synthetic_train" in pipeline.inputs()
+
+
+@pytest.mark.parametrize(
+    ("update", "culprit"),
+    [
+        ({"mixing": {"real_shares": [0.0]}}, "real_shares"),
+        ({"oracle": {"strengths": [1.5]}}, "strengths"),
+        ({"augmentation": {"policies": ["mixup"]}}, "policies"),
+        ({"diversity": {"guidance_scales": [-1]}}, "guidance_scales"),
+    ],
+)
+def test_bad_configuration_names_the_key(update, culprit):
+    with pytest.raises(ValueError, match=culprit):
+        AblationsConfig.model_validate(update)
