@@ -4,7 +4,6 @@ normalised otherwise or adapted with AdaBN."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
