@@ -41,10 +41,14 @@ def test_augmentation_replaces_or_extends_the_standard_recipe(tiny: TinyExperime
 
 
 def test_mixed_sets_keep_the_pool_size_and_the_real_share(tiny: TinyExperiment, tracking):
-    runs = train_mixing(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
+    synthetic = concat(tiny.synthetic_train, tiny.synthetic_train)  # twice the real pool's size
+    runs = train_mixing(tiny.real_train, synthetic, **tiny.shared, ablations=CONFIG)
     rows = runs.set_index("variant")
     assert rows.loc["25% real", "train_images"] == len(tiny.real_train)
-    assert rows.loc["all real + all synthetic", "train_images"] == len(tiny.real_train) + len(tiny.synthetic_train)
+    assert rows.loc["25% real", "real_images"] == len(tiny.real_train) // 4
+    assert rows.loc["all real + all synthetic", "train_images"] == len(tiny.real_train) + len(synthetic)
+    with pytest.raises(ValueError, match="needs 72 synthetic images, the synthetic set has 48"):
+        train_mixing(tiny.real_train, tiny.synthetic_train.subset(torch.arange(48)), **tiny.shared, ablations=CONFIG)
 
 
 def test_concat_keeps_order_and_refuses_other_classes():

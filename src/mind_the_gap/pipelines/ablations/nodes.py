@@ -99,8 +99,13 @@ class AblationsConfig(SeedsConfig, TransferConfig):
     mixing: MixingAblation = MixingAblation()
 
 
-def _job(factor: str, variant: str, trained_on: str, seed: int, train: ImageSet, **extra: Any) -> StudentJob:
+def _job(
+    factor: str, variant: str, trained_on: str, seed: int, train: ImageSet, real_images: int | None = None,
+    **extra: Any,
+) -> StudentJob:  # fmt: skip
     columns = {"factor": factor, "variant": variant, "trained_on": trained_on, "train_images": len(train)}
+    if real_images is not None:
+        columns["real_images"] = real_images
     return StudentJob(f"ablations/{factor}/{variant}/{trained_on}/seed{seed}", seed, train, columns=columns, **extra)
 
 
@@ -253,11 +258,18 @@ def train_mixing(
         for share in config.real_shares:
             generator = torch.Generator().manual_seed(seed)
             real = nested_subsets(real_train, [share], generator)[share]
-            synthetic = nested_subsets(synthetic_train, [1 - share], generator)[1 - share]
-            jobs.append(_job("mixing", f"{share:.0%} real", "real + synthetic", seed, concat(real, synthetic)))
+            # The synthetic part fills the rest of the real pool's size, whatever the synthetic set's own size.
+            fraction = (len(real_train) - len(real)) / len(synthetic_train)
+            if fraction > 1:
+                raise ValueError(f"ablations.mixing: a real share of {share} needs {len(real_train) - len(real)} "
+                                 f"synthetic images, the synthetic set has {len(synthetic_train)}")  # fmt: skip
+            synthetic = nested_subsets(synthetic_train, [fraction], generator)[fraction]
+            jobs.append(_job("mixing", f"{share:.0%} real", "real + synthetic", seed, concat(real, synthetic),
+                             real_images=len(real)))  # fmt: skip
         if config.add_synthetic:
             everything = concat(real_train, synthetic_train)
-            jobs.append(_job("mixing", "all real + all synthetic", "real + synthetic", seed, everything))
+            jobs.append(_job("mixing", "all real + all synthetic", "real + synthetic", seed, everything,
+                             real_images=len(real_train)))  # fmt: skip
     return train_cell("ablations", "mixing", jobs, val, test, store, student, training, real_statistics)
 
 
