@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.pipelines.ablations.nodes import (
@@ -73,6 +74,22 @@ def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking):
     assert views["shape_bias"].tolist() == pytest.approx(expected.tolist())
     baseline = tiny.real_runs.set_index("seed").loc[0, "test_accuracy"]
     assert views.iloc[0]["test_accuracy"] == pytest.approx(baseline)
+
+
+def test_a_folder_of_cue_conflict_images_gives_each_student_its_shape_bias(tiny: TinyExperiment, tmp_path, tracking):
+    folder = tmp_path / "cue-conflict"
+    for shape, texture in [(0, 1), (1, 2), (2, 3), (3, 0), (1, 1)]:  # the last agrees with itself: left out
+        (folder / f"class{shape}").mkdir(parents=True, exist_ok=True)
+        pixels = tiny.test.images[tiny.test.labels == shape][0, 0].numpy()
+        Image.fromarray(pixels).save(folder / f"class{shape}" / f"class{shape}1-class{texture}1.png")
+    config = CONFIG.model_copy(update={"texture_shape": CONFIG.texture_shape.model_copy(
+        update={"cue_conflict_dir": str(folder)})})  # fmt: skip
+    views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, tiny.real_runs.iloc[:0].assign(trained_on=[]),
+                                   tiny.test, tiny.store, STUDENT, TRAINING, config)  # fmt: skip
+    assert len(views) == 2  # the baseline students of seed 0
+    assert views["cue_conflict_shape_correct"].between(0, 1).all()
+    both = views["cue_conflict_shape_correct"] + views["cue_conflict_texture_correct"]
+    assert (both <= 1).all()
 
 
 def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyExperiment):
