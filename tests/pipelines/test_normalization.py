@@ -75,6 +75,11 @@ def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking):
     own = per_seed[per_seed["variant"] == "synthetic_statistics"].set_index("seed")["test_accuracy"]
     assert own.to_dict() == pytest.approx(runs.set_index("seed")["test_accuracy"].to_dict())
     assert "adabn_all.gap_pp" in metrics and "own_statistics.test_accuracy_mean" in metrics
+    # AdaBN's change is paired with the very student it adapted.
+    adabn = per_seed[per_seed["variant"] == "adabn_all"].set_index("seed")
+    assert adabn["change_pp"].to_dict() == pytest.approx((100 * (adabn["test_accuracy"] - synthetic)).to_dict())
+    assert summary.loc["synthetic", "change_vs_synthetic_pp"] == 0
+    assert summary.loc["adabn_all", "change_vs_synthetic_pp"] == pytest.approx(adabn["change_pp"].mean())
 
 
 def test_pipeline_wiring():

@@ -41,7 +41,7 @@ from mind_the_gap.devices import resolve_device
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, unit_names
 from mind_the_gap.models.units import format_units, resolve_units
 from mind_the_gap.pipelines.student_runs import SeedsConfig, StudentJob, load_students, summarize_runs, train_cell
-from mind_the_gap.reporting import mean_ci95
+from mind_the_gap.reporting import mean_ci95, summarize
 from mind_the_gap.tracking import metric_name
 from mind_the_gap.training.adapt import adapt_batchnorm
 from mind_the_gap.training.config import TrainConfig
@@ -296,10 +296,19 @@ def compare_normalizations(
         add("own_statistics", "synthetic-only, synthetic statistics at train, real at test", seed,
             evaluate(model.to(device), real_test, real, training).top1)  # fmt: skip
     per_seed = pd.DataFrame(rows)
+    # Paired by seed: AdaBN changes the very student of its seed, so its change is measured against that student.
+    synthetic = per_seed[per_seed["variant"] == "synthetic"].set_index("seed")["test_accuracy"]
+    per_seed["change_pp"] = 100 * (per_seed["test_accuracy"] - per_seed["seed"].map(synthetic))
     summary, metrics = summarize_runs(per_seed.assign(pipeline="normalization"), by=["variant", "description"],
                                       label=["variant"])  # fmt: skip
     reference = summary.set_index("variant")["test_accuracy_mean"].get("real", np.nan)
     summary["gap_pp"] = 100 * (reference - summary["test_accuracy_mean"])
+    changes = summarize(per_seed, by=["variant"], metrics=["change_pp"]).drop(columns="n")
+    names = {"change_pp_mean": "change_vs_synthetic_pp", "change_pp_ci95": "change_vs_synthetic_pp_ci95"}
+    summary = summary.merge(changes.rename(columns=names), on="variant")
     for row in summary.itertuples():
         metrics[metric_name(f"{row.variant}.gap_pp")] = {"value": float(row.gap_pp), "step": 0}
+        if pd.notna(row.change_vs_synthetic_pp):
+            metrics[metric_name(f"{row.variant}.change_vs_synthetic_pp")] = {
+                "value": float(row.change_vs_synthetic_pp), "step": 0}  # fmt: skip
     return summary, per_seed, metrics
