@@ -32,7 +32,7 @@ viz: install
 	$(BIN)/kedro viz run
 
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
 
 benchmark: install data
 	$(BIN)/python benchmarks/bench_training.py
@@ -42,4 +42,4 @@ benchmark-study: install data
 	$(BIN)/python benchmarks/bench_study.py
 
 clean:
-	rm -rf data/0[2-8]_*/* mlflow.db mlartifacts
+	rm -rf data/0[2-8]_*/* data/smoke data/paper mlflow.db mlartifacts

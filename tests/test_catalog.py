@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog
 
+from mind_the_gap import settings
 from mind_the_gap.pipeline_registry import register_pipelines
 from mind_the_gap.pipelines.student_runs import parent_keys
 
@@ -84,3 +85,18 @@ def test_a_runs_table_keeps_its_student_keys_as_written(catalog: DataCatalog, tm
     key = "01234567890123456789"  # a hex digest without letters: one in about 12,000 keys
     catalog.save("baselines_real_runs", pd.DataFrame({"seed": [0], "student_key": [key]}))
     assert parent_keys(catalog.load("baselines_real_runs"), [0], "real", "layer_swap") == {0: key}
+
+
+@pytest.mark.parametrize(("env", "root", "experiment"), [("local", "data", "mind-the-gap"),
+                                                         ("smoke", "data/smoke", "mind-the-gap-smoke"),
+                                                         ("paper", "data/paper", "mind-the-gap-paper")])  # fmt: skip
+def test_each_environment_writes_under_its_own_root_and_experiment(tmp_path: Path, env: str, root: str,
+                                                                   experiment: str):  # fmt: skip
+    project = make_project(tmp_path / "project")
+    catalog = project_catalog(project, env)
+    names = set().union(*(datasets(pipeline) for pipeline in PIPELINES))
+    places = [location(catalog, name) for name in names]
+    assert [place for place in places if place is not None and not place.startswith(f"{root}/0")] == []
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(project / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    assert loader["mlflow"]["tracking"]["experiment"]["name"] == experiment
+    assert loader["mlflow"]["tracking"]["run"]["nested"] is True  # the rest of base's MLflow settings kept

@@ -11,6 +11,6 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
-    # An environment (smoke, paper) lists only the parameters it changes; the rest comes from base.
-    "merge_strategy": {"parameters": "soft"},
+    # An environment (smoke, paper) lists only the parameters and MLflow settings it changes; the rest comes from base.
+    "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
 }

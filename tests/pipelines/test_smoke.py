@@ -43,7 +43,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def students(smoke: Path) -> pd.DataFrame:
     """Every student's MLflow run, with ``kedro_run`` the name of the `kedro run` it is nested in."""
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
-        runs = mlflow.search_runs(experiment_names=["mind-the-gap"])
+        runs = mlflow.search_runs(experiment_names=["mind-the-gap-smoke"])
     names = runs.set_index("run_id")["tags.mlflow.runName"]
     runs["kedro_run"] = runs["tags.mlflow.parentRunId"].map(names)
     return runs[runs["tags.pipeline"].isin(STUDENT_PIPELINES)].copy()
@@ -68,31 +68,31 @@ def test_every_pipeline_is_registered():
 
 
 def test_smoke_run_writes_the_data_and_the_baselines(smoke: Path):
-    counts = pd.read_csv(smoke / "data/08_reporting/real_data_summary.csv").set_index("class")
+    counts = pd.read_csv(smoke / "data/smoke/08_reporting/real_data_summary.csv").set_index("class")
     assert (counts[["generator_pool", "train", "val"]].sum(axis=1) == 40).all()  # 40 per class in the stand-in
-    statistics = json.loads((smoke / "data/02_intermediate/real_statistics.json").read_text())
+    statistics = json.loads((smoke / "data/smoke/02_intermediate/real_statistics.json").read_text())
     assert len(statistics["mean"]) == len(statistics["std"]) == 1 and 0 < statistics["mean"][0] < 1
-    manifest = pd.read_csv(smoke / "data/03_primary/synthetic_manifest.csv")
+    manifest = pd.read_csv(smoke / "data/smoke/03_primary/synthetic_manifest.csv")
     assert len(manifest) == 10 * 24 and manifest.groupby("class_index").size().eq(24).all()
-    assert all((smoke / "data/03_primary/synthetic" / file).is_file() for file in manifest["file"])
+    assert all((smoke / "data/smoke/03_primary/synthetic" / file).is_file() for file in manifest["file"])
 
-    summary = pd.read_csv(smoke / "data/08_reporting/baselines_summary.csv").set_index("cell")
+    summary = pd.read_csv(smoke / "data/smoke/08_reporting/baselines_summary.csv").set_index("cell")
     assert list(summary.index) == ["real", "synthetic"] and (summary["n"] == 2).all()
     assert summary["test_accuracy_mean"].between(0, 1).all()
     assert summary.loc["synthetic", "gap_pp"] == pytest.approx(
         100 * (summary.loc["real", "test_accuracy_mean"] - summary.loc["synthetic", "test_accuracy_mean"])
     )
-    recognisability = pd.read_csv(smoke / "data/08_reporting/synthetic_recognisability.csv")
+    recognisability = pd.read_csv(smoke / "data/smoke/08_reporting/synthetic_recognisability.csv")
     assert list(recognisability.columns) == ["class", "recognisability"] and len(recognisability) == 10
     for figure in ("generator_samples", "synthetic_samples", "layer_swap", "data_efficiency"):
-        assert (smoke / f"data/08_reporting/{figure}.png").stat().st_size > 0, figure
+        assert (smoke / f"data/smoke/08_reporting/{figure}.png").stat().st_size > 0, figure
 
 
 def test_smoke_run_writes_the_layer_swap_table(smoke: Path):
     for cell in LAYER_SWAP_CELLS:  # one cut (5) and two seeds per cell
-        runs = pd.read_csv(smoke / f"data/07_model_output/layer_swap/{cell}_runs.csv")
+        runs = pd.read_csv(smoke / f"data/smoke/07_model_output/layer_swap/{cell}_runs.csv")
         assert runs["cell"].eq(cell).all() and sorted(runs["seed"]) == [0, 1] and runs["cut"].eq(5).all()
-    table = pd.read_csv(smoke / "data/08_reporting/layer_swap_summary.csv", keep_default_na=False, na_values=[""])
+    table = pd.read_csv(smoke / "data/smoke/08_reporting/layer_swap_summary.csv", keep_default_na=False, na_values=[""])
     baselines = table[table["arrangement"] == "baseline"].set_index("cell")
     assert baselines["gap_recovered"].to_dict() == {"real": 1.0, "synthetic": 0.0}
     cells = table[table["arrangement"] != "baseline"].set_index("cell")
@@ -103,7 +103,7 @@ def test_smoke_run_writes_the_layer_swap_table(smoke: Path):
 
 
 def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
-    summary = pd.read_csv(smoke / "data/08_reporting/data_efficiency_summary.csv", dtype={"fraction_label": str})
+    summary = pd.read_csv(smoke / "data/smoke/08_reporting/data_efficiency_summary.csv", dtype={"fraction_label": str})
     assert set(zip(summary["strategy"], summary["fraction_label"], strict=True)) == {
         (strategy, label) for strategy in STRATEGIES for label in ("1", "1/2")
     }
@@ -115,14 +115,14 @@ def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
     assert summary.loc[checked, "n"].eq(1).all() and summary.loc[~checked, "n"].eq(2).all()
     assert summary.dropna(subset=["converged"])["strategy"].eq("scratch").all()
     # The student from scratch on the whole pool is the real baseline student, trained once.
-    scratch = pd.read_csv(smoke / "data/07_model_output/data_efficiency/scratch_runs.csv")
-    real = pd.read_csv(smoke / "data/07_model_output/baselines/real_runs.csv").set_index("seed")
+    scratch = pd.read_csv(smoke / "data/smoke/07_model_output/data_efficiency/scratch_runs.csv")
+    real = pd.read_csv(smoke / "data/smoke/07_model_output/baselines/real_runs.csv").set_index("seed")
     whole = scratch[(scratch["fraction"] == 1) & (scratch["strategy"] == "scratch")].set_index("seed")
     assert whole["student_key"].to_dict() == real["student_key"].to_dict()
 
 
 def test_smoke_run_writes_the_normalization_tables(smoke: Path):
-    reporting = smoke / "data/08_reporting"
+    reporting = smoke / "data/smoke/08_reporting"
     inputs = pd.read_csv(reporting / "normalization_input_statistics.csv")
     assert inputs["class"].tolist()[0] == "all" and len(inputs) == 1 + 10  # one channel: all images, each class
     assert inputs[["real_mean", "synthetic_mean", "wasserstein"]].notna().all().all()
@@ -141,7 +141,7 @@ def test_smoke_run_writes_the_normalization_tables(smoke: Path):
 
 
 def test_smoke_run_writes_the_ablations_tables(smoke: Path):
-    reporting = smoke / "data/08_reporting"
+    reporting = smoke / "data/smoke/08_reporting"
     summary = pd.read_csv(reporting / "ablations_summary.csv")
     rows = set(zip(summary["factor"], summary["variant"], summary["trained_on"], strict=True))
     assert rows == {  # conf/smoke's ablations
@@ -157,13 +157,13 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     assert (summary["gap_pp"] - 100 * (real - summary["test_accuracy_mean"])).abs().max() < 1e-9
     views = pd.read_csv(reporting / "ablations_texture_shape_views.csv")
     assert len(views) == 3 * 2 and views["shape_bias"].between(0, 1).all()  # baselines and local_shuffle, 2 seeds
-    mixing = pd.read_csv(smoke / "data/07_model_output/ablations/mixing_runs.csv").set_index("variant")
+    mixing = pd.read_csv(smoke / "data/smoke/07_model_output/ablations/mixing_runs.csv").set_index("variant")
     assert set(mixing.loc["50% real", "train_images"]) == {TRAIN_POOL}
     assert set(mixing.loc["all real + all synthetic", "train_images"]) == {TRAIN_POOL + 10 * 24}
     diversity = pd.read_csv(reporting / "ablations_diversity.csv")
     assert diversity["set"].tolist() == ["real", "synthetic (generation)", "guidance 1"]
     assert diversity["share_of_real"].iloc[0] == 1 and diversity["within_class_spread"].gt(0).all()
-    oracle = pd.read_csv(smoke / "data/03_primary/ablations/oracle_manifest.csv")
+    oracle = pd.read_csv(smoke / "data/smoke/03_primary/ablations/oracle_manifest.csv")
     assert set(oracle["variant"]) == {"strength 0.5"} and len(oracle) == 10 * 24
     assert (reporting / "ablations.png").stat().st_size > 0
 
@@ -223,7 +223,7 @@ def test_every_student_curve_has_one_point_per_epoch(smoke: Path, students: pd.D
 
 def test_kedro_runs_log_their_summary_metrics(smoke: Path):
     with sqlite3.connect(smoke / "mlflow.db") as db:
-        experiment = db.execute("SELECT name FROM experiments WHERE name = 'mind-the-gap'").fetchall()
+        experiment = db.execute("SELECT name FROM experiments WHERE name = 'mind-the-gap-smoke'").fetchall()
         generated = _parent_metric(db, "__default__", "generation.images")
         regenerated = _parent_metric(db, "generation", "generation.images")
         reused = _parent_metric(db, "generation", "generation.images_reused")
@@ -238,6 +238,7 @@ def test_kedro_runs_log_their_summary_metrics(smoke: Path):
 
 def test_results_notebook_runs_on_what_the_pipelines_wrote(smoke: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(smoke)
+    monkeypatch.setenv("KEDRO_ENV", "smoke")  # the notebook reads the environment a user names, as kedro does
     notebook = json.loads((REPO / "notebooks/results.ipynb").read_text())
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     namespace: dict = {}
@@ -255,9 +256,9 @@ def test_results_notebook_runs_on_what_the_pipelines_wrote(smoke: Path, monkeypa
 def test_generator_training_needs_only_data_processing(project: Path):
     run_pipeline(project, "data_processing")
     run_pipeline(project, "generator_training")  # it once needed the baselines' students, so failed here
-    assert json.loads((project / "data/06_models/generator_model.json").read_text())["reused"] is False
-    assert (project / "data/08_reporting/generator_samples.png").stat().st_size > 0
-    assert not (project / "data/07_model_output").exists() and not (project / "data/03_primary").exists()
+    assert json.loads((project / "data/smoke/06_models/generator_model.json").read_text())["reused"] is False
+    assert (project / "data/smoke/08_reporting/generator_samples.png").stat().st_size > 0
+    assert not (project / "data/smoke/07_model_output").exists() and not (project / "data/smoke/03_primary").exists()
 
 
 def test_an_experiment_on_a_fresh_project_says_in_one_line_what_to_run_first(project: Path):
@@ -283,7 +284,7 @@ def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
     )  # fmt: skip
     assert result.returncode != 0
     assert "epochz" in result.stdout + result.stderr
-    assert not (project / "data/02_intermediate/real_train.safetensors").exists()
+    assert not (project / "data/smoke/02_intermediate/real_train.safetensors").exists()
 
 
 @pytest.mark.parametrize(
@@ -304,11 +305,11 @@ def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
 def test_bad_parameter_values_fail_naming_the_key(project: Path, params, culprit):
     with pytest.raises(Exception, match=culprit):
         run_pipeline(project, params=params)
-    assert not (project / "data/02_intermediate/real_train.safetensors").exists()
+    assert not (project / "data/smoke/02_intermediate/real_train.safetensors").exists()
 
 
 def test_bad_input_data_fails_with_one_clear_line(project: Path):
     (project / "data/01_raw/fashion_mnist/train-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(Exception, match="missing train-labels-idx1-ubyte"):
         run_pipeline(project, "data_processing")
-    assert not any((project / "data/02_intermediate").glob("*"))
+    assert not any((project / "data/smoke/02_intermediate").glob("*"))
