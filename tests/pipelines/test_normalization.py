@@ -3,7 +3,10 @@ normalised otherwise or adapted with AdaBN."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
@@ -37,9 +40,10 @@ def test_input_statistics_per_class_and_channel_against_hand_computed_ones(tiny:
     assert metrics["input.wasserstein.channel0"]["value"] == pytest.approx(overall["wasserstein"])
 
 
-def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny: TinyExperiment):
+def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny: TinyExperiment, tmp_path: Path):
+    analyses = tmp_path / "analyses"
     table, figure, metrics = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
-                                           tiny.test, tiny.store, STUDENT, TRAINING, CONFIG)  # fmt: skip
+                                           tiny.test, tiny.store, analyses, STUDENT, TRAINING, CONFIG)  # fmt: skip
     assert table["unit"].tolist() == list(range(10)) and table["name"].iloc[0] == "stem"
     assert table["cka_real_real_n"].eq(1).all() and table["cka_real_synthetic_n"].eq(2).all()
     for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "probe_real_mean", "probe_synthetic_mean"):
@@ -48,22 +52,33 @@ def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny:
     assert table["bn_shift_mean"].iloc[:-1].gt(0).all() and np.isnan(table["bn_shift_mean"].iloc[-1])
     assert table["frechet_real_synthetic_mean"].nunique() == 1 and table["frechet_real_synthetic_mean"].iloc[0] > 0
     assert "unit9.probe_real_mean" in metrics and isinstance(figure, Figure)
+    # A second run reads the stored table; another setting is another analysis.
+    (stored,) = analyses.glob("*.csv")
+    pd.read_csv(stored).assign(probe_real_mean=0.123).to_csv(stored, index=False)
+    again, _, _ = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
+                                tiny.test, tiny.store, analyses, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    assert again["probe_real_mean"].iloc[0] == 0.123 and again["cka_real_real_n"].eq(1).all()
+    other = CONFIG.model_copy(update={"probe_images": 40})
+    profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train, tiny.test,
+                  tiny.store, analyses, STUDENT, TRAINING, other)  # fmt: skip
+    assert len(list(analyses.glob("*.csv"))) == 2
 
 
-def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similarity(tiny: TinyExperiment):
+def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similarity(tiny: TinyExperiment,
+                                                                                     tmp_path: Path):  # fmt: skip
     table, _, _ = profile_units(tiny.real_runs, tiny.real_runs, tiny.real_train, tiny.real_train, tiny.test,
-                                tiny.store, STUDENT, TRAINING, CONFIG)  # fmt: skip
+                                tiny.store, tmp_path, STUDENT, TRAINING, CONFIG)  # fmt: skip
     assert np.allclose(table["bn_shift_mean"].iloc[:-1], 0)
     assert np.allclose(table["cka_real_synthetic_mean"], 1)  # the "synthetic" students are the real ones here
     assert np.allclose(table["frechet_real_synthetic_mean"], 0, atol=1e-3)  # sqrtm of a singular covariance
 
 
-def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking):
+def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking, tmp_path: Path):
     runs = train_with_synthetic_statistics(tiny.synthetic_train, **tiny.shared, normalization=CONFIG)
     assert runs["statistics"].eq("synthetic").all() and sorted(runs["seed"]) == BASELINE_SEEDS
     summary, per_seed, metrics = compare_normalizations(
-        tiny.real_runs, tiny.synthetic_runs, runs, tiny.real_train, tiny.test, tiny.store, tiny.real_statistics,
-        STUDENT, TRAINING, CONFIG,
+        tiny.real_runs, tiny.synthetic_runs, runs, tiny.real_train, tiny.test, tiny.store, tmp_path,
+        tiny.real_statistics, STUDENT, TRAINING, CONFIG,
     )  # fmt: skip
     summary = summary.set_index("variant")
     assert set(summary.index) == {"real", "synthetic", "adabn_all", "adabn_7-9", "synthetic_statistics",

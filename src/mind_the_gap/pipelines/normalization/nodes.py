@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,6 +23,8 @@ import pandas as pd
 import torch
 from pydantic import Field
 
+from mind_the_gap.analysis import representations, statistics
+from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.representations import (
     batchnorm_input_moments,
     batchnorm_shift_per_unit,
@@ -40,12 +43,21 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import resolve_device
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, unit_names
 from mind_the_gap.models.units import format_units, resolve_units
-from mind_the_gap.pipelines.student_runs import SeedsConfig, StudentJob, load_students, summarize_runs, train_cell
+from mind_the_gap.pipelines.student_runs import (
+    SeedsConfig,
+    StudentJob,
+    load_students,
+    parent_keys,
+    summarize_runs,
+    train_cell,
+)
 from mind_the_gap.reporting import mean_ci95, summarize
 from mind_the_gap.tracking import metric_name
+from mind_the_gap.training import adapt, engine
 from mind_the_gap.training.adapt import adapt_batchnorm
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import Normalization, evaluate
+from mind_the_gap.training.student_cache import code_version
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +137,47 @@ def profile_units(
     synthetic_train: ImageSet,
     real_test: ImageSet,
     store: Path,
+    analyses: Path,
     student: StudentConfig,
     training: TrainConfig,
     normalization: NormalizationConfig,
 ) -> tuple[pd.DataFrame, plt.Figure, dict[str, dict[str, float]]]:
     """Per unit, mean ± 95% CI over seeds: the BatchNorm statistics shift, CKA and linear-probe accuracy; and the
-    Fréchet distance between real and synthetic images in the real-trained students' penultimate features."""
+    Fréchet distance between real and synthetic images in the real-trained students' penultimate features.
+
+    Cached in ``analyses`` by the students' keys, the images' fingerprints, the settings and the code."""
+    seeds = normalization.seeds
+    parts = {"analysis": "profile_units", "code": _code(), "config": normalization.model_dump(mode="json"),
+             "students": {source: parent_keys(runs, seeds, source, "normalization")
+                          for source, runs in (("real", real_runs), ("synthetic", synthetic_runs))},
+             "data": [d.fingerprint() for d in (real_train, synthetic_train, real_test)]}  # fmt: skip
+    inputs = (real_runs, synthetic_runs, real_train, synthetic_train, real_test, store, student, training)
+    table = cached_table(analyses, parts, lambda: _profile(*inputs, normalization))
+    metrics = {f"unit{row.unit}.{column}": {"value": float(getattr(row, column)), "step": 0}
+               for row in table.itertuples() for column in table.columns
+               if column.endswith("_mean") and not column.startswith("frechet")
+               and pd.notna(getattr(row, column))}  # fmt: skip
+    for name in ("frechet_real_synthetic", "frechet_real_train_test"):
+        metrics[f"{name}_mean"] = {"value": float(table[f"{name}_mean"].iloc[0]), "step": 0}
+    return table, profile_figure(table), metrics
+
+
+def _code() -> str:
+    """The version of the code an analysis runs: its key changes with it."""
+    return code_version((statistics, representations, adapt, engine, sys.modules[__name__]))
+
+
+def _profile(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    real_test: ImageSet,
+    store: Path,
+    student: StudentConfig,
+    training: TrainConfig,
+    normalization: NormalizationConfig,
+) -> pd.DataFrame:
     seeds = normalization.seeds
     real_students = load_students(real_runs, seeds, "real", store, student, real_test)
     synthetic_students = load_students(synthetic_runs, seeds, "synthetic", store, student, real_test)
@@ -181,16 +228,12 @@ def profile_units(
         stats = [mean_ci95(column[~np.isnan(column)]) for column in per_unit.T]
         table[f"{name}_mean"], table[f"{name}_ci95"] = zip(*stats, strict=True)
         table[f"{name}_n"] = (~np.isnan(per_unit)).sum(0)
-    metrics = {f"unit{row.unit}.{column}": {"value": float(getattr(row, column)), "step": 0}
-               for row in table.itertuples() for column in table.columns
-               if column.endswith("_mean") and pd.notna(getattr(row, column))}  # fmt: skip
     for name, values in (("frechet_real_synthetic", frechet), ("frechet_real_train_test", frechet_reference)):
         mean, ci = mean_ci95(values)
         table[f"{name}_mean"], table[f"{name}_ci95"] = mean, ci  # one value for the whole network, on every row
-        metrics[f"{name}_mean"] = {"value": mean, "step": 0}
     log.info("Fréchet distance in penultimate features: real-synthetic %.3f, real train-test %.3f",
              np.mean(frechet), np.mean(frechet_reference))  # fmt: skip
-    return table, profile_figure(table), metrics
+    return table
 
 
 def _cka_pairs(seeds: list[int]) -> dict[str, list[tuple[tuple[str, int], tuple[str, int]]]]:
@@ -259,6 +302,7 @@ def compare_normalizations(
     real_train: ImageSet,
     real_test: ImageSet,
     store: Path,
+    analyses: Path,
     real_statistics: dict[str, list[float]],
     student: StudentConfig,
     training: TrainConfig,
@@ -270,7 +314,32 @@ def compare_normalizations(
     Variants: the baselines (real statistics everywhere); synthetic statistics at train and test time; each
     source's own (the synthetic-statistics students tested on real images normalised with real statistics); and
     the baseline synthetic students after AdaBN on unlabelled real training images, for every ``adabn_units``.
+    The per-seed rows are cached in ``analyses`` by the students' keys, the images and the settings.
     """
+    seeds = normalization.seeds
+    runs = {"real": real_runs, "synthetic": synthetic_runs, "synthetic-statistics": synthetic_statistics_runs}
+    parts = {"analysis": "compare_normalizations", "code": _code(), "config": normalization.model_dump(mode="json"),
+             "students": {source: parent_keys(rows, seeds, source, "normalization") for source, rows in runs.items()},
+             "data": [real_train.fingerprint(), real_test.fingerprint()],
+             "real_statistics": real_statistics}  # fmt: skip
+    per_seed = cached_table(analyses, parts, lambda: _per_seed(real_runs, synthetic_runs, synthetic_statistics_runs,
+                                                               real_train, real_test, store, real_statistics, student,
+                                                               training, normalization))  # fmt: skip
+    return _summarize_variants(per_seed)
+
+
+def _per_seed(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    synthetic_statistics_runs: pd.DataFrame,
+    real_train: ImageSet,
+    real_test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    normalization: NormalizationConfig,
+) -> pd.DataFrame:
     seeds = normalization.seeds
     real = Normalization(tuple(real_statistics["mean"]), tuple(real_statistics["std"]))
     device = resolve_device(training.device)
@@ -295,7 +364,10 @@ def compare_normalizations(
         add("synthetic_statistics", "synthetic-only, synthetic statistics at train and test", seed, result.test.top1)
         add("own_statistics", "synthetic-only, synthetic statistics at train, real at test", seed,
             evaluate(model.to(device), real_test, real, training).top1)  # fmt: skip
-    per_seed = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _summarize_variants(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
     # Paired by seed: AdaBN changes the very student of its seed, so its change is measured against that student.
     synthetic = per_seed[per_seed["variant"] == "synthetic"].set_index("seed")["test_accuracy"]
     per_seed["change_pp"] = 100 * (per_seed["test_accuracy"] - per_seed["seed"].map(synthetic))
