@@ -23,6 +23,8 @@ $(FASHION_MNIST)/t10k-labels-idx1-ubyte.gz: | install
 ## The main job on the offline default: real data, every pipeline, every student tracked in MLflow.
 demo: install data
 	$(BIN)/kedro run
+	@sed -n '/^## Headline/,/^## Data/{/^## Data/!p}' data/08_reporting/report.md
+	@echo "The whole report: data/08_reporting/report.html. The pipeline graph: make viz. Every run: make mlflow-ui, then http://127.0.0.1:5000"
 
 ## The test suite (unit tests and a `--env smoke` run of every pipeline).
 test: install

@@ -1,4 +1,5 @@
-"""Project hooks: a run whose inputs other pipelines write says, in one line, which pipelines to run first."""
+"""Project hooks: a run whose inputs other pipelines write says, in one line, which pipelines to run first; the
+report's inputs alone are optional, and arrive as None when their pipeline has not run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 
 from mind_the_gap.pipeline_registry import register_pipelines
+from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS
 
 
 class MissingInputsError(RuntimeError):
@@ -47,9 +49,18 @@ def missing_inputs_message(selected: Pipeline, catalog: DataCatalog, registered:
     return f"missing input(s) {described}: run `kedro run --pipelines {','.join(first)}` first, or `kedro run`"
 
 
+def optional_missing(pipeline: Pipeline, catalog: DataCatalog) -> set[str]:
+    """The missing inputs of ``pipeline`` that only the report reads: it names their pipelines as not run."""
+    report = {node.name for node in pipeline.nodes if node.namespace == "reporting"}
+    return {name for name in _missing(pipeline, catalog) & set(OPTIONAL_INPUTS)
+            if all(node.name in report for node in pipeline.only_nodes_with_inputs(name).nodes)}  # fmt: skip
+
+
 class MissingInputsHook:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        for name in optional_missing(pipeline, catalog):
+            catalog[name] = None  # a MemoryDataset holding None: "not run" in the report
         message = missing_inputs_message(pipeline, catalog, register_pipelines())
         if message is None:
             return

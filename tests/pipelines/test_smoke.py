@@ -64,7 +64,7 @@ def _parent_metric(db: sqlite3.Connection, run_name: str, key: str) -> list[floa
 
 def test_every_pipeline_is_registered():
     assert set(PIPELINES) == {"data_processing", "generator_training", "generation", "baselines", "layer_swap",
-                              "data_efficiency", "normalization", "ablations"}  # fmt: skip
+                              "data_efficiency", "normalization", "ablations", "reporting"}  # fmt: skip
 
 
 def test_smoke_run_writes_the_data_and_the_baselines(smoke: Path):
@@ -166,6 +166,29 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     oracle = pd.read_csv(smoke / "data/smoke/03_primary/ablations/oracle_manifest.csv")
     assert set(oracle["variant"]) == {"strength 0.5"} and len(oracle) == 10 * 24
     assert (reporting / "ablations.png").stat().st_size > 0
+
+
+def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path):
+    reporting = smoke / "data/smoke/08_reporting"
+    page, markdown = (reporting / "report.html").read_text(), (reporting / "report.md").read_text()
+    baselines = pd.read_csv(reporting / "baselines_summary.csv").set_index("cell")
+    real = f"{100 * baselines.loc['real', 'test_accuracy_mean']:.2f} %"
+    assert real in page and real in markdown and "87.80 %" in page
+    assert "Not run" not in page and page.count("data:image/png;base64,") >= 6
+    with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
+        default = mlflow.search_runs(experiment_names=["mind-the-gap-smoke"],
+                                     filter_string="tags.mlflow.runName = '__default__'")  # fmt: skip
+        artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(default["run_id"].iloc[0])}
+    assert {"report.html", "report.md"} <= artifacts
+
+
+def test_the_report_of_a_study_in_progress_names_what_has_not_run(project: Path):
+    run_pipeline(project, "data_processing")
+    run_pipeline(project, "reporting")  # its inputs are optional: no missing-input error
+    page = (project / "data/smoke/08_reporting/report.html").read_text()
+    assert "t-shirt/top" in page  # the data section
+    for pipeline in ("baselines", "layer_swap", "data_efficiency", "normalization", "ablations"):
+        assert f"Not run: <code>kedro run --pipeline {pipeline}</code>" in page, pipeline
 
 
 def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: pd.DataFrame):

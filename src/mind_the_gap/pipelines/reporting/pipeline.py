@@ -1,0 +1,26 @@
+"""Reporting: one node that reads every experiment's tables and figures and writes the report."""
+
+from kedro.pipeline import Node, Pipeline
+
+from mind_the_gap.pipelines.reporting.nodes import build_report
+
+# What the report reads; any of them may be missing (a pipeline not run yet): see mind_the_gap.hooks.
+OPTIONAL_INPUTS = [
+    "real_data_summary", "baselines_summary", "synthetic_recognisability", "layer_swap_summary",
+    "data_efficiency_summary", "normalization_summary", "normalization_unit_profile", "ablations_summary",
+    "ablations_diversity",
+]  # fmt: skip
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                build_report,
+                [*OPTIONAL_INPUTS, "reporting_dir"],
+                ["report_html", "report_markdown"],
+                name="build_report",
+                namespace="reporting",
+            )
+        ]
+    )

@@ -1,0 +1,63 @@
+"""The report: the headline beside the paper's figures, every section with its numbers, and a pipeline that has
+not run named as such."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mind_the_gap.pipeline_registry import register_pipelines
+from mind_the_gap.pipelines.reporting.nodes import build_report
+from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS
+from mind_the_gap.report import headline, percent, with_intervals
+
+
+def test_an_empty_study_reports_every_pipeline_as_not_run(tmp_path: Path):
+    page, markdown = build_report(*[None] * len(OPTIONAL_INPUTS), tmp_path)
+    for pipeline in ("data_processing", "baselines", "layer_swap", "data_efficiency", "normalization", "ablations"):
+        assert f"kedro run --pipeline {pipeline}" in page and f"kedro run --pipeline {pipeline}" in markdown
+    assert "87.80 %" in page and "64.80 %" in markdown  # the paper's column stands alone
+
+
+def test_the_headline_reads_the_baselines_the_layer_swap_and_the_data_efficiency():
+    baselines = pd.DataFrame({"cell": ["real", "synthetic"], "test_accuracy_mean": [0.9, 0.8],
+                              "test_accuracy_ci95": [0.01, 0.02], "n": [3, 3]})  # fmt: skip
+    layer_swap = pd.DataFrame({"arrangement": ["prefix", "prefix", "suffix"], "from": ["synthetic"] * 3,
+                               "cut": [3, 7, 7], "trained": ["3-9", "7-9", "0-6"],
+                               "test_accuracy_mean": [0.89, 0.87, 0.5], "gap_recovered": [0.9, 0.7, 0.0]})  # fmt: skip
+    efficiency = pd.DataFrame({"strategy": ["last 2", "last 2"], "fraction_label": ["1/2", "1/8"],
+                               "below_real_pp": [1.0, 4.5]})  # fmt: skip
+    table = headline(baselines, layer_swap, efficiency).set_index("figure")["this run"]
+    assert table.iloc[0] == "90.00 % ± 1.00 (n=3 seeds)" and table.iloc[1] == "80.00 % ± 2.00 (n=3 seeds)"
+    assert table.iloc[2] == "10"
+    assert table.iloc[3] == "+7.0 (units 7-9: 70 % of the gap)"  # the largest cut: the fewest units from real
+    assert table.iloc[4] == "4.5 below real-only"
+    assert headline(None, None, None)["this run"].tolist()[2:] == ["–", "–", "–"]
+
+
+def test_intervals_join_means_and_their_ci():
+    table = pd.DataFrame({"cell": ["a"], "test_accuracy_mean": [0.8932], "test_accuracy_ci95": [0.0037],
+                          "gap_pp_mean": [9.63], "gap_pp_ci95": [float("nan")], "n": [3]})  # fmt: skip
+    out = with_intervals(table, ["cell", "test_accuracy", "gap_pp", "n", "absent"])
+    assert out.iloc[0].tolist() == ["a", "89.32 % ± 0.37", "9.63", 3]
+    assert percent(float("nan")) == "–"
+
+
+def test_the_html_report_is_self_contained(tmp_path: Path):
+    (tmp_path / "layer_swap.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    layer_swap = pd.DataFrame({"arrangement": ["prefix"], "from": ["synthetic"], "cut": [7], "kept": ["0-6"],
+                               "trained": ["7-9"], "real_units": ["7-9"], "n": [3], "test_accuracy_mean": [0.87],
+                               "test_accuracy_ci95": [0.005], "gap_recovered": [0.76]})  # fmt: skip
+    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {"layer_swap_summary": layer_swap}
+    page, markdown = build_report(*inputs.values(), tmp_path)
+    assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
+    assert "87.00 % ± 0.50" in page and "![Test accuracy against cut](layer_swap.png)" in markdown
+    assert "kedro run --pipeline layer_swap" not in page
+
+
+@pytest.mark.parametrize("name", OPTIONAL_INPUTS)
+def test_every_report_input_is_written_by_a_pipeline(name: str):
+    writers = [p for p, pipe in register_pipelines().items() if p != "__default__" and name in pipe.all_outputs()]
+    assert writers, name
