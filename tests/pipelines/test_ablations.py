@@ -3,6 +3,8 @@ and the summary with each row's gap."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -61,12 +63,12 @@ def test_concat_keeps_order_and_refuses_other_classes():
         concat(a, ImageSet(b.images, b.labels, ("x", "z")))
 
 
-def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking):
+def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking, tmp_path: Path):
     runs = train_texture_shape(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
     assert set(runs["trained_on"]) == {"real", "synthetic"} and runs["variant"].eq("local_shuffle").all()
     config = CONFIG.model_copy(update={"seeds": BASELINE_SEEDS[:1]})
-    views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, STUDENT,
-                                   TRAINING, config)  # fmt: skip
+    views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, tmp_path,
+                                   STUDENT, TRAINING, config)  # fmt: skip
     assert views[["variant", "trained_on"]].values.tolist() == [["standard", "real"], ["standard", "synthetic"],
                                                                 ["local_shuffle", "real"],
                                                                 ["local_shuffle", "synthetic"]]  # fmt: skip
@@ -74,6 +76,10 @@ def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking):
     assert views["shape_bias"].tolist() == pytest.approx(expected.tolist())
     baseline = tiny.real_runs.set_index("seed").loc[0, "test_accuracy"]
     assert views.iloc[0]["test_accuracy"] == pytest.approx(baseline)
+    again = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, tmp_path,
+                                   STUDENT, TRAINING, config)  # fmt: skip
+    pd.testing.assert_frame_equal(again, views, check_dtype=False)  # read back from the analysis store
+    assert len(list(tmp_path.glob("*.csv"))) == 1
 
 
 def test_a_folder_of_cue_conflict_images_gives_each_student_its_shape_bias(tiny: TinyExperiment, tmp_path, tracking):
@@ -85,7 +91,8 @@ def test_a_folder_of_cue_conflict_images_gives_each_student_its_shape_bias(tiny:
     config = CONFIG.model_copy(update={"texture_shape": CONFIG.texture_shape.model_copy(
         update={"cue_conflict_dir": str(folder)})})  # fmt: skip
     views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, tiny.real_runs.iloc[:0].assign(trained_on=[]),
-                                   tiny.test, tiny.store, STUDENT, TRAINING, config)  # fmt: skip
+                                   tiny.test, tiny.store, tmp_path / "analyses", STUDENT, TRAINING,
+                                   config)  # fmt: skip
     assert len(views) == 2  # the baseline students of seed 0
     assert views["cue_conflict_shape_correct"].between(0, 1).all()
     both = views["cue_conflict_shape_correct"] + views["cue_conflict_texture_correct"]

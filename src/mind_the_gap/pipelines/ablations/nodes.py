@@ -15,6 +15,7 @@ reuse the baseline students from the store.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,9 +25,12 @@ import pandas as pd
 import torch
 from pydantic import Field
 
+from mind_the_gap.analysis import representations, statistics
+from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.representations import unit_features
 from mind_the_gap.analysis.statistics import within_class_spread
 from mind_the_gap.config import Config
+from mind_the_gap.data import views
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import nested_subsets
 from mind_the_gap.data.views import edge_view, load_cue_conflict, patch_shuffled, shape_bias
@@ -44,8 +48,10 @@ from mind_the_gap.pipelines.student_runs import (
 )
 from mind_the_gap.reporting import summarize
 from mind_the_gap.tracking import metric_name
+from mind_the_gap.training import engine
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import predict
+from mind_the_gap.training.student_cache import code_version
 from mind_the_gap.training.transfer import Transfer, TransferConfig
 
 log = logging.getLogger(__name__)
@@ -224,26 +230,42 @@ def train_diversity(
 
 def measure_diversity(
     manifest: pd.DataFrame, output_dir: Path, generation: GenerationConfig, real_train: ImageSet,
-    synthetic_train: ImageSet, real_runs: pd.DataFrame, store: Path, student: StudentConfig, training: TrainConfig,
-    ablations: AblationsConfig,
+    synthetic_train: ImageSet, real_runs: pd.DataFrame, store: Path, analyses: Path, student: StudentConfig,
+    training: TrainConfig, ablations: AblationsConfig,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:  # fmt: skip
     """Within-class spread of each set in the penultimate features of the first seed's real-trained student, and
-    its share of the real training pool's spread."""
+    its share of the real training pool's spread; cached in ``analyses`` by the judge, the sets and the settings."""
     seed = min(ablations.seeds)
-    judge, result = load_students(real_runs, [seed], "real", store, student, real_train)[seed]
-    judge.to(resolve_device(training.device))
-    sets = {"real": real_train, "synthetic (generation)": synthetic_train,
-            **_generated_sets(manifest, output_dir, real_train, generation)}  # fmt: skip
-    limit = ablations.diversity.spread_images
-    rows = []
-    for name, images in sets.items():
-        features = unit_features(judge, images, result.normalization, pooled=True, batch_size=training.eval_batch_size)
-        rows.append({"set": name, "within_class_spread": within_class_spread(features[-2], images.labels, limit)})
-    table = pd.DataFrame(rows)
-    table["share_of_real"] = table["within_class_spread"] / table.loc[0, "within_class_spread"]
+    generated = {variant: [rows["run_key"].iloc[0], len(rows)] for variant, rows in manifest.groupby("variant")}
+    parts = {"analysis": "measure_diversity", "code": _code(), "spread_images": ablations.diversity.spread_images,
+             "judge": parent_keys(real_runs, [seed], "real", "ablations.diversity")[seed],
+             "sets": {"real": real_train.fingerprint(), "synthetic": synthetic_train.fingerprint(),
+                      **generated}}  # fmt: skip
+
+    def compute() -> pd.DataFrame:
+        judge, result = load_students(real_runs, [seed], "real", store, student, real_train)[seed]
+        judge.to(resolve_device(training.device))
+        sets = {"real": real_train, "synthetic (generation)": synthetic_train,
+                **_generated_sets(manifest, output_dir, real_train, generation)}  # fmt: skip
+        rows = []
+        for name, images in sets.items():
+            features = unit_features(judge, images, result.normalization, pooled=True,
+                                     batch_size=training.eval_batch_size)  # fmt: skip
+            spread = within_class_spread(features[-2], images.labels, ablations.diversity.spread_images)
+            rows.append({"set": name, "within_class_spread": spread})
+        table = pd.DataFrame(rows)
+        table["share_of_real"] = table["within_class_spread"] / table.loc[0, "within_class_spread"]
+        return table
+
+    table = cached_table(analyses, parts, compute)
     metrics = {metric_name(f"{r.set}.share_of_real"): {"value": float(r.share_of_real), "step": 0}
                for r in table.itertuples()}  # fmt: skip
     return table, metrics
+
+
+def _code() -> str:
+    """The version of the code an analysis runs: its key changes with it."""
+    return code_version((statistics, representations, views, engine, sys.modules[__name__]))
 
 
 def train_mixing(
@@ -283,10 +305,28 @@ def concat(*sets: ImageSet) -> ImageSet:
 
 def evaluate_texture_shape(
     real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, texture_shape_runs: pd.DataFrame, real_test: ImageSet,
-    store: Path, student: StudentConfig, training: TrainConfig, ablations: AblationsConfig,
+    store: Path, analyses: Path, student: StudentConfig, training: TrainConfig, ablations: AblationsConfig,
 ) -> pd.DataFrame:  # fmt: skip
     """Every baseline and texture-shape student on the real test set, its shape-only (edges) and texture-only
-    (patch-shuffled) views, and, where given, cue-conflict images: accuracy on each and the shape bias."""
+    (patch-shuffled) views, and, where given, cue-conflict images: accuracy on each and the shape bias. Cached in
+    ``analyses`` by the students, the test set, the settings and the cue-conflict folder's files."""
+    groups = [("standard", "real", real_runs), ("standard", "synthetic", synthetic_runs)]
+    groups += [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
+    folder = ablations.texture_shape.cue_conflict_dir
+    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*")
+                   if p.is_file()) if folder is not None and Path(folder).is_dir() else None  # fmt: skip
+    parts = {"analysis": "evaluate_texture_shape", "code": _code(), "test": real_test.fingerprint(),
+             "config": ablations.texture_shape.model_dump(mode="json"), "cue_conflict_files": files,
+             "students": [[variant, source, parent_keys(rows, ablations.seeds, source, "ablations.texture_shape")]
+                          for variant, source, rows in groups]}  # fmt: skip
+    return cached_table(analyses, parts, lambda: _evaluate_views(groups, real_test, store, student, training,
+                                                                 ablations))  # fmt: skip
+
+
+def _evaluate_views(
+    groups: list[tuple[str, str, pd.DataFrame]], real_test: ImageSet, store: Path, student: StudentConfig,
+    training: TrainConfig, ablations: AblationsConfig,
+) -> pd.DataFrame:  # fmt: skip
     config = ablations.texture_shape
     texture = patch_shuffled(real_test.images, config.texture_grid, torch.Generator().manual_seed(0))
     views = {"shape": edge_view(real_test.images), "texture": texture}
@@ -294,8 +334,6 @@ def evaluate_texture_shape(
     if config.cue_conflict_dir is not None:
         cue_conflict = load_cue_conflict(config.cue_conflict_dir, real_test.class_names, real_test.image_size[0],
                                          real_test.channels)  # fmt: skip
-    groups = [("standard", "real", real_runs), ("standard", "synthetic", synthetic_runs)]
-    groups += [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
     rows = []
     for variant, source, runs in groups:
         for seed, (model, result) in load_students(runs, ablations.seeds, source, store, student, real_test).items():

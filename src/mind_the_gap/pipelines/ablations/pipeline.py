@@ -35,7 +35,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     views = Node(
         nodes.evaluate_texture_shape,
         ["baselines_real_runs", "baselines_synthetic_runs", "ablations.texture_shape.runs", "real_test",
-         "student_store", *PARAMETERS[:2], "params:ablations"],
+         "student_store", "analysis_store", *PARAMETERS],
         "ablations_texture_shape_views",
         name="evaluate_texture_shape",
         namespace="ablations.texture_shape",
@@ -43,7 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     diversity = Node(
         nodes.measure_diversity,
         ["ablations.diversity.generation_sets", "synthetic_images_dir", "params:generation", "real_train",
-         "synthetic_train", "baselines_real_runs", "student_store", *PARAMETERS],
+         "synthetic_train", "baselines_real_runs", "student_store", "analysis_store", *PARAMETERS],
         ["ablations_diversity", "ablations_diversity_metrics"],
         name="measure_diversity",
         namespace="ablations.diversity",
