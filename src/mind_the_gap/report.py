@@ -46,8 +46,9 @@ def with_intervals(table: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
     (accuracies as percentages), other numbers rounded."""
     out = pd.DataFrame(index=table.index)
     for column in keep:
-        if f"{column}_mean" in table:
-            mean, ci = table[f"{column}_mean"], table.get(f"{column}_ci95", pd.Series(math.nan, index=table.index))
+        mean_column = f"{column}_mean" if f"{column}_mean" in table else column  # gap_pp_mean, or gap_pp itself
+        if f"{column}_mean" in table or f"{column}_ci95" in table:
+            mean, ci = table[mean_column], table.get(f"{column}_ci95", pd.Series(math.nan, index=table.index))
             if "accuracy" in column:
                 out[column] = [percent(m, c) for m, c in zip(mean, ci, strict=True)]
             else:

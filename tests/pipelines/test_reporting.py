@@ -43,6 +43,8 @@ def test_intervals_join_means_and_their_ci():
     out = with_intervals(table, ["cell", "test_accuracy", "gap_pp", "n", "absent"])
     assert out.iloc[0].tolist() == ["a", "89.32 % ± 0.37", "9.63", 3]
     assert percent(float("nan")) == "–"
+    paired = pd.DataFrame({"change_pp": [0.513], "change_pp_ci95": [0.65]})  # a plain column with its CI
+    assert with_intervals(paired, ["change_pp"]).iloc[0].tolist() == ["0.513 ± 0.65"]
 
 
 def test_the_html_report_is_self_contained(tmp_path: Path):
