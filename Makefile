@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := data/01_raw/fashion_mnist
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: install data demo test viz mlflow-ui benchmark benchmark-study clean
+.PHONY: install data demo test viz viz-build mlflow-ui benchmark benchmark-study clean
 
 install: $(VENV)/.installed
 
@@ -31,7 +31,11 @@ test: install
 	$(BIN)/python -m pytest
 
 viz: install
-	$(BIN)/kedro viz run
+	$(BIN)/kedro viz run --host 127.0.0.1
+
+## The pipeline graph as a static site in build/ (opens offline; KEDRO_ENV=smoke for the smoke environment's).
+viz-build: install
+	$(BIN)/kedro viz build --include-previews
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import pytest
 from kedro.framework.project import configure_project, pipelines
 
 from mind_the_gap.hooks import MissingInputsError
+from mind_the_gap.pipelines.ablations.pipeline import FACTORS as ABLATION_FACTORS
 
 from .conftest import REPO, make_project, run_pipeline, tracking_to
+from .servers import free_port, get_json, serving
 
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
@@ -228,6 +231,54 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     for pipeline in STUDENT_PIPELINES:
         again = students[(students["kedro_run"] == pipeline) & (students["tags.pipeline"] == pipeline)]
         assert len(again) == (default["tags.pipeline"] == pipeline).sum() and again["tags.cache_hit"].eq("true").all()
+
+
+def test_kedro_viz_serves_every_pipeline_with_its_cells_and_layers(smoke: Path):
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("kedro")), "viz", "run", "--host", "127.0.0.1", "--port", str(port),
+               "--no-browser", "--env", "smoke"]  # fmt: skip
+    with serving(command, smoke, f"http://127.0.0.1:{port}/api/main"):
+        graph = get_json(f"http://127.0.0.1:{port}/api/main")
+        ablations = get_json(f"http://127.0.0.1:{port}/api/pipelines/ablations")
+    assert {pipeline["id"] for pipeline in graph["pipelines"]} == {*PIPELINES, "__default__"}
+    groups = {node["id"] for node in graph["nodes"] if node["type"] == "modularPipeline"}
+    assert {"layer_swap.prefix_from_real", "ablations.oracle", "normalization.synthetic_statistics"} <= groups
+    assert {"intermediate", "primary", "model_input", "models", "model_output", "reporting"} <= set(graph["layers"])
+    tasks = [node for node in ablations["nodes"] if node["type"] == "task"]
+    cells = {group for node in tasks for group in node.get("modular_pipelines") or []}
+    assert {f"ablations.{factor}" for factor in ABLATION_FACTORS} <= cells
+
+
+def test_kedro_viz_builds_the_static_site_offline(smoke: Path):
+    command = [str(Path(sys.executable).with_name("kedro")), "viz", "build", "--include-previews"]
+    environment = dict(os.environ, KEDRO_ENV="smoke", KEDRO_DISABLE_TELEMETRY="true")
+    done = subprocess.run(command, cwd=smoke, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    graph = json.loads((smoke / "build/api/main").read_text())
+    assert {pipeline["id"] for pipeline in graph["pipelines"]} == {*PIPELINES, "__default__"}
+    assert (smoke / "build/index.html").is_file()
+
+
+def test_mlflow_server_answers_with_every_students_test_accuracy(smoke: Path, students: pd.DataFrame):
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+               f"sqlite:///{smoke / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    with serving(command, smoke, f"http://127.0.0.1:{port}/health"):
+        experiment = get_json(f"{api}/experiments/get-by-name?experiment_name=mind-the-gap-smoke")["experiment"]
+        runs, token = [], None
+        while True:
+            page = get_json(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 500,
+                                                   **({"page_token": token} if token else {})})  # fmt: skip
+            runs += page.get("runs", [])
+            token = page.get("next_page_token")
+            if not token:
+                break
+    accuracy = {run["info"]["run_id"]: {m["key"]: m["value"] for m in run["data"].get("metrics", [])}.get(
+        "test_accuracy") for run in runs}  # fmt: skip
+    assert set(students["run_id"]) <= set(accuracy)
+    assert all(0 <= accuracy[run_id] <= 1 for run_id in students["run_id"])
 
 
 def test_every_student_curve_has_one_point_per_epoch(smoke: Path, students: pd.DataFrame):
