@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := data/01_raw/fashion_mnist
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: install data demo test viz viz-build mlflow-ui benchmark benchmark-study clean
+.PHONY: install data demo test browser viz viz-build mlflow-ui benchmark benchmark-study clean
 
 install: $(VENV)/.installed
 
@@ -27,8 +27,15 @@ demo: install data
 	@echo "The whole report: data/08_reporting/report.html. The pipeline graph: make viz. Every run: make mlflow-ui, then http://127.0.0.1:5000"
 
 ## The test suite (unit tests and a `--env smoke` run of every pipeline).
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+## Debian's Chromium for the browser tests, where apt-get works; elsewhere those tests are skipped, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || \
+	  echo "no Chromium could be installed: the browser tests will be skipped"
 
 viz: install
 	$(BIN)/kedro viz run --host 127.0.0.1
