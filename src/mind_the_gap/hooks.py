@@ -1,18 +1,20 @@
 """Project hooks: a run whose inputs other pipelines write says, in one line, which pipelines to run first; the
-report's inputs alone are optional, and arrive as None when their pipeline has not run."""
+report's inputs alone are optional, and arrive as None when their pipeline has not run; the report gets the wall
+time of each pipeline of the run."""
 
 from __future__ import annotations
 
+import time
 from graphlib import TopologicalSorter
 from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipeline_registry import register_pipelines
-from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS
+from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS, RUN_TIMES
 
 
 class MissingInputsError(RuntimeError):
@@ -68,3 +70,37 @@ class MissingInputsHook:
         if mlflow.active_run() is not None:
             mlflow.end_run(status="FAILED")
         raise MissingInputsError(message)
+
+
+class RunTimesHook:
+    """Wall seconds of each pipeline's nodes in this run, handed to the report node as its ``run_times`` input
+    (the sequential runner runs hooks; under ParallelRunner, which runs none, the report says so)."""
+
+    def __init__(self) -> None:
+        self._owner: dict[str, str] = {}
+        self._started: dict[str, float] = {}
+        self._seconds: dict[str, float] = {}
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        registered = {name: pipe for name, pipe in register_pipelines().items() if name != "__default__"}
+        self._owner = {node.name: name for name, pipe in registered.items() for node in pipe.nodes}
+        self._started, self._seconds = {}, {}
+
+    @hook_impl
+    def before_node_run(self, node: Node, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        self._started[node.name] = time.perf_counter()
+        return {RUN_TIMES: self.table()} if RUN_TIMES in node.inputs else None
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        self._seconds[node.name] = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per pipeline with nodes finished so far in this run, in the order they first ran."""
+        rows: dict[str, dict[str, Any]] = {}
+        for node, seconds in self._seconds.items():
+            row = rows.setdefault(self._owner.get(node, "other"), {"nodes": 0, "seconds": 0.0})
+            row["nodes"] += 1
+            row["seconds"] += seconds
+        return [{"pipeline": name, **row} for name, row in rows.items()]

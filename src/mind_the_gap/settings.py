@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from mind_the_gap.hooks import MissingInputsHook
+from mind_the_gap.hooks import MissingInputsHook, RunTimesHook
 
-HOOKS = (MissingInputsHook(),)
+HOOKS = (MissingInputsHook(), RunTimesHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

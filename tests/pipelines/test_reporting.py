@@ -18,6 +18,7 @@ def test_an_empty_study_reports_every_pipeline_as_not_run(tmp_path: Path):
     page, markdown = build_report(*[None] * len(OPTIONAL_INPUTS), tmp_path)
     for pipeline in ("data_processing", "baselines", "layer_swap", "data_efficiency", "normalization", "ablations"):
         assert f"kedro run --pipeline {pipeline}" in page and f"kedro run --pipeline {pipeline}" in markdown
+    assert "No experiment pipeline ran in this" in markdown
     assert "87.80 %" in page and "64.80 %" in markdown  # the paper's column stands alone
 
 
@@ -52,14 +53,17 @@ def test_the_html_report_is_self_contained(tmp_path: Path):
     layer_swap = pd.DataFrame({"arrangement": ["prefix"], "from": ["synthetic"], "cut": [7], "kept": ["0-6"],
                                "trained": ["7-9"], "real_units": ["7-9"], "n": [3], "test_accuracy_mean": [0.87],
                                "test_accuracy_ci95": [0.005], "gap_recovered": [0.76]})  # fmt: skip
-    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {"layer_swap_summary": layer_swap}
+    times = [{"pipeline": "layer_swap", "nodes": 5, "seconds": 1180.04}, {"pipeline": "reporting", "nodes": 1,
+                                                                           "seconds": 0.5}]  # fmt: skip
+    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {"layer_swap_summary": layer_swap, "run_times": times}
     page, markdown = build_report(*inputs.values(), tmp_path)
     assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
     assert "87.00 % ± 0.50" in page and "![Test accuracy against cut](layer_swap.png)" in markdown
     assert "kedro run --pipeline layer_swap" not in page
+    assert "| layer_swap | 5 | 1180.0 |" in markdown and "| reporting |" not in markdown  # the run's wall times
 
 
-@pytest.mark.parametrize("name", OPTIONAL_INPUTS)
+@pytest.mark.parametrize("name", [name for name in OPTIONAL_INPUTS if name != "run_times"])
 def test_every_report_input_is_written_by_a_pipeline(name: str):
     writers = [p for p, pipe in register_pipelines().items() if p != "__default__" and name in pipe.all_outputs()]
     assert writers, name

@@ -184,7 +184,12 @@ def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path)
         default = mlflow.search_runs(experiment_names=["mind-the-gap-smoke"],
                                      filter_string="tags.mlflow.runName = '__default__'")  # fmt: skip
         artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(default["run_id"].iloc[0])}
+        logged = Path(mlflow.artifacts.download_artifacts(run_id=default["run_id"].iloc[0], artifact_path="report.md"))
     assert {"report.html", "report.md"} <= artifacts
+    # The default run's report times every pipeline that ran before it (the hook hands it the times); the report
+    # on disk is the last run's, `kedro run --pipeline reporting` alone here.
+    times = logged.read_text().split("## Wall time of this run")[1]
+    assert all(f"| {name} |" in times for name in PIPELINES if name != "reporting")
 
 
 def test_the_report_of_a_study_in_progress_names_what_has_not_run(project: Path):
@@ -194,6 +199,7 @@ def test_the_report_of_a_study_in_progress_names_what_has_not_run(project: Path)
     assert "t-shirt/top" in page  # the data section
     for pipeline in ("baselines", "layer_swap", "data_efficiency", "normalization", "ablations"):
         assert f"Not run: <code>kedro run --pipeline {pipeline}</code>" in page, pipeline
+    assert "No experiment pipeline ran in this" in page
 
 
 def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: pd.DataFrame):

@@ -7,6 +7,7 @@ optional, see ``mind_the_gap.hooks``), so the report says which pipeline to run 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,6 +18,7 @@ ACCURACY = ["test_accuracy", "n"]
 
 
 def build_report(
+    run_times: list[dict[str, Any]] | None,
     real_data_summary: pd.DataFrame | None,
     baselines_summary: pd.DataFrame | None,
     synthetic_recognisability: pd.DataFrame | None,
@@ -74,6 +76,12 @@ def build_report(
                          ["set", "within_class_spread", "share_of_real"])],
                 [("What each factor does to the gap", figure("ablations"))]),
     ]  # fmt: skip
+    times = pd.DataFrame(run_times or [], columns=["pipeline", "nodes", "seconds"])
+    times = times[times["pipeline"] != "reporting"].assign(seconds=lambda t: t["seconds"].round(1))
+    ran = "Seconds per pipeline, summed over its nodes that ran in this `kedro run`."
+    none = "No experiment pipeline ran in this `kedro run` (or its runner runs no hooks, as ParallelRunner)."
+    sections.append(Section("Wall time of this run", "", True, ran if len(times) else none,
+                            [("Per pipeline", times)] if len(times) else []))  # fmt: skip
     summary = headline(baselines_summary, layer_swap_summary, data_efficiency_summary)
     return render_html(TITLE, summary, sections), render_markdown(TITLE, summary, sections)
 

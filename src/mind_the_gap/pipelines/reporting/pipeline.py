@@ -4,9 +4,11 @@ from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipelines.reporting.nodes import build_report
 
+# The wall time of each pipeline of the run, which mind_the_gap.hooks.RunTimesHook hands to the report node.
+RUN_TIMES = "run_times"
 # What the report reads; any of them may be missing (a pipeline not run yet): see mind_the_gap.hooks.
 OPTIONAL_INPUTS = [
-    "real_data_summary", "baselines_summary", "synthetic_recognisability", "layer_swap_summary",
+    RUN_TIMES, "real_data_summary", "baselines_summary", "synthetic_recognisability", "layer_swap_summary",
     "data_efficiency_summary", "normalization_summary", "normalization_unit_profile", "ablations_summary",
     "ablations_diversity",
 ]  # fmt: skip
