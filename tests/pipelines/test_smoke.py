@@ -89,7 +89,7 @@ def test_smoke_run_writes_the_data_and_the_baselines(smoke: Path):
     )
     recognisability = pd.read_csv(smoke / "data/smoke/08_reporting/synthetic_recognisability.csv")
     assert list(recognisability.columns) == ["class", "recognisability"] and len(recognisability) == 10
-    for figure in ("generator_samples", "synthetic_samples", "layer_swap", "data_efficiency"):
+    for figure in ("real_samples", "generator_samples", "synthetic_samples", "layer_swap", "data_efficiency"):
         assert (smoke / f"data/smoke/08_reporting/{figure}.png").stat().st_size > 0, figure
 
 
@@ -179,7 +179,7 @@ def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path)
     baselines = pd.read_csv(reporting / "baselines_summary.csv").set_index("cell")
     real = f"{100 * baselines.loc['real', 'test_accuracy_mean']:.2f} %"
     assert real in page and real in markdown and "87.80 %" in page
-    assert "Not run" not in page and page.count("data:image/png;base64,") >= 6
+    assert "Not run" not in page and page.count("data:image/png;base64,") >= 7
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
         default = mlflow.search_runs(experiment_names=["mind-the-gap-smoke"],
                                      filter_string="tags.mlflow.runName = '__default__'")  # fmt: skip

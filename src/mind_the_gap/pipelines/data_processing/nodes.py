@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import SPLITS, DatasetConfig, load_source, prepare_splits
+from mind_the_gap.reporting import sample_grid
 from mind_the_gap.training.engine import Normalization
+
+SAMPLES_PER_CLASS = 10  # real training images per class in the sample grid, as the synthetic grid shows
 
 
 def prepare_real_data(dataset: DatasetConfig) -> tuple[ImageSet, ImageSet, ImageSet, ImageSet]:
@@ -31,3 +35,8 @@ def measure_real_statistics(train: ImageSet) -> dict[str, list[float]]:
     student uses by default (``training.normalization: real``)."""
     statistics = Normalization.of(train)
     return {"mean": list(statistics.mean), "std": list(statistics.std)}
+
+
+def draw_real_samples(train: ImageSet) -> plt.Figure:
+    """The first real training images of every class, one row per class: the synthetic grid's counterpart."""
+    return sample_grid(train.images, train.labels, train.class_names, SAMPLES_PER_CLASS)

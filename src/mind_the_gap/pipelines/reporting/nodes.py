@@ -36,7 +36,8 @@ def build_report(
     sections = [
         Section("Data", "data_processing", real_data_summary is not None,
                 "Images per class in each split of the real source.",
-                [("Split", real_data_summary)] if real_data_summary is not None else []),
+                [("Split", real_data_summary)] if real_data_summary is not None else [],
+                [("Real training images, one row per class", figure("real_samples"))]),
         Section("Generated images", "baselines", synthetic_recognisability is not None,
                 "How well the synthetic training images carry their class, to the first seed's real-trained student.",
                 [("Recognisability per class", synthetic_recognisability)]
