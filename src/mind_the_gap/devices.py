@@ -3,6 +3,7 @@ experiments and the generators."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
@@ -10,6 +11,11 @@ from typing import TypeVar
 import torch
 
 Item, Result = TypeVar("Item"), TypeVar("Result")
+
+# torch's global generator is one per process: while models train side by side in threads, whoever seeds it or
+# draws from it (building a model, a policy's random operations) holds this lock, so no thread's draws move
+# another's and every model is the same as when trained alone.
+GLOBAL_RNG = threading.Lock()
 
 
 def resolve_device(name: str | torch.device, setting: str = "training.device") -> torch.device:

@@ -176,16 +176,24 @@ def test_a_result_survives_its_json_round_trip():
     assert result.metrics()["val_accuracy"] == 0.6 and result.metrics()["train_images_per_second"] == 100.0
 
 
-def test_students_trained_at_once_equal_those_trained_one_by_one(tmp_path: Path):
-    """Initial weights come from the global generator: concurrent students must not draw each other's."""
+@pytest.mark.parametrize("from_parent", [False, True], ids=["fresh", "from a parent"])
+def test_students_trained_at_once_equal_those_trained_one_by_one(tmp_path: Path, from_parent: bool):
+    """Initial weights come from the global generator: concurrent students must not draw each other's, nor move
+    them while loading their parent."""
     train, test = striped_images(16), striped_images(4, seed=1)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # both ways run each student on one thread, so their arithmetic is the same
     try:
         seeds = [0, 1, 2, 3]
-        one_by_one = [Trainer(StudentStore(tmp_path / "serial"), train, test)(seed=s) for s in seeds]
+        serial = Trainer(StudentStore(tmp_path / "serial"), train, test)
         parallel = Trainer(StudentStore(tmp_path / "parallel"), train, test)
-        at_once = map_concurrently(lambda s: parallel(seed=s), seeds, workers=2, cost=lambda s: 0)
+        transfer = None
+        if from_parent:
+            parent = serial(seed=9)
+            assert parallel(seed=9).key == parent.key
+            transfer = Transfer(parent.key, "0-2", TransferConfig())
+        one_by_one = [serial(seed=s, transfer=transfer) for s in seeds]
+        at_once = map_concurrently(lambda s: parallel(seed=s, transfer=transfer), seeds, workers=2, cost=lambda s: 0)
     finally:
         torch.set_num_threads(previous)
 

@@ -13,18 +13,17 @@ and students trained in concurrent threads take turns. Kornia's crop and flip me
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from mind_the_gap.devices import GLOBAL_RNG
+
 GEOMETRIC = ("flip", "crop", "resized_crop")
 POLICIES = ("rand_augment", "trivial_augment", "auto_augment")
 OPERATIONS = (*GEOMETRIC, "color", *POLICIES, "local_shuffle")
 POLICY_GROUP = 16  # images per kornia draw: a batch of 128 sees 8 different operations
-
-_GLOBAL_RNG = threading.Lock()
 
 
 class BatchAugment:
@@ -102,7 +101,7 @@ class BatchAugment:
         grey = images.shape[1] == 1  # kornia's colour operations want RGB: grey images go through as three equal
         rgb = images.expand(-1, 3, -1, -1) if grey else images
         seed = int(torch.randint(2**62, (), device=generator.device, generator=generator))
-        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = torch.cat([self.policy(group) for group in rgb.split(POLICY_GROUP)])
         return out.mean(1, keepdim=True) if grey else out

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import sys
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.devices import resolve_device
+from mind_the_gap.devices import GLOBAL_RNG, resolve_device
 from mind_the_gap.files import write_atomically
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
@@ -36,9 +35,6 @@ from mind_the_gap.training.engine import (
 from mind_the_gap.training.transfer import Transfer, start_from_parent
 
 log = logging.getLogger(__name__)
-
-# Initial weights come from torch's global generator: students trained in concurrent threads draw them in turn.
-_GLOBAL_RNG = threading.Lock()
 
 # Settings that change how a run looks or where it runs, not what it learns, are left out of the cache key;
 # `amp` and `min_steps` enter it resolved, as the precision and the number of steps they give.
@@ -151,7 +147,8 @@ class StudentStore:
         """The stored student ``key``, built for images like ``data``'s."""
         if not self.checkpoint_path(key).is_file():
             raise ValueError(f"student {key} is not in {self.directory}: train it first (its pipeline's run)")
-        model = build_student(student, data.num_classes, data.channels, data.image_size[0])
+        with GLOBAL_RNG:  # building draws initial weights, which the checkpoint then replaces
+            model = build_student(student, data.num_classes, data.channels, data.image_size[0])
         load_checkpoint(self.checkpoint_path(key), model)
         return model
 
@@ -175,7 +172,7 @@ def train_student(
     """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
-    with _GLOBAL_RNG:
+    with GLOBAL_RNG:
         seed_everything(seed)
         model = build_student(student, train.num_classes, train.channels, train.image_size[0])
     device = resolve_device(training.device)
@@ -201,8 +198,7 @@ def train_student(
     lr_scales = {}
     if transfer is not None:
         parent = store.load_model(transfer.parent, student, train)
-        with _GLOBAL_RNG:  # re-initialised units draw from the global generator
-            lr_scales = start_from_parent(model, parent, transfer)
+        lr_scales = start_from_parent(model, parent, transfer)
     fitted = fit(model, train, training, seed, normalization, val=val, lr_scales=lr_scales,
                  on_epoch=tracker.log_epoch if tracker else None, description=description,
                  progress_file=store.progress_path(key))  # fmt: skip
