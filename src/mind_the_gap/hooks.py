@@ -4,6 +4,8 @@ time of each pipeline of the run."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from graphlib import TopologicalSorter
 from typing import Any
@@ -15,6 +17,7 @@ from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipeline_registry import register_pipelines
 from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS, RUN_TIMES
+from mind_the_gap.runners.dask import EARLIER_SECONDS_ENV
 
 
 class MissingInputsError(RuntimeError):
@@ -74,7 +77,8 @@ class MissingInputsHook:
 
 class RunTimesHook:
     """Wall seconds of each pipeline's nodes in this run, handed to the report node as its ``run_times`` input
-    (the sequential runner runs hooks; under ParallelRunner, which runs none, the report says so)."""
+    (the sequential runner runs hooks; under ParallelRunner, which runs none, the report says so). Under the Dask
+    runner each cell is a `kedro run` of its own, handed the seconds of the cells before it."""
 
     def __init__(self) -> None:
         self._owner: dict[str, str] = {}
@@ -85,7 +89,7 @@ class RunTimesHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         registered = {name: pipe for name, pipe in register_pipelines().items() if name != "__default__"}
         self._owner = {node.name: name for name, pipe in registered.items() for node in pipe.nodes}
-        self._started, self._seconds = {}, {}
+        self._started, self._seconds = {}, json.loads(os.environ.get(EARLIER_SECONDS_ENV, "{}"))
 
     @hook_impl
     def before_node_run(self, node: Node, inputs: dict[str, Any]) -> dict[str, Any] | None:

@@ -3,8 +3,9 @@
 from kedro.config import OmegaConfigLoader
 
 from mind_the_gap.hooks import MissingInputsHook, RunTimesHook
+from mind_the_gap.runners.dask import DASK_HOOK
 
-HOOKS = (MissingInputsHook(), RunTimesHook())
+HOOKS = (MissingInputsHook(), RunTimesHook(), DASK_HOOK)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

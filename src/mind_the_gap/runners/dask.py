@@ -1,0 +1,314 @@
+"""A Kedro runner on dask.distributed: each cell of the pipeline (see ``grid``) is one Dask task, which runs the
+cell's own `kedro run --nodes ...` on a worker, once the cells it reads from have finished.
+
+Each cell being a `kedro run` of its own, every Kedro and kedro-mlflow hook runs there as in a sequential run;
+cells hand each other nothing but what the catalog saves. MLflow shows one study: the `kedro run` of the driver is
+the parent run, each cell's run its child (created on the worker and handed to the cell's process through
+``MLFLOW_RUN_ID``, which kedro-mlflow then logs into), and each student nested under its cell as usual.
+
+    kedro run --pipeline layer_swap --runner mind_the_gap.runners.DaskRunner
+
+connects to the scheduler Dask's configuration names (``DASK_SCHEDULER_ADDRESS``, or ``scheduler-address``) or,
+with none, starts a cluster on this machine: one worker per GPU, else a few single-threaded workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from kedro.framework.hooks import hook_impl
+from kedro.runner import AbstractRunner
+from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
+
+CELL_TAG, WORKER_TAG = "dask.cell", "dask.worker"
+CELL_ENV = "MIND_THE_GAP_DASK_CELL"  # set in a cell's `kedro run`: the cell's name
+# The wall seconds of the cells run before, per node, for the report's table of times (mind_the_gap.hooks).
+EARLIER_SECONDS_ENV = "MIND_THE_GAP_EARLIER_NODE_SECONDS"
+
+
+class DaskRunHook:
+    """Hook. In the driver: records what the `kedro run` was asked for (environment, configuration, parameters,
+    pipelines), which the runner asks of every cell's own `kedro run`. In a cell's `kedro run`: names its MLflow
+    run after the cell (kedro-mlflow, whose hooks run before the project's, names it after the pipeline)."""
+
+    def __init__(self) -> None:
+        self.conf_source: str | None = None
+        self.run_params: dict[str, Any] | None = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self.conf_source = str(context.config_loader.conf_source)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self.run_params = run_params
+        cell = os.environ.get(CELL_ENV)
+        if cell and mlflow.active_run() is not None:
+            mlflow.set_tag(MLFLOW_RUN_NAME, cell)
+
+    def cell_config(self, cell: Cell) -> dict[str, Any]:
+        """The options of `kedro run --config` that run ``cell`` as this run would."""
+        asked = self.run_params
+        run: dict[str, Any] = {"node_names": ",".join(cell.nodes), "conf_source": self.conf_source}
+        if asked.get("env"):
+            run["env"] = asked["env"]
+        if asked.get("pipeline_names"):
+            run["pipelines"] = ",".join(asked["pipeline_names"])
+        if asked.get("runtime_params"):
+            run["params"] = asked["runtime_params"]
+        if asked.get("load_versions"):
+            run["load_versions"] = ",".join(f"{k}:{v}" for k, v in asked["load_versions"].items())
+        return {"run": run}
+
+
+DASK_HOOK = DaskRunHook()
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a cell's MLflow run goes: under the driver's run, in its experiment."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """What a worker needs to run a cell: the project, the cell's `kedro run` options file, where its output goes."""
+
+    cell: str
+    nodes: tuple[str, ...]
+    project_path: str
+    config: str
+    log: str
+    tracking: Tracking | None
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    cell: str
+    worker: str
+    seconds: float
+    mlflow_run_id: str | None
+    node_seconds: dict[str, float] = field(default_factory=dict)  # this cell's and every cell's before it
+
+
+class CellFailed(RuntimeError):
+    """A cell's `kedro run` failed; Dask hands the same error to the cells that needed it."""
+
+    def __init__(self, cell: str, message: str):
+        super().__init__(cell, message)
+        self.cell = cell
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+
+def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
+    """On a worker: the cell's `kedro run` in its own process, logging into the cell's MLflow run."""
+    worker = _worker_address()
+    earlier = {node: seconds for outcome in upstream for node, seconds in outcome.node_seconds.items()}
+    env = os.environ | {CELL_ENV: task.cell, EARLIER_SECONDS_ENV: json.dumps(earlier)}
+    run_id = _cell_run(task.tracking, task.cell, worker) if task.tracking else None
+    if run_id is not None:
+        env["MLFLOW_RUN_ID"] = run_id
+    log = Path(task.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as output:
+        command = [sys.executable, "-m", "mind_the_gap.runners.cell_process", task.config]
+        status = subprocess.run(command, cwd=task.project_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if status.returncode != 0:
+        if run_id is not None:  # kedro-mlflow marks it when Python fails, not when the process is killed
+            MlflowClient(task.tracking.uri).set_terminated(run_id, "FAILED")
+        raise CellFailed(task.cell, f"cell {task.cell} failed on {worker} (exit status {status.returncode}): "
+                                    f"{_error(log)} (its log: {log})")  # fmt: skip
+    share = seconds / len(task.nodes)
+    return CellOutcome(task.cell, worker, seconds, run_id, earlier | {node: share for node in task.nodes})
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:  # called outside a worker
+        return "local"
+
+
+def _cell_run(tracking: Tracking, cell: str, worker: str) -> str:
+    """The cell's run under the driver's: the one an earlier attempt of the cell started (on a worker that died),
+    else a new one."""
+    client = MlflowClient(tracking.uri)
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{tracking.parent_run_id}' and tags.`{CELL_TAG}` = '{cell}'"
+    earlier = client.search_runs([tracking.experiment_id], query, max_results=1)
+    if earlier:
+        client.set_tag(earlier[0].info.run_id, WORKER_TAG, worker)
+        return earlier[0].info.run_id
+    tags = {MLFLOW_PARENT_RUN_ID: tracking.parent_run_id, CELL_TAG: cell, WORKER_TAG: worker}
+    return client.create_run(tracking.experiment_id, run_name=cell, tags=tags).info.run_id
+
+
+def _error(log: Path) -> str:
+    """The error a `kedro run` ended with: the text under Rich's traceback box (wrapped to the terminal's width),
+    else the last line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    box_ends = [i for i, line in enumerate(lines) if line.startswith("╰")]
+    if box_ends and box_ends[-1] < len(lines) - 1:
+        return " ".join(lines[box_ends[-1] + 1 :])
+    return lines[-1] if lines else "no output"
+
+
+class CellsFailed(RuntimeError):
+    """Some cells failed; the others finished."""
+
+
+class DaskRunner(AbstractRunner):
+    """Runs a pipeline's cells as Dask tasks; ``address`` (or Dask's configuration) names the scheduler, else a
+    cluster of ``workers`` workers starts on this machine.
+
+    Options through `kedro run --runner-params`, e.g. ``--runner-params workers=2``.
+    """
+
+    def __init__(self, is_async: bool = False, address: str | None = None, workers: int | None = None):
+        super().__init__(is_async=is_async)
+        self._address = address
+        self._workers = int(workers) if workers is not None else None
+
+    def _get_executor(self, max_workers: int) -> None:
+        return None  # Dask schedules the cells
+
+    def _run(self, pipeline, catalog, hook_manager=None, run_id: str | None = None) -> None:
+        if DASK_HOOK.run_params is None:
+            raise RuntimeError("DaskRunner needs mind_the_gap.runners.dask.DASK_HOOK in the project's settings.HOOKS")
+        cells = grid_cells(pipeline)
+        handoffs = memory_handoffs(pipeline, cells, catalog)
+        if handoffs:
+            raise ValueError(
+                "DaskRunner runs each cell in its own process, so every dataset a cell hands another must be saved "
+                f"by the catalog; these are kept in memory: {', '.join(handoffs)}"
+            )
+        project = Path(DASK_HOOK.run_params["project_path"])
+        tasks = self._tasks(cells, project, run_id or time.strftime("%Y-%m-%dT%H.%M.%S"))
+        with dask_client(self._address, self._workers) as client:
+            self._logger.info("Dask: %d cells on %s", len(cells), client.dashboard_link or client.scheduler.address)
+            futures = {}
+            for cell in cells:
+                futures[cell.name] = client.submit(run_cell, tasks[cell.name], *(futures[u] for u in cell.upstream),
+                                                   key=f"{cell.name}-{Path(tasks[cell.name].log).parent.name}",
+                                                   pure=False)  # fmt: skip
+            self._collect(futures)
+
+    def _tasks(self, cells: list[Cell], project: Path, run_id: str) -> dict[str, CellTask]:
+        folder = project / "logs" / "dask" / run_id  # the cells' options and output, beside the project
+        folder.mkdir(parents=True, exist_ok=True)
+        tracking = _driver_tracking(project)
+        tasks = {}
+        for cell in cells:
+            config = folder / f"{cell.name}.yml"
+            config.write_text(yaml.safe_dump(DASK_HOOK.cell_config(cell), sort_keys=False))
+            tasks[cell.name] = CellTask(cell.name, cell.nodes, str(project), str(config),
+                                        str(folder / f"{cell.name}.log"), tracking)  # fmt: skip
+        return tasks
+
+    def _collect(self, futures: dict[str, Any]) -> None:
+        """Wait for every cell; report each as it ends; raise, naming them, if some failed."""
+        from distributed import as_completed
+
+        names = {future.key: cell for cell, future in futures.items()}
+        failed: dict[str, str] = {}
+        skipped: list[str] = []
+        for done, future in enumerate(as_completed(list(futures.values())), start=1):
+            cell = names[future.key]
+            if future.status == "finished":
+                outcome = future.result()
+                self._logger.info("Cell %s finished on %s in %.1f s (%d of %d)", cell, outcome.worker,
+                                  outcome.seconds, done, len(futures))  # fmt: skip
+                continue
+            error = future.exception()
+            if isinstance(error, CellFailed) and error.cell != cell:
+                skipped.append(cell)
+            else:
+                failed[cell] = str(error) or type(error).__name__
+                self._logger.error("Cell %s failed: %s", cell, failed[cell])
+        if failed:
+            not_run = f"; not run, as they need a failed cell: {', '.join(sorted(skipped))}" if skipped else ""
+            raise CellsFailed(f"{len(failed)} of {len(futures)} cells failed: {'; '.join(failed.values())}{not_run}")
+
+
+def _driver_tracking(project: Path) -> Tracking | None:
+    """The MLflow run kedro-mlflow started for this `kedro run`, as a worker elsewhere can reach it."""
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative to the project
+        uri = f"sqlite:///{project / uri.removeprefix('sqlite:///')}"
+    return Tracking(uri, run.info.experiment_id, run.info.run_id)
+
+
+def worker_environments(workers: int | None, gpus: int, cores: int) -> list[dict[str, str]]:
+    """The environment of each worker of a cluster on this machine: one per GPU, pinned to it; else ``workers``
+    (by default up to 4) sharing the cores, each cell's PyTorch using its worker's share."""
+    if gpus:
+        return [{"CUDA_VISIBLE_DEVICES": str(i % gpus)} for i in range(workers or gpus)]
+    count = workers or min(4, cores)
+    threads = str(max(1, cores // count))
+    return [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * count
+
+
+@contextmanager
+def dask_client(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A client of the scheduler at ``address`` or Dask's configured one; with none, of a cluster started here
+    (dask-cuda's LocalCUDACluster where installed and GPUs are present) and stopped at the end."""
+    import dask
+    from distributed import Client
+
+    address = address or dask.config.get("scheduler-address", None)
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    environ = dict(os.environ)  # the nannies set their workers' variables (OMP_NUM_THREADS=1, ...) in this process
+    try:
+        with _local_cluster(workers) as cluster, Client(cluster) as client:
+            yield client
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _local_cluster(workers: int | None) -> Any:
+    import torch
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    gpus = torch.cuda.device_count()
+    if gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            pass
+        else:
+            return LocalCUDACluster(n_workers=workers or gpus, threads_per_worker=1)
+    local = {"host": "127.0.0.1"}
+    specs = {
+        f"worker-{i}": {"cls": Nanny, "options": {**local, "nthreads": 1, "env": env}}
+        for i, env in enumerate(worker_environments(workers, gpus, os.cpu_count() or 1))
+    }
+    return SpecCluster(specs, scheduler={"cls": Scheduler, "options": {**local, "dashboard_address": ":0"}})

@@ -1,0 +1,123 @@
+"""A pipeline cut into cells for the Dask runner: what runs together, in which order, and what must be saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kedro.framework.project import configure_project, pipelines
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Node, Pipeline
+from kedro_datasets.pandas import CSVDataset
+
+from mind_the_gap.hooks import RunTimesHook
+from mind_the_gap.runners.dask import EARLIER_SECONDS_ENV, DaskRunHook, _error, worker_environments
+from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
+
+
+def identity(x):
+    return x
+
+
+def pair(x, y):
+    return x
+
+
+def test_nodes_of_a_namespace_are_one_cell_after_the_cells_they_read():
+    pipeline = Pipeline([
+        Node(identity, "raw", "clean", name="prepare"),
+        Node(identity, "clean", "a_model", name="train", namespace="grid.a"),
+        Node(identity, "a_model", "a_score", name="score", namespace="grid.a"),
+        Node(identity, "clean", "b_score", name="train", namespace="grid.b"),
+        Node(pair, ["a_score", "b_score"], "summary", name="summarize", namespace="grid"),
+    ])  # fmt: skip
+    cells = grid_cells(pipeline)
+    assert cells[0].name == "prepare"
+    assert cells[-1] == Cell("grid", ("grid.summarize",), ("grid.a", "grid.b"))
+    by_name = {c.name: c for c in cells}
+    assert by_name["grid.a"] == Cell("grid.a", ("grid.a.train", "grid.a.score"), ("prepare",))
+    assert by_name["grid.b"].upstream == ("prepare",)
+
+
+@pytest.mark.filterwarnings("ignore:Namespace .stats. is interrupted")
+def test_a_namespace_that_would_wait_on_itself_through_another_cell_is_split_into_its_nodes():
+    # stats.measure feeds cell "fit", which feeds stats.compare: as one cell, "stats" would wait on "fit" and back.
+    pipeline = Pipeline([
+        Node(identity, "data", "statistics", name="measure", namespace="stats"),
+        Node(identity, "statistics", "model", name="fit"),
+        Node(identity, "model", "comparison", name="compare", namespace="stats"),
+    ])  # fmt: skip
+    cells = grid_cells(pipeline)
+    assert [(c.name, c.upstream) for c in cells] == [
+        ("stats.measure", ()), ("fit", ("stats.measure",)), ("stats.compare", ("fit",))
+    ]  # fmt: skip
+
+
+def test_every_registered_pipeline_cuts_into_cells_in_dependency_order():
+    configure_project("mind_the_gap")
+    for name, pipeline in pipelines.items():
+        cells = grid_cells(pipeline)
+        seen: set[str] = set()
+        for cell in cells:
+            assert set(cell.upstream) <= seen, (name, cell)
+            seen.add(cell.name)
+        assert sorted(n for c in cells for n in c.nodes) == sorted(n.name for n in pipeline.nodes)
+    layer_swap = {c.name for c in grid_cells(pipelines["layer_swap"])}
+    assert layer_swap == {"layer_swap", "layer_swap.prefix_from_real", "layer_swap.prefix_from_synthetic",
+                          "layer_swap.suffix_from_real", "layer_swap.suffix_from_synthetic"}  # fmt: skip
+
+
+def test_a_dataset_one_cell_hands_another_in_memory_is_named(tmp_path: Path):
+    pipeline = Pipeline([
+        Node(identity, "raw", "kept_in_memory", name="first", namespace="a"),
+        Node(identity, "raw", "saved", name="second", namespace="a"),
+        Node(pair, ["kept_in_memory", "saved"], "out", name="third", namespace="b"),
+        Node(identity, "raw", "inside", name="fourth", namespace="b"),
+        Node(identity, "inside", "out2", name="fifth", namespace="b"),
+    ])  # fmt: skip
+    catalog = DataCatalog({"saved": CSVDataset(filepath=str(tmp_path / "a.csv")), "kept_in_memory": MemoryDataset()})
+    assert memory_handoffs(pipeline, grid_cells(pipeline), catalog) == ["kept_in_memory"]
+
+
+def test_local_workers_share_the_cores_or_take_one_gpu_each():
+    assert worker_environments(None, gpus=0, cores=2) == [{"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}] * 2
+    assert worker_environments(None, gpus=0, cores=16) == [{"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}] * 4
+    assert worker_environments(1, gpus=0, cores=16)[0]["OMP_NUM_THREADS"] == "16"
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in worker_environments(None, gpus=3, cores=16)] == ["0", "1", "2"]
+
+
+def test_a_cell_runs_with_the_environment_parameters_and_pipelines_of_the_run():
+    hook = DaskRunHook()
+    hook.conf_source = "/project/conf"
+    hook.before_pipeline_run({"env": "smoke", "pipeline_names": ["layer_swap"], "load_versions": {},
+                              "runtime_params": {"training": {"epochs": 3}}})  # fmt: skip
+    node = "layer_swap.prefix_from_real.train_students"
+    config = hook.cell_config(Cell("layer_swap.prefix_from_real", (node,), ()))
+    assert config == {"run": {"node_names": node, "conf_source": "/project/conf", "env": "smoke",
+                              "pipelines": "layer_swap", "params": {"training": {"epochs": 3}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "output, error",
+    [
+        ("INFO start\n╭── Traceback ──╮\n│ frame │\n╰───────────────╯\nValueError: the baseline\nstudents missing\n",
+         "ValueError: the baseline students missing"),
+        ("Traceback (most recent call last):\n  File x\nKeyError: 'seed'\n", "KeyError: 'seed'"),
+        ("", "no output"),
+    ],
+)  # fmt: skip
+def test_a_failed_cell_is_reported_with_the_error_it_ended_on(tmp_path: Path, output: str, error: str):
+    log = tmp_path / "cell.log"
+    log.write_text(output)
+    assert _error(log) == error
+
+
+def test_a_cells_run_times_include_those_of_the_cells_before_it(monkeypatch):
+    earlier = {"baselines.real.train_students": 30.0, "prepare_real_data": 2.0}
+    monkeypatch.setenv(EARLIER_SECONDS_ENV, json.dumps(earlier))
+    hook = RunTimesHook()
+    configure_project("mind_the_gap")
+    hook.before_pipeline_run({}, pipelines["reporting"], DataCatalog())
+    assert hook.table() == [{"pipeline": "baselines", "nodes": 1, "seconds": 30.0},
+                            {"pipeline": "data_processing", "nodes": 1, "seconds": 2.0}]  # fmt: skip
