@@ -6,8 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from kedro.io import DataCatalog
+from kedro_datasets.plotly import JSONDataset
 
 from mind_the_gap import settings
 from mind_the_gap.pipeline_registry import register_pipelines
@@ -90,6 +92,26 @@ def test_a_runs_table_keeps_its_student_keys_as_written(catalog: DataCatalog, tm
     key = "01234567890123456789"  # a hex digest without letters: one in about 12,000 keys
     catalog.save("baselines_real_runs", pd.DataFrame({"seed": [0], "student_key": [key]}))
     assert parent_keys(catalog.load("baselines_real_runs"), [0], "real", "layer_swap") == {0: key}
+
+
+@pytest.mark.parametrize("experiment", ["layer_swap", "data_efficiency", "normalization", "ablations"])
+def test_interactive_figures_are_versioned_plotly_datasets_in_kedro_vizs_reporting_layer(catalog: DataCatalog,
+                                                                                         experiment: str):  # fmt: skip
+    name = f"{experiment}_interactive"
+    config = catalog.config_resolver.resolve_pattern(name)
+    assert isinstance(catalog.get(name), JSONDataset) and config["versioned"] is True
+    assert location(catalog, name) == f"data/08_reporting/{experiment}.json"
+    assert config["metadata"] == {"kedro-viz": {"layer": "reporting"}}
+
+
+def test_an_interactive_figure_is_saved_as_a_version_and_read_back(catalog: DataCatalog, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert not catalog.exists("layer_swap_interactive")  # no version yet
+    catalog.save("layer_swap_interactive", go.Figure(go.Scatter(x=[0, 5, 10], y=[0.8, 0.85, 0.9])))
+    (saved,) = Path("data/08_reporting/layer_swap.json").glob("*/layer_swap.json")  # <version>/<file>
+    assert saved.parent.name != "layer_swap.json"
+    assert catalog.load("layer_swap_interactive").data[0].y == (0.8, 0.85, 0.9)
 
 
 @pytest.mark.parametrize(("env", "root", "experiment"), [("local", "data", "mind-the-gap"),

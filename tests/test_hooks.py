@@ -6,11 +6,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from kedro.io import DataCatalog
 
-from mind_the_gap.hooks import MissingInputsError, MissingInputsHook, missing_inputs_message
+from mind_the_gap.hooks import MissingInputsError, MissingInputsHook, missing_inputs_message, optional_missing
 from mind_the_gap.pipeline_registry import register_pipelines
+from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS
 
 from .conftest import striped_images
 from .pipelines.conftest import make_project, project_catalog, tracking_to
@@ -89,3 +91,14 @@ def test_the_hook_fails_the_run_before_any_node_and_closes_its_mlflow_run(catalo
             while mlflow.active_run() is not None:
                 mlflow.end_run()
         assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_the_reports_inputs_are_optional_and_an_unsaved_version_counts_as_missing(catalog: DataCatalog):
+    report = PIPELINES["reporting"]
+    assert optional_missing(report, catalog) == set(OPTIONAL_INPUTS)  # a fresh project: nothing ran
+    MissingInputsHook().before_pipeline_run({}, report, catalog)  # no error: each arrives as None
+    assert catalog.load("layer_swap_interactive") is None and catalog.load("layer_swap_summary") is None
+
+    saved = project_catalog(Path.cwd())  # a later run's catalog, after the layer swap wrote its figure's first version
+    saved.save("layer_swap_interactive", go.Figure(go.Scatter(x=[0, 10], y=[0.8, 0.9])))
+    assert "layer_swap_interactive" not in optional_missing(report, project_catalog(Path.cwd()))

@@ -1,5 +1,6 @@
 """The study's report: the headline beside the paper's figures, then one section per experiment, as one
-self-contained HTML file (figures embedded) and a Markdown twin (figures linked)."""
+self-contained HTML file (figures embedded: interactive where there is a plotly figure, else the PNG) and a Markdown
+twin (the PNGs linked)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
+
+from mind_the_gap.interactive import figure_div, plotly_js
 
 # The paper's figures (ImageNet-100, ResNet-50; from its abstract and summaries).
 PAPER = {
@@ -19,6 +23,16 @@ PAPER = {
     "last_units_recovered_pp": 18.4,  # units 15-17 trained on real data, the rest on synthetic
     "one_eighth_below_real_pp": 4.2,  # last 2 units fine-tuned on 1/8 of the real data
 }
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the report: its PNG, and where there is one its interactive version, which the HTML page shows
+    instead (the Markdown twin links the PNG)."""
+
+    caption: str
+    png: Path
+    interactive: go.Figure | None = None
 
 
 @dataclass
@@ -30,7 +44,7 @@ class Section:
     ran: bool
     text: str = ""
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
-    figures: list[tuple[str, Path]] = field(default_factory=list)  # caption, PNG file
+    figures: list[Figure] = field(default_factory=list)
 
 
 def percent(mean: float, ci: float | None = None) -> str:
@@ -103,7 +117,8 @@ def headline(baselines: pd.DataFrame | None, layer_swap: pd.DataFrame | None,
 
 
 def render_html(title: str, summary: pd.DataFrame, sections: Sequence[Section]) -> str:
-    """One self-contained page: tables inline, figures as embedded PNGs, nothing fetched when opened."""
+    """One self-contained page: tables inline, figures as plotly divs or embedded PNGs, and plotly.js inlined once
+    where there is an interactive figure: nothing is fetched when it opens."""
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Headline</h2>", _html_table(summary)]
     for section in sections:
         parts.append(f'<h2 id="{section.pipeline}">{html.escape(section.title)}</h2>')
@@ -115,17 +130,15 @@ def render_html(title: str, summary: pd.DataFrame, sections: Sequence[Section]) 
             parts.append(f"<p>{html.escape(section.text)}</p>")
         for caption, table in section.tables:
             parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table)]
-        for caption, path in section.figures:
-            if path.is_file():
-                data = base64.b64encode(path.read_bytes()).decode()
-                parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+        parts += [_html_figure(figure) for figure in section.figures]
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
              "td,th{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}th{background:#f3f3f3}"
              "img{max-width:100%}.not-run{color:#a33}figcaption{font-size:0.85em;color:#555}")  # fmt: skip
+    shown = [figure for section in sections if section.ran for figure in section.figures]
+    script = f"<script>{plotly_js()}</script>" if any(f.interactive is not None for f in shown) else ""
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")  # fmt: skip
+            f"<style>{style}</style>{script}</head><body>{''.join(parts)}</body></html>\n")  # fmt: skip
 
 
 def render_markdown(title: str, summary: pd.DataFrame, sections: Sequence[Section]) -> str:
@@ -140,8 +153,21 @@ def render_markdown(title: str, summary: pd.DataFrame, sections: Sequence[Sectio
             lines += [section.text, ""]
         for caption, table in section.tables:
             lines += [f"### {caption}", "", _markdown_table(table), ""]
-        lines += [f"![{caption}]({path.name})\n" for caption, path in section.figures if path.is_file()]
+        lines += [f"![{figure.caption}]({figure.png.name})\n" for figure in section.figures if figure.png.is_file()]
     return "\n".join(lines)
+
+
+def _html_figure(figure: Figure) -> str:
+    """The figure as plotly draws it, else its PNG embedded; nothing where neither is there."""
+    caption = html.escape(figure.caption)
+    if figure.interactive is not None:
+        drawn = figure_div(figure.interactive, div_id=f"figure-{figure.png.stem}")  # sections' ids are the pipelines'
+    elif figure.png.is_file():
+        data = base64.b64encode(figure.png.read_bytes()).decode()
+        drawn = f"<img alt='{caption}' src='data:image/png;base64,{data}'>"
+    else:
+        return ""
+    return f"<figure>{drawn}<figcaption>{caption}</figcaption></figure>"
 
 
 def _html_table(table: pd.DataFrame) -> str:

@@ -1,4 +1,5 @@
-"""Tables and figures of results: per-seed rows to mean and 95% confidence interval, confusion matrices."""
+"""Tables and figures of results: per-seed rows to mean and 95% confidence interval, result charts as matplotlib
+figures, confusion matrices."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats  # noqa: E402
+
+from mind_the_gap.charts import BarChart, Chart, LineChart  # noqa: E402
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -34,6 +37,60 @@ def summarize(results: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) 
             row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_ci95(group[metric].tolist())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def matplotlib_figure(chart: Chart) -> plt.Figure:
+    """The chart as a matplotlib figure: the PNG of the Markdown report and of MLflow."""
+    return _bar_figure(chart) if isinstance(chart, BarChart) else _line_figure(chart)
+
+
+def _line_figure(chart: LineChart) -> plt.Figure:
+    figure, axes = plt.subplots(len(chart.panels), 1, figsize=chart.size, sharex=True, squeeze=False)
+    for ax, panel in zip(axes[:, 0], chart.panels, strict=True):
+        for level in panel.levels:
+            ax.axhspan(level.mean - level.ci, level.mean + level.ci, color=level.colour, alpha=0.12)
+            ax.axhline(level.mean, color=level.colour, lw=0.8, ls=level.style, label=level.label)
+        for curve in panel.curves:
+            style = {"color": curve.colour, "ls": curve.style, "marker": "o", "ms": 4, "label": curve.label}
+            if curve.band:
+                ax.plot(curve.x, curve.mean, **style)
+                mean, ci = np.asarray(curve.mean), np.asarray(curve.ci)
+                ax.fill_between(curve.x, mean - ci, mean + ci, color=curve.colour, alpha=0.15)
+            else:
+                ax.errorbar(curve.x, curve.mean, yerr=curve.ci, capsize=3, **style)
+        ax.set_ylabel(panel.value_title)
+        ax.grid(alpha=0.3)
+        if panel.curves or panel.levels:
+            ax.legend(fontsize=7, loc=chart.legend_at)
+    bottom = axes[-1, 0]
+    if chart.log2_x:
+        bottom.set_xscale("log", base=2)
+    if chart.x_ticks:
+        positions, labels = zip(*chart.x_ticks, strict=True)
+        bottom.set_xticks(positions, labels, fontsize=7)
+    bottom.set_xlabel(chart.x_title)
+    axes[0, 0].set_title(chart.title)
+    figure.tight_layout()
+    return figure
+
+
+def _bar_figure(chart: BarChart) -> plt.Figure:
+    figure, ax = plt.subplots(figsize=chart.size)
+    categories = chart.categories
+    row = {category: len(categories) - 1 - i for i, category in enumerate(categories)}  # the first on top
+    for group in chart.groups:
+        ax.barh([row[c] for c in group.categories], group.mean, xerr=group.ci, capsize=2, color=group.colour,
+                label=group.label)  # fmt: skip
+    ax.set_yticks(range(len(categories)), categories[::-1], fontsize=7)
+    for level in chart.levels:
+        ax.axvspan(level.mean - level.ci, level.mean + level.ci, color=level.colour, alpha=0.12)
+        ax.axvline(level.mean, color=level.colour, lw=0.8, ls=level.style, label=level.label)
+    ax.set_xlim(*chart.value_range)
+    ax.set_xlabel(chart.value_title)
+    ax.set_title(chart.title)
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
 
 
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str], title: str) -> plt.Figure:

@@ -110,7 +110,7 @@ def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyEx
                               rows("augmentation", "none", "synthetic", [0.7, 0.7])])  # fmt: skip
     mixing = rows("mixing", "50% real", "real + synthetic", [0.86, 0.86])
     views = pd.DataFrame(columns=["variant", "trained_on", "shape_accuracy", "texture_accuracy", "shape_bias"])
-    summary, metrics, figure = summarize_ablations(real, synthetic, views, augmentation, mixing)
+    summary, metrics, figure, interactive = summarize_ablations(real, synthetic, views, augmentation, mixing)
     table = summary.set_index(["factor", "variant", "trained_on"])
     assert table.loc[("augmentation", "none", "synthetic"), "gap_pp"] == pytest.approx(20)
     assert table.loc[("augmentation", "none", "real"), "gap_between_sources_pp"] == pytest.approx(18)
@@ -118,6 +118,14 @@ def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyEx
     assert pd.isna(table.loc[("mixing", "50% real", "real + synthetic"), "gap_between_sources_pp"])
     assert metrics["mixing.50_ real.real _ synthetic.gap_pp"]["value"] == pytest.approx(4)
     assert isinstance(figure, Figure)
+    # The interactive figure: a group of bars per factor, the first row on top, the baselines as vertical lines.
+    bars = {trace.name: trace for trace in interactive.data}
+    assert list(bars) == ["baseline", "augmentation", "mixing"]
+    assert bars["augmentation"].x == pytest.approx((0.88, 0.70)) and bars["augmentation"].error_x.array == (0, 0)
+    assert bars["mixing"].y == ("mixing: 50% real (real + synthetic)",)
+    assert interactive.layout.yaxis.categoryarray[-1] == "baseline: standard (real)"
+    lines = {shape.name: shape.x0 for shape in interactive.layout.shapes if shape.type == "line"}
+    assert lines == {"real-only": pytest.approx(0.9), "synthetic-only": pytest.approx(0.8)}
 
 
 def test_pipeline_has_one_namespace_per_factor_from_one_template():

@@ -17,6 +17,7 @@ from mind_the_gap.pipelines.data_efficiency.nodes import (
     train_from_scratch,
 )
 from mind_the_gap.pipelines.data_efficiency.pipeline import create_pipeline
+from mind_the_gap.reporting import mean_ci95
 from mind_the_gap.training.student_cache import StudentStore
 
 from .conftest import STUDENT, TinyExperiment
@@ -137,7 +138,7 @@ def test_summary_gives_the_distance_to_the_real_students_and_whether_more_steps_
     # Seed 2 of the baselines is no data-efficiency seed: left out, or the real mean would be 0.6.
     real, synthetic = baseline("real", [0.9, 0.8, 0.1]), baseline("synthetic", [0.5, 0.5, 0.5])
     config = DataEfficiencyConfig(seeds=[0, 1], fractions=[1, 0.5])  # the check: twice the steps for seed 0
-    summary, metrics, figure = summarize_data_efficiency(real, synthetic, scratch, finetune, config)
+    summary, metrics, figure, interactive = summarize_data_efficiency(real, synthetic, scratch, finetune, config)
 
     assert list(summary.columns[:4]) == ["strategy", "fraction", "fraction_label", "real_images"]
     summary = summary.set_index(["strategy", "fraction_label"])
@@ -153,9 +154,17 @@ def test_summary_gives_the_distance_to_the_real_students_and_whether_more_steps_
     assert metrics["last 2.1/2.below_real_pp"] == {"value": pytest.approx(5.0), "step": 0}
     assert metrics["scratch.1/2.test_accuracy_mean"]["value"] == pytest.approx(0.65)
     assert isinstance(figure, Figure)
+    # The interactive figure: a line per strategy over the real images used, its CI as a band around it.
+    scratch_line = next(t for t in interactive.data if t.name == "from scratch on the subset")
+    _, ci = mean_ci95([0.6, 0.7])
+    assert scratch_line.x == (400, 800) and scratch_line.y == pytest.approx((0.65, 0.85))
+    assert scratch_line.customdata == pytest.approx((ci, 0.0))  # one seed's CI, or none, shown as 0
+    band = next(t for t in interactive.data if t.fill == "toself" and t.legendgroup == scratch_line.legendgroup)
+    assert band.y == pytest.approx((0.65 + ci, 0.85, 0.85, 0.65 - ci))
+    assert interactive.layout.xaxis.type == "log"
 
     stricter = config.model_copy(update={"convergence_check": ConvergenceCheck(tolerance_pp=0.4)})
-    summary, _, _ = summarize_data_efficiency(real, synthetic, scratch, finetune, stricter)
+    summary, _, _, _ = summarize_data_efficiency(real, synthetic, scratch, finetune, stricter)
     assert not summary["converged"].dropna().any()  # a half-point gain no longer counts as converged
 
 
@@ -171,4 +180,5 @@ def test_both_strategies_are_namespaces_and_only_finetuning_reads_the_synthetic_
     assert {"baselines_real_runs", "data_efficiency.scratch.runs", "data_efficiency.finetune.runs"} <= set(
         summary.inputs
     )
-    assert set(summary.outputs) == {"data_efficiency_summary", "data_efficiency_metrics", "data_efficiency_figure"}
+    assert set(summary.outputs) == {"data_efficiency_summary", "data_efficiency_metrics", "data_efficiency_figure",
+                                    "data_efficiency_interactive"}  # fmt: skip

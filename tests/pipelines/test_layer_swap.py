@@ -18,6 +18,7 @@ from mind_the_gap.pipelines.layer_swap.nodes import (
     train_layer_swap,
 )
 from mind_the_gap.pipelines.layer_swap.pipeline import create_pipeline
+from mind_the_gap.reporting import mean_ci95
 from mind_the_gap.training.student_cache import StudentStore
 
 from .conftest import STUDENT, TinyExperiment
@@ -118,7 +119,7 @@ def test_summary_places_each_cell_between_the_synthetic_and_the_real_students():
     real, synthetic = baseline_runs("real", [0.9, 0.8, 0.1]), baseline_runs("synthetic", [0.5, 0.6, 0.0])
     halfway = cell_runs("prefix", "real", 3, [0.70, 0.70])
     all_the_way = cell_runs("suffix", "synthetic", 7, [0.80, 0.90])
-    table, metrics, figure = summarize_layer_swap(real, synthetic, STUDENT, halfway, all_the_way)
+    table, metrics, figure, interactive = summarize_layer_swap(real, synthetic, STUDENT, halfway, all_the_way)
 
     baselines = table[table["arrangement"] == "baseline"].set_index("cell")
     assert baselines.loc["real", "test_accuracy_mean"] == pytest.approx(0.85)
@@ -134,11 +135,25 @@ def test_summary_places_each_cell_between_the_synthetic_and_the_real_students():
     assert metrics["prefix_from_real.0-2.test_accuracy_mean"]["value"] == pytest.approx(0.7)
     assert isinstance(figure, Figure)
 
+    # The interactive figure: each line runs from a baseline through its cell's cuts to the other baseline.
+    lines = {trace.name: trace for trace in interactive.data}
+    prefix = lines["units 0..k-1 kept from the real student, the rest trained on synthetic"]
+    suffix = lines["units k..last kept from the synthetic student, the rest trained on real"]
+    assert prefix.x == (0, 3, NARROW_UNITS) and prefix.y == pytest.approx((0.55, 0.70, 0.85))
+    _, ci = mean_ci95([0.80, 0.90])
+    assert suffix.y == pytest.approx((0.55, 0.85, 0.85)) and suffix.error_y.array == pytest.approx((0, ci, 0))
+    assert suffix.line.dash == "dash" and prefix.line.dash == "solid"
+    assert interactive.layout.xaxis.ticktext[7] == "7<br>block7"
+    real_only = next(shape for shape in interactive.layout.shapes if shape.name == "real-only")
+    band = next(shape for shape in interactive.layout.shapes if shape.type == "rect" and shape.y1 > 0.8)
+    assert real_only.y0 == pytest.approx(0.85) and (band.y0, band.y1) == pytest.approx((0.85 - ci, 0.85 + ci))
+
 
 def test_summary_of_cells_without_students_keeps_the_baseline_rows():
     real, synthetic = baseline_runs("real", [0.9]), baseline_runs("synthetic", [0.5])
-    table, metrics, _ = summarize_layer_swap(real, synthetic, STUDENT, pd.DataFrame(), pd.DataFrame())
+    table, metrics, _, interactive = summarize_layer_swap(real, synthetic, STUDENT, pd.DataFrame(), pd.DataFrame())
     assert table["arrangement"].tolist() == ["baseline", "baseline"] and metrics == {}
+    assert interactive.data == () and {shape.name for shape in interactive.layout.shapes} >= {"real-only"}
 
 
 def test_every_cell_is_a_namespace_reading_its_parents_and_the_other_source():
@@ -151,4 +166,5 @@ def test_every_cell_is_a_namespace_reading_its_parents_and_the_other_source():
         assert f"{source}_train" not in node.inputs and node.outputs == [f"{namespace}.runs"]
     (summary,) = pipeline.only_nodes_with_outputs("layer_swap_summary").nodes
     assert {f"{namespace}.runs" for namespace in trainers} <= set(summary.inputs)
-    assert set(summary.outputs) == {"layer_swap_summary", "layer_swap_metrics", "layer_swap_figure"}
+    assert set(summary.outputs) == {"layer_swap_summary", "layer_swap_metrics", "layer_swap_figure",
+                                    "layer_swap_interactive"}  # fmt: skip

@@ -42,8 +42,9 @@ def test_input_statistics_per_class_and_channel_against_hand_computed_ones(tiny:
 
 def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny: TinyExperiment, tmp_path: Path):
     analyses = tmp_path / "analyses"
-    table, figure, metrics = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
-                                           tiny.test, tiny.store, analyses, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    table, figure, interactive, metrics = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train,
+                                                        tiny.synthetic_train, tiny.test, tiny.store, analyses,
+                                                        STUDENT, TRAINING, CONFIG)  # fmt: skip
     assert table["unit"].tolist() == list(range(10)) and table["name"].iloc[0] == "stem"
     assert table["cka_real_real_n"].eq(1).all() and table["cka_real_synthetic_n"].eq(2).all()
     for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "probe_real_mean", "probe_synthetic_mean"):
@@ -52,11 +53,18 @@ def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny:
     assert table["bn_shift_mean"].iloc[:-1].gt(0).all() and np.isnan(table["bn_shift_mean"].iloc[-1])
     assert table["frechet_real_synthetic_mean"].nunique() == 1 and table["frechet_real_synthetic_mean"].iloc[0] > 0
     assert "unit9.probe_real_mean" in metrics and isinstance(figure, Figure)
+    # The interactive figure: three panels over the units, each curve a measure's mean ± 95% CI.
+    curves = {trace.name: trace for trace in interactive.data}
+    cka = curves["real vs synthetic student (same seed)"]
+    assert cka.y == pytest.approx(table["cka_real_synthetic_mean"].tolist())
+    assert cka.error_y.array == pytest.approx(table["cka_real_synthetic_ci95"].tolist())
+    assert curves["real-trained student"].yaxis == "y3" and curves["real-trained student"].x == tuple(range(10))
+    assert interactive.layout.xaxis3.ticktext[0] == "0<br>stem"
     # A second run reads the stored table; another setting is another analysis.
     (stored,) = analyses.glob("*.csv")
     pd.read_csv(stored).assign(probe_real_mean=0.123).to_csv(stored, index=False)
-    again, _, _ = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
-                                tiny.test, tiny.store, analyses, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    again, _, _, _ = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
+                                   tiny.test, tiny.store, analyses, STUDENT, TRAINING, CONFIG)  # fmt: skip
     assert again["probe_real_mean"].iloc[0] == 0.123 and again["cka_real_real_n"].eq(1).all()
     other = CONFIG.model_copy(update={"probe_images": 40})
     profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train, tiny.test,
@@ -66,8 +74,8 @@ def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny:
 
 def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similarity(tiny: TinyExperiment,
                                                                                      tmp_path: Path):  # fmt: skip
-    table, _, _ = profile_units(tiny.real_runs, tiny.real_runs, tiny.real_train, tiny.real_train, tiny.test,
-                                tiny.store, tmp_path, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    table, _, _, _ = profile_units(tiny.real_runs, tiny.real_runs, tiny.real_train, tiny.real_train, tiny.test,
+                                   tiny.store, tmp_path, STUDENT, TRAINING, CONFIG)  # fmt: skip
     assert np.allclose(table["bn_shift_mean"].iloc[:-1], 0)
     assert np.allclose(table["cka_real_synthetic_mean"], 1)  # the "synthetic" students are the real ones here
     assert np.allclose(table["frechet_real_synthetic_mean"], 0, atol=1e-3)  # sqrtm of a singular covariance

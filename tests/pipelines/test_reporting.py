@@ -3,15 +3,20 @@ not run named as such."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
+from mind_the_gap.interactive import plotly_js
 from mind_the_gap.pipeline_registry import register_pipelines
 from mind_the_gap.pipelines.reporting.nodes import build_report
 from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS
 from mind_the_gap.report import headline, percent, with_intervals
+
+FIGURE = go.Figure(go.Scatter(x=[0, 7, 10], y=[0.8, 0.87, 0.89], name="units 0..k-1 kept"))
 
 
 def test_an_empty_study_reports_every_pipeline_as_not_run(tmp_path: Path):
@@ -49,18 +54,41 @@ def test_intervals_join_means_and_their_ci():
 
 
 def test_the_html_report_is_self_contained(tmp_path: Path):
-    (tmp_path / "layer_swap.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    for name in ("layer_swap", "data_efficiency"):
+        (tmp_path / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
     layer_swap = pd.DataFrame({"arrangement": ["prefix"], "from": ["synthetic"], "cut": [7], "kept": ["0-6"],
                                "trained": ["7-9"], "real_units": ["7-9"], "n": [3], "test_accuracy_mean": [0.87],
                                "test_accuracy_ci95": [0.005], "gap_recovered": [0.76]})  # fmt: skip
+    efficiency = pd.DataFrame({"strategy": ["last 2"], "fraction_label": ["1/8"], "real_images": [1000], "n": [3],
+                               "test_accuracy_mean": [0.83], "test_accuracy_ci95": [0.01],
+                               "below_real_pp": [6.8]})  # fmt: skip
     times = [{"pipeline": "layer_swap", "nodes": 5, "seconds": 1180.04}, {"pipeline": "reporting", "nodes": 1,
                                                                            "seconds": 0.5}]  # fmt: skip
-    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {"layer_swap_summary": layer_swap, "run_times": times}
+    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {"layer_swap_summary": layer_swap, "layer_swap_interactive": FIGURE,
+                                               "data_efficiency_summary": efficiency, "run_times": times}  # fmt: skip
     page, markdown = build_report(*inputs.values(), tmp_path)
-    assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
     assert "87.00 % ± 0.50" in page and "![Test accuracy against cut](layer_swap.png)" in markdown
+    assert "![Test accuracy against real images used](data_efficiency.png)" in markdown
     assert "kedro run --pipeline layer_swap" not in page
     assert "| layer_swap | 5 | 1180.0 |" in markdown and "| reporting |" not in markdown  # the run's wall times
+    # The layer swap's figure drawn by plotly.js, inlined once; the data efficiency's, without one, as its PNG.
+    assert page.count(plotly_js()) == 1 and "Plotly.newPlot" in page
+    assert page.count('class="plotly-graph-div"') == 1 and 'id="figure-layer_swap"' in page
+    assert page.count("<img ") == 1 and "data:image/png;base64," in page
+    assert not re.search(r"<script[^>]*\ssrc=", page)  # nothing fetched when it opens
+
+
+def test_a_report_without_interactive_figures_carries_no_plotly_js(tmp_path: Path):
+    page, _ = build_report(*[None] * len(OPTIONAL_INPUTS), tmp_path)
+    assert "<script" not in page
+
+
+def test_every_interactive_figure_a_pipeline_writes_is_in_the_report():
+    written = {name for pipe in register_pipelines().values() for name in pipe.all_outputs()}
+    interactive = {name for name in written if name.endswith("_interactive")}
+    assert interactive == {"layer_swap_interactive", "data_efficiency_interactive", "normalization_interactive",
+                           "ablations_interactive"}  # fmt: skip
+    assert interactive <= set(OPTIONAL_INPUTS)
 
 
 @pytest.mark.parametrize("name", [name for name in OPTIONAL_INPUTS if name != "run_times"])

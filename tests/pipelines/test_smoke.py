@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ STRATEGIES = ["scratch", "scratch 2x steps", "last 2", "all"]  # conf/smoke's da
 LAYER_SWAP_CELLS = ["prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic"]
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
+INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations"]  # their figures, interactive too
 
 
 @pytest.fixture(scope="module")
@@ -173,13 +175,33 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     assert (reporting / "ablations.png").stat().st_size > 0
 
 
+def test_smoke_run_writes_each_interactive_figure_as_one_version_per_run(smoke: Path):
+    reporting = smoke / "data/smoke/08_reporting"
+    for name in INTERACTIVE:  # written by the default run, then by the experiment's own run
+        versions = sorted((reporting / f"{name}.json").glob(f"*/{name}.json"))
+        assert len(versions) == 2, name
+        assert json.loads(versions[-1].read_text())["data"], name
+    # The latest layer-swap figure carries the summary's numbers: each line passes through its cell's mean ± CI.
+    figure = json.loads(sorted((reporting / "layer_swap.json").glob("*/layer_swap.json"))[-1].read_text())
+    table = pd.read_csv(reporting / "layer_swap_summary.csv", keep_default_na=False, na_values=[""])
+    row = table[table["cell"] == "suffix_from_real"].iloc[0]
+    (line,) = [t for t in figure["data"] if t["name"].startswith("units k..last kept from the real student")]
+    assert line["x"][1] == row["cut"] and line["y"][1] == pytest.approx(row["test_accuracy_mean"])
+    assert line["error_y"]["array"][1] == pytest.approx(row["test_accuracy_ci95"])
+
+
 def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path):
     reporting = smoke / "data/smoke/08_reporting"
     page, markdown = (reporting / "report.html").read_text(), (reporting / "report.md").read_text()
     baselines = pd.read_csv(reporting / "baselines_summary.csv").set_index("cell")
     real = f"{100 * baselines.loc['real', 'test_accuracy_mean']:.2f} %"
     assert real in page and real in markdown and "87.80 %" in page
-    assert "Not run" not in page and page.count("data:image/png;base64,") >= 7
+    assert "Not run" not in page
+    # The experiments' results as interactive figures (plotly.js inlined once), the image grids as PNGs.
+    assert page.count('class="plotly-graph-div"') == len(INTERACTIVE) and page.count("<img alt=") == 4
+    assert page.count("plotly.js v") == 1 and not re.search(r"<script[^>]*\ssrc=", page)
+    assert all(f"![{caption}]({name}.png)" in markdown for name, caption in (
+        ("layer_swap", "Test accuracy against cut"), ("ablations", "What each factor does to the gap")))  # fmt: skip
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
         default = mlflow.search_runs(experiment_names=["mind-the-gap-smoke"],
                                      filter_string="tags.mlflow.runName = '__default__'")  # fmt: skip
@@ -285,6 +307,10 @@ def test_kedro_viz_serves_every_pipeline_with_its_cells_and_layers(viz: str):
     tasks = [node for node in ablations["nodes"] if node["type"] == "task"]
     cells = {group for node in tasks for group in node.get("modular_pipelines") or []}
     assert {f"ablations.{factor}" for factor in ABLATION_FACTORS} <= cells
+    # The side panel's preview of an interactive figure: the plotly figure itself.
+    (node,) = [node for node in graph["nodes"] if node["name"] == "layer_swap_interactive"]
+    metadata = get_json(f"{viz}/api/nodes/{node['id']}")
+    assert metadata["preview_type"] == "PlotlyPreview" and metadata["preview"]["data"]
 
 
 def test_mlflow_server_answers_with_every_students_test_accuracy(mlflow_server: str, students: pd.DataFrame):
@@ -316,14 +342,27 @@ def _screenshot(page: Any, smoke: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=False)
 
 
+# Each plotly div of the page by id: whether plotly.js drew it, an svg with its traces in it.
+PLOTLY_DRAWN = """Object.fromEntries(Array.from(document.querySelectorAll('.plotly-graph-div')).map(div => [div.id,
+    div.querySelector('svg.main-svg') !== null && div.querySelector('.trace') !== null]))"""
+
+
 def test_a_person_sees_the_report_with_its_numbers_and_figures(smoke: Path, browser: Any):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
     page.goto((smoke / "data/smoke/08_reporting/report.html").as_uri())
     baselines = pd.read_csv(smoke / "data/smoke/08_reporting/baselines_summary.csv").set_index("cell")
     headline = page.locator("table").first.inner_text()
     assert f"{100 * baselines.loc['real', 'test_accuracy_mean']:.2f} %" in headline and "87.80 %" in headline
     figures = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-    assert len(figures) >= 6 and all(figures)  # every figure decoded and drawn
+    assert len(figures) == 4 and all(figures)  # every image grid decoded and drawn
+    # Every interactive figure drawn by the inlined plotly.js: an svg with its traces in it.
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+    drawn = page.evaluate(PLOTLY_DRAWN)
+    assert drawn == {f"figure-{name}": True for name in INTERACTIVE}
+    assert [url for url in fetched if not url.startswith(("file:", "data:"))] == []  # it opens offline
+    page.locator("#figure-layer_swap").scroll_into_view_if_needed()
     _screenshot(page, smoke, "report")
 
 

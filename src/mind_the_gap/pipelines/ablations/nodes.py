@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 from pydantic import Field
 
@@ -29,6 +30,7 @@ from mind_the_gap.analysis import representations, statistics
 from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.representations import unit_features
 from mind_the_gap.analysis.statistics import within_class_spread
+from mind_the_gap.charts import BarChart, Bars, Level, ci_or_zero
 from mind_the_gap.config import Config
 from mind_the_gap.data import views
 from mind_the_gap.data.imageset import ImageSet
@@ -36,6 +38,7 @@ from mind_the_gap.data.prepare import nested_subsets
 from mind_the_gap.data.views import edge_view, load_cue_conflict, patch_shuffled, shape_bias
 from mind_the_gap.devices import resolve_device
 from mind_the_gap.generators.config import GenerationConfig
+from mind_the_gap.interactive import plotly_figure
 from mind_the_gap.models.architectures import StudentConfig, student_unit_names
 from mind_the_gap.pipelines.generation.nodes import generate_synthetic_images, pack_synthetic_images
 from mind_the_gap.pipelines.student_runs import (
@@ -46,7 +49,7 @@ from mind_the_gap.pipelines.student_runs import (
     summarize_runs,
     train_cell,
 )
-from mind_the_gap.reporting import summarize
+from mind_the_gap.reporting import matplotlib_figure, summarize
 from mind_the_gap.tracking import metric_name
 from mind_the_gap.training import engine
 from mind_the_gap.training.config import TrainConfig
@@ -353,9 +356,10 @@ def _evaluate_views(
 
 def summarize_ablations(
     real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, views: pd.DataFrame, *factor_runs: pd.DataFrame
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure]:
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure, go.Figure]:
     """One row per factor, variant and training data: test accuracy mean ± 95% CI over seeds, the gap to the
-    real-only baselines (``gap_pp``), and where both sources ran a variant, the gap between them under it."""
+    real-only baselines (``gap_pp``), and where both sources ran a variant, the gap between them under it; the
+    accuracies drawn as a PNG's figure and an interactive one."""
     baselines = pd.concat([real_runs.assign(trained_on=real_runs["cell"]),
                            synthetic_runs.assign(trained_on=synthetic_runs["cell"])], ignore_index=True)  # fmt: skip
     baselines = baselines.assign(factor="baseline", variant="standard")
@@ -377,26 +381,25 @@ def summarize_ablations(
     for row in summary.itertuples():
         label = metric_name(f"{row.factor}.{row.variant}.{row.trained_on}")
         metrics[f"{label}.gap_pp"] = {"value": float(row.gap_pp), "step": 0}
-    return summary, {k: v for k, v in metrics.items() if np.isfinite(v["value"])}, ablations_figure(summary)
+    chart = ablations_chart(summary)
+    metrics = {k: v for k, v in metrics.items() if np.isfinite(v["value"])}
+    return summary, metrics, matplotlib_figure(chart), plotly_figure(chart)
 
 
-def ablations_figure(summary: pd.DataFrame) -> plt.Figure:
+def ablations_chart(summary: pd.DataFrame) -> BarChart:
     """Test accuracy of every row, grouped by factor, with the baselines as vertical lines."""
-    rows = summary.iloc[::-1]
-    figure, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))
-    colours = {factor: f"C{i}" for i, factor in enumerate(dict.fromkeys(summary["factor"]))}
-    labels = [f"{r.factor}: {r.variant} ({r.trained_on})" for r in rows.itertuples()]
-    ax.barh(range(len(rows)), rows["test_accuracy_mean"], xerr=rows["test_accuracy_ci95"].fillna(0), capsize=2,
-            color=[colours[f] for f in rows["factor"]])  # fmt: skip
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    groups = []
+    for i, (factor, rows) in enumerate(summary.groupby("factor", sort=False)):
+        labels = [f"{r.factor}: {r.variant} ({r.trained_on})" for r in rows.itertuples()]
+        groups.append(Bars(factor, labels, rows["test_accuracy_mean"].astype(float).tolist(),
+                           [ci_or_zero(ci) for ci in rows["test_accuracy_ci95"]], f"C{i}"))  # fmt: skip
+    levels = []
     for source, style in (("real", "-"), ("synthetic", "--")):
         match = summary[(summary["factor"] == "baseline") & (summary["trained_on"] == source)]
         if len(match):
-            ax.axvline(match["test_accuracy_mean"].iloc[0], color="k", ls=style, lw=0.8, label=f"{source}-only")
-    low = np.nanmin(rows["test_accuracy_mean"]) if len(rows) else 0.0
-    ax.set_xlim(max(0.0, low - 0.1), 1.0)
-    ax.set_xlabel("test accuracy on real images (mean ± 95% CI over seeds)")
-    ax.set_title("Ablations: what each factor does to the gap")
-    ax.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+            mean, ci = match[["test_accuracy_mean", "test_accuracy_ci95"]].iloc[0]
+            levels.append(Level(f"{source}-only", float(mean), ci_or_zero(ci), "k", style))
+    low = np.nanmin(summary["test_accuracy_mean"]) if len(summary) else 0.0
+    return BarChart("Ablations: what each factor does to the gap",
+                    "test accuracy on real images (mean ± 95% CI over seeds)", groups, levels,
+                    (max(0.0, low - 0.1), 1.0), (8.0, 0.32 * len(summary) + 1.5))  # fmt: skip

@@ -52,7 +52,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         nodes.summarize_ablations,
         ["baselines_real_runs", "baselines_synthetic_runs", "ablations_texture_shape_views",
          *(f"ablations.{factor}.runs" for factor in FACTORS)],
-        ["ablations_summary", "ablations_metrics", "ablations_figure"],
+        ["ablations_summary", "ablations_metrics", "ablations_figure", "ablations_interactive"],
         name="summarize",
         namespace="ablations",
     )  # fmt: skip

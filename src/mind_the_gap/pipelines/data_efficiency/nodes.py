@@ -17,14 +17,18 @@ from typing import Literal
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 from pydantic import Field, model_validator
 
+from mind_the_gap.charts import LineChart, Panel, baseline_levels, table_curve
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import nested_subsets
+from mind_the_gap.interactive import plotly_figure
 from mind_the_gap.models.architectures import StudentConfig, student_unit_names
 from mind_the_gap.pipelines.student_runs import SeedsConfig, StudentJob, parent_keys, summarize_runs, train_cell
+from mind_the_gap.reporting import matplotlib_figure
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import planned_steps
 from mind_the_gap.training.transfer import Transfer, TransferConfig
@@ -152,9 +156,10 @@ def summarize_data_efficiency(
     scratch_runs: pd.DataFrame,
     finetune_runs: pd.DataFrame,
     data_efficiency: DataEfficiencyConfig,
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure]:
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure, go.Figure]:
     """Mean ± 95% CI per strategy and fraction, its distance to the real-only students on everything, whether
-    the students converged, and the trade-off figure: accuracy against real images used."""
+    the students converged, and the trade-off figure (as a PNG's figure and an interactive one): accuracy against
+    real images used."""
     runs = pd.concat([scratch_runs, finetune_runs], ignore_index=True)
     seeds = set(data_efficiency.seeds)
     baselines = pd.concat([real_runs, synthetic_runs], ignore_index=True)
@@ -169,7 +174,8 @@ def summarize_data_efficiency(
     check = data_efficiency.convergence_check
     if check is not None:
         summary = summary.merge(_convergence(runs, check), on=["strategy", "fraction"], how="left")
-    return summary, metrics, data_efficiency_figure(summary, reference)
+    chart = data_efficiency_chart(summary, reference)
+    return summary, metrics, matplotlib_figure(chart), plotly_figure(chart)
 
 
 def _convergence(runs: pd.DataFrame, check: ConvergenceCheck) -> pd.DataFrame:
@@ -182,31 +188,19 @@ def _convergence(runs: pd.DataFrame, check: ConvergenceCheck) -> pd.DataFrame:
                          "converged": gain.to_numpy() < check.tolerance_pp})  # fmt: skip
 
 
-def data_efficiency_figure(summary: pd.DataFrame, reference: pd.DataFrame) -> plt.Figure:
+def data_efficiency_chart(summary: pd.DataFrame, reference: pd.DataFrame) -> LineChart:
     """Test accuracy against the number of real images used, one line per strategy with its 95% CI band."""
-    figure, ax = plt.subplots(figsize=(7.5, 4.8))
-    for source, colour in (("real", "C0"), ("synthetic", "C3")):
-        if source in reference.index:
-            mean, ci = reference.loc[source, ["test_accuracy_mean", "test_accuracy_ci95"]]
-            ci = 0.0 if pd.isna(ci) else ci
-            ax.axhspan(mean - ci, mean + ci, color=colour, alpha=0.12)
-            label = "real-only, every real image" if source == "real" else "synthetic-only, no real image"
-            ax.axhline(mean, color=colour, lw=0.8, ls=":", label=label)
+    curves = []
     for i, (strategy, group) in enumerate(summary.groupby("strategy", sort=False)):
-        points = group.sort_values("real_images")
         scratch = strategy.startswith("scratch")
         colour, style = ("black", "-" if strategy == "scratch" else ":") if scratch else (f"C{i + 1}", "-")
         label = f"synthetic student, {strategy} units fine-tuned"
         if scratch:
             label = "from scratch on the subset" if strategy == "scratch" else f"{strategy} (convergence check)"
-        x, mean = points["real_images"], points["test_accuracy_mean"]
-        ci = points["test_accuracy_ci95"].fillna(0.0)
-        ax.plot(x, mean, marker="o", ms=4, color=colour, ls=style, label=label)
-        ax.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.15)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("real training images used")
-    ax.set_ylabel("test accuracy on real images")
-    ax.set_title("Data efficiency: fine-tuning the last units on a little real data")
-    ax.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    return figure
+        points = group.sort_values("real_images")
+        curves.append(table_curve(points, "real_images", "test_accuracy", label, colour, style, band=True))
+    levels = baseline_levels(reference, {"real": "real-only, every real image",
+                                         "synthetic": "synthetic-only, no real image"})  # fmt: skip
+    return LineChart("Data efficiency: fine-tuning the last units on a little real data", "real training images used",
+                     [Panel("test accuracy on real images", curves, levels)], log2_x=True, legend_at="lower right",
+                     size=(7.5, 4.8))  # fmt: skip

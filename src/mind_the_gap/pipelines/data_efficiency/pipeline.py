@@ -28,7 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         summarize_data_efficiency,
         ["baselines_real_runs", "baselines_synthetic_runs", "data_efficiency.scratch.runs",
          "data_efficiency.finetune.runs", "params:data_efficiency"],
-        ["data_efficiency_summary", "data_efficiency_metrics", "data_efficiency_figure"],
+        ["data_efficiency_summary", "data_efficiency_metrics", "data_efficiency_figure", "data_efficiency_interactive"],
         name="summarize",
         namespace="data_efficiency",
     )  # fmt: skip

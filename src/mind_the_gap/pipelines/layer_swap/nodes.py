@@ -14,11 +14,15 @@ from typing import Literal
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from pydantic import Field
 
+from mind_the_gap.charts import SOURCE_COLOURS, Curve, LineChart, Panel, baseline_levels, ci_or_zero
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.interactive import plotly_figure
 from mind_the_gap.models.architectures import StudentConfig, student_unit_names
 from mind_the_gap.pipelines.student_runs import SeedsConfig, StudentJob, parent_keys, summarize_runs, train_cell
+from mind_the_gap.reporting import matplotlib_figure
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.transfer import Transfer, TransferConfig
 
@@ -87,8 +91,9 @@ def train_layer_swap(
 
 def summarize_layer_swap(
     real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, student: StudentConfig, *cell_runs: pd.DataFrame
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure]:
-    """Mean ± 95% CI per cell and cut, the share of the gap each recovers, and accuracy against cut.
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]], plt.Figure, go.Figure]:
+    """Mean ± 95% CI per cell and cut, the share of the gap each recovers, and accuracy against cut (as a PNG's
+    figure and an interactive one).
 
     ``gap_recovered`` is 0 at the synthetic-only students' accuracy and 1 at the real-only students', both over the
     layer-swap seeds.
@@ -117,43 +122,33 @@ def summarize_layer_swap(
     table = pd.concat([baseline_rows, summary], ignore_index=True)
     leading = [*by, "n", "test_accuracy_mean", "test_accuracy_ci95", "gap_recovered"]
     table = table[[*leading, *(c for c in table.columns if c not in leading)]]
-    return table, metrics, layer_swap_figure(summary, reference.set_index("cell"), names)
+    chart = layer_swap_chart(summary, reference.set_index("cell"), names)
+    return table, metrics, matplotlib_figure(chart), plotly_figure(chart)
 
 
-def layer_swap_figure(summary: pd.DataFrame, baselines: pd.DataFrame, names: list[str]) -> plt.Figure:
+def layer_swap_chart(summary: pd.DataFrame, baselines: pd.DataFrame, names: list[str]) -> LineChart:
     """Test accuracy against cut, one line per arrangement and source; the baselines as horizontal bands.
 
     A line's ends are baselines too: cutting before unit 0 or after the last unit keeps everything or nothing.
     """
     n = len(names)
-    figure, ax = plt.subplots(figsize=(8, 4.8))
-    for source, colour in (("real", "C0"), ("synthetic", "C3")):
-        if source in baselines.index:
-            mean, ci = baselines.loc[source, ["test_accuracy_mean", "test_accuracy_ci95"]]
-            ci = 0.0 if pd.isna(ci) else ci
-            ax.axhspan(mean - ci, mean + ci, color=colour, alpha=0.12)
-            ax.axhline(mean, color=colour, lw=0.8, ls=":", label=f"{source}-only")
-    styles = {("prefix", "real"): ("C0", "-"), ("suffix", "real"): ("C0", "--"),
-              ("prefix", "synthetic"): ("C3", "-"), ("suffix", "synthetic"): ("C3", "--")}  # fmt: skip
+    curves = []
     for (arrangement, source), group in summary.groupby(["arrangement", "from"], sort=False):
         other = OTHER[source]
         ends = {0: other, n: source} if arrangement == "prefix" else {0: source, n: other}
         points = group.sort_values("cut")
-        cuts = [0, *points["cut"], n]
-        means = [_mean(baselines, ends[0]), *points["test_accuracy_mean"], _mean(baselines, ends[n])]
-        cis = [0.0, *points["test_accuracy_ci95"].fillna(0.0), 0.0]
+        cuts = [0, *points["cut"].tolist(), n]
+        means = [_mean(baselines, ends[0]), *points["test_accuracy_mean"].tolist(), _mean(baselines, ends[n])]
+        cis = [0.0, *map(ci_or_zero, points["test_accuracy_ci95"]), 0.0]
         kept = "units 0..k-1" if arrangement == "prefix" else "units k..last"
-        colour, style = styles[(arrangement, source)]
-        ax.errorbar(cuts, means, yerr=cis, color=colour, ls=style, marker="o", ms=4, capsize=3,
-                    label=f"{kept} kept from the {source} student, the rest trained on {other}")  # fmt: skip
-    ax.set_xticks(range(n + 1), ["0", *(f"{k}\n{names[k]}" if k < n else str(k) for k in range(1, n + 1))],
-                  fontsize=7)  # fmt: skip
-    ax.set_xlabel("cut k (the first unit after it)")
-    ax.set_ylabel("test accuracy on real images")
-    ax.set_title("Layer swap: which units carry the gap")
-    ax.legend(fontsize=7, loc="lower center")
-    figure.tight_layout()
-    return figure
+        label = f"{kept} kept from the {source} student, the rest trained on {other}"
+        style = "-" if arrangement == "prefix" else "--"
+        curves.append(Curve(label, cuts, means, cis, SOURCE_COLOURS[source], style))
+    levels = baseline_levels(baselines, {"real": "real-only", "synthetic": "synthetic-only"})
+    ticks = [(k, str(k) if k in (0, n) else f"{k}\n{names[k]}") for k in range(n + 1)]
+    panel = Panel("test accuracy on real images", curves, levels)
+    return LineChart("Layer swap: which units carry the gap", "cut k (the first unit after it)", [panel], ticks,
+                     legend_at="lower center")  # fmt: skip
 
 
 def _mean(baselines: pd.DataFrame, cell: str) -> float:

@@ -29,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     summary = Node(
         summarize_layer_swap,
         ["baselines_real_runs", "baselines_synthetic_runs", "params:student", *(f"layer_swap.{c}.runs" for c in CELLS)],
-        ["layer_swap_summary", "layer_swap_metrics", "layer_swap_figure"],
+        ["layer_swap_summary", "layer_swap_metrics", "layer_swap_figure", "layer_swap_interactive"],
         name="summarize",
         namespace="layer_swap",
     )

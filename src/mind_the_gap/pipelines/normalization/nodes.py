@@ -20,6 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 from pydantic import Field
 
@@ -39,8 +40,10 @@ from mind_the_gap.analysis.statistics import (
     histogram_moments,
     wasserstein_per_channel,
 )
+from mind_the_gap.charts import Curve, LineChart, Panel, table_curve
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import resolve_device
+from mind_the_gap.interactive import plotly_figure
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, unit_names
 from mind_the_gap.models.units import format_units, resolve_units
 from mind_the_gap.pipelines.student_runs import (
@@ -51,7 +54,7 @@ from mind_the_gap.pipelines.student_runs import (
     summarize_runs,
     train_cell,
 )
-from mind_the_gap.reporting import mean_ci95, summarize
+from mind_the_gap.reporting import matplotlib_figure, mean_ci95, summarize
 from mind_the_gap.tracking import metric_name
 from mind_the_gap.training import adapt, engine
 from mind_the_gap.training.adapt import adapt_batchnorm
@@ -141,9 +144,10 @@ def profile_units(
     student: StudentConfig,
     training: TrainConfig,
     normalization: NormalizationConfig,
-) -> tuple[pd.DataFrame, plt.Figure, dict[str, dict[str, float]]]:
-    """Per unit, mean ± 95% CI over seeds: the BatchNorm statistics shift, CKA and linear-probe accuracy; and the
-    Fréchet distance between real and synthetic images in the real-trained students' penultimate features.
+) -> tuple[pd.DataFrame, plt.Figure, go.Figure, dict[str, dict[str, float]]]:
+    """Per unit, mean ± 95% CI over seeds: the BatchNorm statistics shift, CKA and linear-probe accuracy (drawn as
+    a PNG's figure and an interactive one); and the Fréchet distance between real and synthetic images in the
+    real-trained students' penultimate features.
 
     Cached in ``analyses`` by the students' keys, the images' fingerprints, the settings and the code."""
     seeds = normalization.seeds
@@ -159,7 +163,8 @@ def profile_units(
                and pd.notna(getattr(row, column))}  # fmt: skip
     for name in ("frechet_real_synthetic", "frechet_real_train_test"):
         metrics[f"{name}_mean"] = {"value": float(table[f"{name}_mean"].iloc[0]), "step": 0}
-    return table, profile_figure(table), metrics
+    chart = profile_chart(table)
+    return table, matplotlib_figure(chart), plotly_figure(chart), metrics
 
 
 def _code() -> str:
@@ -247,33 +252,26 @@ def _cka_pairs(seeds: list[int]) -> dict[str, list[tuple[tuple[str, int], tuple[
     }
 
 
-def profile_figure(table: pd.DataFrame) -> plt.Figure:
+def profile_chart(table: pd.DataFrame) -> LineChart:
     """Three panels over the units, with the layer-swap figure's unit axis: statistics shift, CKA, probes."""
-    figure, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    units = table["unit"].to_numpy()
 
-    def line(ax, column: str, label: str, colour: str, style: str = "-") -> None:
-        if f"{column}_mean" in table:
-            mean, ci = table[f"{column}_mean"].to_numpy(float), np.nan_to_num(table[f"{column}_ci95"].to_numpy(float))
-            ax.errorbar(units, mean, yerr=ci, color=colour, ls=style, marker="o", ms=4, capsize=3, label=label)
+    def curves(*lines: tuple[str, str, str, str]) -> list[Curve]:
+        # A measure some runs lack (CKA across seeds, with one seed) is left out.
+        return [table_curve(table, "unit", measure, label, colour, style) for measure, label, colour, style in lines
+                if f"{measure}_mean" in table]  # fmt: skip
 
-    line(axes[0], "bn_shift", "real vs synthetic images in the real-trained student", "C2")
-    axes[0].set_ylabel("BatchNorm input shift\n(symmetric KL)")
-    line(axes[1], "cka_real_real", "real vs real student (other seed)", "C0")
-    line(axes[1], "cka_synthetic_synthetic", "synthetic vs synthetic student (other seed)", "C3", ":")
-    line(axes[1], "cka_real_synthetic", "real vs synthetic student (same seed)", "C4", "--")
-    axes[1].set_ylabel("linear CKA on\nreal test images")
-    line(axes[2], "probe_real", "real-trained student", "C0")
-    line(axes[2], "probe_synthetic", "synthetic-trained student", "C3")
-    axes[2].set_ylabel("linear probe accuracy\non real test images")
-    axes[2].set_xticks(units, [f"{u}\n{n}" for u, n in zip(units, table["name"], strict=True)], fontsize=7)
-    axes[2].set_xlabel("unit")
-    for ax in axes:
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    axes[0].set_title("Where real and synthetic differ inside the student, unit by unit")
-    figure.tight_layout()
-    return figure
+    units = table["unit"].tolist()
+    return LineChart("Where real and synthetic differ inside the student, unit by unit", "unit", [
+        Panel("BatchNorm input shift\n(symmetric KL)",
+              curves(("bn_shift", "real vs synthetic images in the real-trained student", "C2", "-"))),
+        Panel("linear CKA on\nreal test images",
+              curves(("cka_real_real", "real vs real student (other seed)", "C0", "-"),
+                     ("cka_synthetic_synthetic", "synthetic vs synthetic student (other seed)", "C3", ":"),
+                     ("cka_real_synthetic", "real vs synthetic student (same seed)", "C4", "--"))),
+        Panel("linear probe accuracy\non real test images",
+              curves(("probe_real", "real-trained student", "C0", "-"),
+                     ("probe_synthetic", "synthetic-trained student", "C3", "-"))),
+    ], [(u, f"{u}\n{name}") for u, name in zip(units, table["name"], strict=True)], size=(8.0, 8.0))  # fmt: skip
 
 
 def train_with_synthetic_statistics(

@@ -35,7 +35,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "analysis_store",
                     *PARAMETERS,
                 ],
-                ["normalization_unit_profile", "normalization_figure", "normalization_profile_metrics"],
+                [
+                    "normalization_unit_profile",
+                    "normalization_figure",
+                    "normalization_interactive",
+                    "normalization_profile_metrics",
+                ],
                 name="profile_units",
                 namespace="normalization",
             ),
