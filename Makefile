@@ -55,4 +55,4 @@ benchmark-study: install data
 	$(BIN)/python benchmarks/bench_study.py
 
 clean:
-	rm -rf data/0[2-8]_*/* data/smoke data/paper mlflow.db mlartifacts
+	rm -rf data/0[2-8]_*/* data/smoke data/paper mlflow.db mlartifacts logs/dask

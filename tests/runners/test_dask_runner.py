@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from distributed import Client, LocalCluster
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from mind_the_gap.runners.dask import CELL_TAG, WORKER_TAG
+from mind_the_gap.runners.dask import ATTEMPT, CELL_TAG, WORKER_TAG
 
 from ..pipelines.conftest import make_project
 from ..pipelines.servers import free_port, serving
@@ -60,12 +63,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
     """A Dask cluster of 2 single-threaded worker processes on 127.0.0.1: its scheduler's address."""
-    from distributed import LocalCluster
 
     environ = dict(os.environ)  # the nannies set their workers' variables in this process
     try:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster:  # fmt: skip
+                          dashboard_address=":0") as cluster:  # fmt: skip
             yield cluster.scheduler_address
     finally:
         os.environ.clear()
@@ -148,14 +150,95 @@ def test_the_distributed_grid_equals_the_sequential_one_bit_for_bit(grid: Grid):
         pd.testing.assert_frame_equal(distributed[LEARNED], sequential[LEARNED], check_exact=True)
 
 
+def test_with_no_scheduler_named_the_runner_starts_and_stops_a_cluster_of_its_own(grid: Grid):
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    command = [str(Path(sys.executable).with_name("kedro")), "run", "--env", "smoke", "--pipeline", "layer_swap",
+               "--runner", "mind_the_gap.runners.DaskRunner", "--runner-params", "workers=2"]  # fmt: skip
+    run = subprocess.run(command, cwd=grid.distributed, capture_output=True, text=True, timeout=900,
+                         env=env | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "400"})  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Dask: 5 cells on the scheduler at tcp://127.0.0.1:" in run.stdout
+    runs = _runs(grid.mlflow)
+    parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
+    cells, students = _study(runs, parent["run_id"])
+    assert cells["worker"].nunique() == 2 and set(cells["worker"]).isdisjoint(_runs_workers(runs, parent["run_id"]))
+    assert len(students) == 8  # every student reused from the first run, and logged under its cell again
+
+
+def _runs_workers(runs: pd.DataFrame, but: str) -> set[str]:
+    """The workers of every other study's cells: those of the test's own cluster."""
+    others = runs[runs["parent"].notna() & (runs["parent"] != but) & runs["worker"].notna()]
+    return set(others["worker"])
+
+
+def _cell_processes(workers: set[int]) -> dict[int, int]:
+    """The cells' own `kedro run` processes alive under these worker processes: their pid, and their worker's."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            running = b"mind_the_gap.runners.cell_process" in cmdline.read_bytes()
+            state, parent = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if running and state != "Z" and int(parent) in workers:
+            found[int(cmdline.parent.name)] = int(parent)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the cells' processes through Linux's /proc")
+def test_a_worker_killed_mid_cell_stops_its_cell_which_resumes_its_students_on_a_new_worker(grid: Grid, scheduler: str):
+    store = grid.distributed / "data/smoke/06_models/students"
+    command = [
+        str(Path(sys.executable).with_name("kedro")),
+        "run",
+        "--env",
+        "smoke",
+        "--pipeline",
+        "layer_swap",
+        "--runner",
+        "mind_the_gap.runners.DaskRunner",
+        "--params",
+        "training.epochs=25",
+    ]  # new students
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "400", "DASK_SCHEDULER_ADDRESS": scheduler}
+    run = subprocess.Popen(command, cwd=grid.distributed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(store.glob("*.progress.pt"))) < 2:  # both workers' first students are past an epoch
+            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read() if run.stdout else ""
+            time.sleep(0.1)
+        with Client(scheduler) as client:
+            workers = set(client.run(os.getpid).values())
+        cell, worker = next(iter(_cell_processes(workers).items()))
+        os.kill(worker, signal.SIGKILL)
+        while cell in _cell_processes(workers):  # the cell's own run stops with its worker
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        output, _ = run.communicate(timeout=600)
+    finally:
+        run.kill()
+    assert run.returncode == 0, output[-3000:]
+    logs = (grid.distributed / "logs" / "dask").glob("*/*.log")
+    (log,) = [log for log in logs if log.read_text().count(ATTEMPT) == 2]  # the killed cell, started twice
+    assert "resuming after epoch" in log.read_text().rsplit(ATTEMPT, 1)[1]
+    runs = _runs(grid.mlflow)
+    parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
+    cells, students = _study(runs, parent["run_id"])
+    assert sorted(cells["cell"]) == sorted(CELLS) and (cells["status"] == "FINISHED").all()  # one run per cell
+    assert (students["status"] == "FINISHED").sum() == 8
+
+
 def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_others_finish(grid: Grid, scheduler: str):
     # The synthetic baselines' table names seeds the grid does not ask for: the cells that start from them fail.
     baselines = grid.distributed / "data/smoke/07_model_output/baselines/synthetic_runs.csv"
     table = pd.read_csv(baselines)
     table.assign(seed=table["seed"] + 7).to_csv(baselines, index=False)
-
-    run = kedro(grid.distributed, "--pipeline", "layer_swap", "--runner", "mind_the_gap.runners.DaskRunner",
-                scheduler=scheduler)  # fmt: skip
+    try:
+        run = kedro(grid.distributed, "--pipeline", "layer_swap", "--runner", "mind_the_gap.runners.DaskRunner",
+                    scheduler=scheduler)  # fmt: skip
+    finally:
+        table.to_csv(baselines, index=False)
 
     assert run.returncode != 0
     output = " ".join((run.stdout + run.stderr).split())

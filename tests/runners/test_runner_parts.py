@@ -104,6 +104,8 @@ def test_a_cell_runs_with_the_environment_parameters_and_pipelines_of_the_run():
         ("INFO start\n╭── Traceback ──╮\n│ frame │\n╰───────────────╯\nValueError: the baseline\nstudents missing\n",
          "ValueError: the baseline students missing"),
         ("Traceback (most recent call last):\n  File x\nKeyError: 'seed'\n", "KeyError: 'seed'"),
+        ("--- 12:00: cell a on worker 1\nValueError: first\n--- 12:01: cell a on worker 2\nOSError: disk full\n",
+         "OSError: disk full"),
         ("", "no output"),
     ],
 )  # fmt: skip

@@ -14,6 +14,7 @@ with none, starts a cluster on this machine: one worker per GPU, else a few sing
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +37,7 @@ from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
 
 CELL_TAG, WORKER_TAG = "dask.cell", "dask.worker"
 CELL_ENV = "MIND_THE_GAP_DASK_CELL"  # set in a cell's `kedro run`: the cell's name
+ATTEMPT = "--- "  # starts the line a cell's log gets each time the cell starts
 # The wall seconds of the cells run before, per node, for the report's table of times (mind_the_gap.hooks).
 EARLIER_SECONDS_ENV = "MIND_THE_GAP_EARLIER_NODE_SECONDS"
 
@@ -130,7 +132,9 @@ def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
     log = Path(task.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with log.open("w") as output:
+    with log.open("a") as output:  # a cell Dask runs again after its worker died keeps the first attempt's lines
+        output.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}: cell {task.cell} on worker {worker}\n")
+        output.flush()
         command = [sys.executable, "-m", "mind_the_gap.runners.cell_process", task.config]
         status = subprocess.run(command, cwd=task.project_path, env=env, stdout=output, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
@@ -166,9 +170,11 @@ def _cell_run(tracking: Tracking, cell: str, worker: str) -> str:
 
 
 def _error(log: Path) -> str:
-    """The error a `kedro run` ended with: the text under Rich's traceback box (wrapped to the terminal's width),
-    else the last line."""
+    """The error the cell's last `kedro run` ended with: the text under Rich's traceback box (wrapped to the
+    terminal's width), else the last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    attempts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT)]
+    lines = lines[attempts[-1] + 1 :] if attempts else lines
     box_ends = [i for i, line in enumerate(lines) if line.startswith("╰")]
     if box_ends and box_ends[-1] < len(lines) - 1:
         return " ".join(lines[box_ends[-1] + 1 :])
@@ -207,7 +213,9 @@ class DaskRunner(AbstractRunner):
         project = Path(DASK_HOOK.run_params["project_path"])
         tasks = self._tasks(cells, project, run_id or time.strftime("%Y-%m-%dT%H.%M.%S"))
         with dask_client(self._address, self._workers) as client:
-            self._logger.info("Dask: %d cells on %s", len(cells), client.dashboard_link or client.scheduler.address)
+            dashboard = f" (dashboard: {client.dashboard_link})" if importlib.util.find_spec("bokeh") else ""
+            address = client.scheduler.address
+            self._logger.info("Dask: %d cells on the scheduler at %s%s", len(cells), address, dashboard)
             futures = {}
             for cell in cells:
                 futures[cell.name] = client.submit(run_cell, tasks[cell.name], *(futures[u] for u in cell.upstream),
