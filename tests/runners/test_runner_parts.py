@@ -12,7 +12,14 @@ from kedro.pipeline import Node, Pipeline
 from kedro_datasets.pandas import CSVDataset
 
 from mind_the_gap.hooks import RunTimesHook
-from mind_the_gap.runners.dask import EARLIER_SECONDS_ENV, DaskRunHook, _error, worker_environments
+from mind_the_gap.runners.dask import (
+    CELL_ENV,
+    EARLIER_SECONDS_ENV,
+    DaskRunHook,
+    _error,
+    cell_environment,
+    worker_environments,
+)
 from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
 
 
@@ -123,3 +130,12 @@ def test_a_cells_run_times_include_those_of_the_cells_before_it(monkeypatch):
     hook.before_pipeline_run({}, pipelines["reporting"], DataCatalog())
     assert hook.table() == [{"pipeline": "baselines", "nodes": 1, "seconds": 30.0},
                             {"pipeline": "data_processing", "nodes": 1, "seconds": 2.0}]  # fmt: skip
+
+
+def test_a_cell_runs_without_the_memory_setting_dask_gives_its_workers():
+    worker = {"PATH": "/usr/bin", "OMP_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": "65536"}
+    env = cell_environment(worker, "layer_swap.prefix_from_real", {"prepare_real_data": 2.0}, run_id="abc")
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and env["OMP_NUM_THREADS"] == "1" and env["PATH"] == "/usr/bin"
+    assert env[CELL_ENV] == "layer_swap.prefix_from_real" and env["MLFLOW_RUN_ID"] == "abc"
+    assert json.loads(env[EARLIER_SECONDS_ENV]) == {"prepare_real_data": 2.0}
+    assert "MLFLOW_RUN_ID" not in cell_environment(worker, "a", {}, run_id=None)

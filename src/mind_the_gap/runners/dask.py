@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,9 @@ from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
 CELL_TAG, WORKER_TAG = "dask.cell", "dask.worker"
 CELL_ENV = "MIND_THE_GAP_DASK_CELL"  # set in a cell's `kedro run`: the cell's name
 ATTEMPT = "--- "  # starts the line a cell's log gets each time the cell starts
+# Dask's nannies set it for their workers; in PyTorch's process it turns off glibc's adaptive mmap threshold, so
+# every large tensor is mapped and unmapped anew: training ran 1.7x slower on the CPU (benchmarks/bench_training.py).
+WORKER_MEMORY_SETTINGS = ("MALLOC_TRIM_THRESHOLD_",)
 # The wall seconds of the cells run before, per node, for the report's table of times (mind_the_gap.hooks).
 EARLIER_SECONDS_ENV = "MIND_THE_GAP_EARLIER_NODE_SECONDS"
 
@@ -125,10 +128,8 @@ def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
     """On a worker: the cell's `kedro run` in its own process, logging into the cell's MLflow run."""
     worker = _worker_address()
     earlier = {node: seconds for outcome in upstream for node, seconds in outcome.node_seconds.items()}
-    env = os.environ | {CELL_ENV: task.cell, EARLIER_SECONDS_ENV: json.dumps(earlier)}
     run_id = _cell_run(task.tracking, task.cell, worker) if task.tracking else None
-    if run_id is not None:
-        env["MLFLOW_RUN_ID"] = run_id
+    env = cell_environment(os.environ, task.cell, earlier, run_id)
     log = Path(task.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -145,6 +146,16 @@ def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
                                     f"{_error(log)} (its log: {log})")  # fmt: skip
     share = seconds / len(task.nodes)
     return CellOutcome(task.cell, worker, seconds, run_id, earlier | {node: share for node in task.nodes})
+
+
+def cell_environment(
+    worker: Mapping[str, str], cell: str, earlier: dict[str, float], run_id: str | None
+) -> dict[str, str]:
+    """The environment of a cell's `kedro run`: the worker's, less what Dask sets for its workers' own memory, plus
+    the cell's name, the seconds of the cells before it, and its MLflow run."""
+    env = {name: value for name, value in worker.items() if name not in WORKER_MEMORY_SETTINGS}
+    env |= {CELL_ENV: cell, EARLIER_SECONDS_ENV: json.dumps(earlier)}
+    return env | ({"MLFLOW_RUN_ID": run_id} if run_id is not None else {})
 
 
 def _worker_address() -> str:
