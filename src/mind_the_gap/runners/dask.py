@@ -114,14 +114,7 @@ class CellOutcome:
 
 
 class CellFailed(RuntimeError):
-    """A cell's `kedro run` failed; Dask hands the same error to the cells that needed it."""
-
-    def __init__(self, cell: str, message: str):
-        super().__init__(cell, message)
-        self.cell = cell
-
-    def __str__(self) -> str:
-        return self.args[1]
+    """A cell's `kedro run` failed."""
 
 
 def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
@@ -142,8 +135,9 @@ def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
     if status.returncode != 0:
         if run_id is not None:  # kedro-mlflow marks it when Python fails, not when the process is killed
             MlflowClient(task.tracking.uri).set_terminated(run_id, "FAILED")
-        raise CellFailed(task.cell, f"cell {task.cell} failed on {worker} (exit status {status.returncode}): "
-                                    f"{_error(log)} (its log: {log})")  # fmt: skip
+        raise CellFailed(
+            f"cell {task.cell} failed on {worker} (exit status {status.returncode}): {_error(log)} (its log: {log})"
+        )
     share = seconds / len(task.nodes)
     return CellOutcome(task.cell, worker, seconds, run_id, earlier | {node: share for node in task.nodes})
 
@@ -227,12 +221,7 @@ class DaskRunner(AbstractRunner):
             dashboard = f" (dashboard: {client.dashboard_link})" if importlib.util.find_spec("bokeh") else ""
             address = client.scheduler.address
             self._logger.info("Dask: %d cells on the scheduler at %s%s", len(cells), address, dashboard)
-            futures = {}
-            for cell in cells:
-                futures[cell.name] = client.submit(run_cell, tasks[cell.name], *(futures[u] for u in cell.upstream),
-                                                   key=f"{cell.name}-{Path(tasks[cell.name].log).parent.name}",
-                                                   pure=False)  # fmt: skip
-            self._collect(futures)
+            self._schedule(client, cells, tasks)
 
     def _tasks(self, cells: list[Cell], project: Path, run_id: str) -> dict[str, CellTask]:
         folder = project / "logs" / "dask" / run_id  # the cells' options and output, beside the project
@@ -246,29 +235,51 @@ class DaskRunner(AbstractRunner):
                                         str(folder / f"{cell.name}.log"), tracking)  # fmt: skip
         return tasks
 
-    def _collect(self, futures: dict[str, Any]) -> None:
-        """Wait for every cell; report each as it ends; raise, naming them, if some failed."""
+    def _schedule(self, client: Any, cells: list[Cell], tasks: dict[str, CellTask]) -> None:
+        """Submit each cell once the cells it reads from have finished and a worker thread is free; report each as
+        it ends; raise, naming them, if some failed.
+
+        Dask places each submitted task at once, guessing how long the unknown ones take, so cells submitted ahead
+        would queue behind a worker's long cell while another worker idles: the study's cells take minutes to hours.
+        """
         from distributed import as_completed
 
-        names = {future.key: cell for cell, future in futures.items()}
+        waiting = {cell.name: cell for cell in cells}  # in an order where each comes after its upstream cells
+        futures: dict[str, Any] = {}
+        cell_of: dict[str, str] = {}  # a future's key: its cell
+        finished: set[str] = set()
         failed: dict[str, str] = {}
         skipped: list[str] = []
-        for done, future in enumerate(as_completed(list(futures.values())), start=1):
-            cell = names[future.key]
+        running = as_completed()
+
+        def submit_ready() -> None:
+            threads = max(1, sum(client.nthreads().values()))  # workers may join or leave during the run
+            for name, cell in list(waiting.items()):
+                if any(u in failed or u in skipped for u in cell.upstream):
+                    skipped.append(waiting.pop(name).name)
+                elif set(cell.upstream) <= finished and running.count() < threads:
+                    del waiting[name]
+                    key = f"{name}-{Path(tasks[name].log).parent.name}"
+                    upstream = [futures[u] for u in cell.upstream]
+                    futures[name] = client.submit(run_cell, tasks[name], *upstream, key=key, pure=False)
+                    cell_of[futures[name].key] = name
+                    running.add(futures[name])
+
+        submit_ready()
+        for future in running:
+            cell = cell_of[future.key]
             if future.status == "finished":
                 outcome = future.result()
+                finished.add(cell)
                 self._logger.info("Cell %s finished on %s in %.1f s (%d of %d)", cell, outcome.worker,
-                                  outcome.seconds, done, len(futures))  # fmt: skip
-                continue
-            error = future.exception()
-            if isinstance(error, CellFailed) and error.cell != cell:
-                skipped.append(cell)
+                                  outcome.seconds, len(finished), len(cells))  # fmt: skip
             else:
-                failed[cell] = str(error) or type(error).__name__
+                failed[cell] = str(future.exception()) or type(future.exception()).__name__
                 self._logger.error("Cell %s failed: %s", cell, failed[cell])
+            submit_ready()
         if failed:
             not_run = f"; not run, as they need a failed cell: {', '.join(sorted(skipped))}" if skipped else ""
-            raise CellsFailed(f"{len(failed)} of {len(futures)} cells failed: {'; '.join(failed.values())}{not_run}")
+            raise CellsFailed(f"{len(failed)} of {len(cells)} cells failed: {'; '.join(failed.values())}{not_run}")
 
 
 def _driver_tracking(project: Path) -> Tracking | None:
