@@ -22,7 +22,7 @@ from mind_the_gap.hooks import MissingInputsError
 from mind_the_gap.pipelines.ablations.pipeline import FACTORS as ABLATION_FACTORS
 
 from .conftest import REPO, make_project, run_pipeline, tracking_to
-from .servers import free_port, get_json, serving
+from .servers import free_port, get_json, mlflow_serving, serving
 
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
@@ -276,12 +276,8 @@ def viz(smoke: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def mlflow_server(smoke: Path) -> Iterator[str]:
     """`mlflow server` on the smoke project's database, on 127.0.0.1 and a free port: its address."""
-    port = free_port()
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-               f"sqlite:///{smoke / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]  # fmt: skip
-    with serving(command, smoke, f"http://127.0.0.1:{port}/health"):
-        yield f"http://127.0.0.1:{port}"
+    with mlflow_serving(smoke) as address:
+        yield address
 
 
 def _smoke_runs(mlflow_server: str) -> tuple[str, list[dict]]:

@@ -22,7 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mind_the_gap.runners.dask import ATTEMPT, CELL_TAG, WORKER_TAG
 
 from ..pipelines.conftest import make_project
-from ..pipelines.servers import free_port, serving
+from ..pipelines.servers import mlflow_serving
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +51,8 @@ def track_to(project: Path, uri: str) -> None:
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-               f"sqlite:///{folder / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "2"]  # fmt: skip
-    with serving(command, folder, f"http://127.0.0.1:{port}/health"):
-        yield f"http://127.0.0.1:{port}"
+    with mlflow_serving(tmp_path_factory.mktemp("mlflow_server"), workers=2) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
