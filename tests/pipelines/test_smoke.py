@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -16,8 +17,10 @@ from urllib.parse import quote
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from kedro.framework.project import configure_project, pipelines
 
+from mind_the_gap.devices import cpu_has_native_bf16
 from mind_the_gap.hooks import MissingInputsError
 from mind_the_gap.pipelines.ablations.pipeline import FACTORS as ABLATION_FACTORS
 
@@ -32,6 +35,10 @@ LAYER_SWAP_CELLS = ["prefix_from_real", "prefix_from_synthetic", "suffix_from_re
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
 INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations"]  # their figures, interactive too
+# Every smoke student's learned metrics, from the code before the library was reorganised: a refactoring must give
+# the same students to the bit. `MIND_THE_GAP_WRITE_SMOKE_REFERENCE=1 pytest tests/pipelines/test_smoke.py -k
+# reference` writes it anew, from a change that is meant to alter what students learn.
+REFERENCE = Path(__file__).with_name("smoke_reference.json")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +61,36 @@ def students(smoke: Path) -> pd.DataFrame:
     names = runs.set_index("run_id")["tags.mlflow.runName"]
     runs["kedro_run"] = runs["tags.mlflow.parentRunId"].map(names)
     return runs[runs["tags.pipeline"].isin(STUDENT_PIPELINES)].copy()
+
+
+def _learned_metrics(students: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Each student's final metrics by run name, without timings; a student reused by later runs logs the same."""
+    columns = [c for c in students.columns if c.startswith("metrics.") and "seconds" not in c and "second" not in c]
+    learned: dict[str, dict[str, float]] = {}
+    for name, group in students.groupby("tags.mlflow.runName"):
+        rows = {json.dumps(row.dropna().to_dict(), sort_keys=True) for _, row in group[columns].iterrows()}
+        assert len(rows) == 1, f"{name}: its runs logged different metrics"
+        learned[name] = json.loads(rows.pop())
+    return learned
+
+
+def _reference_stamp() -> dict[str, Any]:
+    """What decides the students' floating-point arithmetic here: the precision bf16 autocast picks and the threads."""
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_native_bf16(),
+            "cuda": torch.cuda.is_available()}  # fmt: skip
+
+
+def test_every_student_learns_what_the_reference_code_learned(students: pd.DataFrame):
+    learned, stamp = _learned_metrics(students), _reference_stamp()
+    if os.environ.get("MIND_THE_GAP_WRITE_SMOKE_REFERENCE") == "1":
+        REFERENCE.write_text(json.dumps({"stamp": stamp, "students": learned}, indent=1, sort_keys=True) + "\n")
+    reference = json.loads(REFERENCE.read_text())
+    if reference["stamp"] != stamp:
+        pytest.skip(f"the reference was measured with {reference['stamp']}, this machine has {stamp}")
+    assert sorted(learned) == sorted(reference["students"])
+    different = {name: (learned[name], metrics) for name, metrics in reference["students"].items()
+                 if learned[name] != metrics}  # fmt: skip
+    assert not different, f"{len(different)} students learned differently, first: {next(iter(different.items()))}"
 
 
 def _parent_metric(db: sqlite3.Connection, run_name: str, key: str) -> list[float]:
