@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := data/01_raw/fashion_mnist
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: install data demo test browser viz viz-build mlflow-ui benchmark benchmark-study clean
+.PHONY: install data demo test lint browser viz viz-build mlflow-ui benchmark benchmark-study clean
 
 install: $(VENV)/.installed
 
@@ -26,9 +26,13 @@ demo: install data
 	@sed -n '/^## Headline/,/^## Data/{/^## Data/!p}' data/08_reporting/report.md
 	@echo "The whole report: data/08_reporting/report.html. The pipeline graph: make viz. Every run: make mlflow-ui, then http://127.0.0.1:5000"
 
-## The test suite (unit tests and a `--env smoke` run of every pipeline).
-test: install browser
+## The test suite (the formatter and linter, unit tests and a `--env smoke` run of every pipeline).
+test: install browser lint
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts
 
 ## Debian's Chromium for the browser tests, where apt-get works; elsewhere those tests are skipped, saying why.
 browser:

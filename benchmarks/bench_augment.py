@@ -45,15 +45,24 @@ def main() -> None:
     padding = round(0.125 * args.size)
 
     hand = BatchAugment(["crop", "flip"])
-    kornia_crop_flip = K.AugmentationSequential(K.RandomCrop((args.size, args.size), padding=padding),
-                                                K.RandomHorizontalFlip())  # fmt: skip
-    rows = [("crop + flip, hand-written (grid_sample)", milliseconds(lambda: hand(images, generator), args.repeats,
-                                                                      device)),
-            ("crop + flip, kornia", milliseconds(lambda: kornia_crop_flip(images), args.repeats, device))]  # fmt: skip
+    kornia_crop_flip = K.AugmentationSequential(
+        K.RandomCrop((args.size, args.size), padding=padding), K.RandomHorizontalFlip()
+    )
+    rows = [
+        (
+            "crop + flip, hand-written (grid_sample)",
+            milliseconds(lambda: hand(images, generator), args.repeats, device),
+        ),
+        ("crop + flip, kornia", milliseconds(lambda: kornia_crop_flip(images), args.repeats, device)),
+    ]
     for policy in POLICIES:
         augment = BatchAugment(["crop", "flip", policy])
-        rows.append((f"crop + flip + {policy} (kornia, per group)",
-                     milliseconds(lambda a=augment: a(images, generator), args.repeats, device)))  # fmt: skip
+        rows.append(
+            (
+                f"crop + flip + {policy} (kornia, per group)",
+                milliseconds(lambda a=augment: a(images, generator), args.repeats, device),
+            )
+        )
     local = BatchAugment(["crop", "flip", "local_shuffle"])
     rows.append(("crop + flip + local_shuffle", milliseconds(lambda: local(images, generator), args.repeats, device)))
     print(f"{args.batch} images of {args.channels}x{args.size}x{args.size} on {device}, ms per batch:")

@@ -36,10 +36,13 @@ def bare_loop(model: ClassDiffusionModel, generator: ClassDiffusionGenerator, im
     for first in range(0, images, batch_size):
         count = min(batch_size, images - first)
         scheduler = DPMSolverMultistepScheduler(
-            num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
-            prediction_type=config.prediction_type, algorithm_type="dpmsolver++",
-            thresholding=config.prediction_type == "epsilon", sample_max_value=1.0,  # as the generator samples
-        )  # fmt: skip
+            num_train_timesteps=config.num_train_timesteps,
+            beta_schedule=config.beta_schedule,
+            prediction_type=config.prediction_type,
+            algorithm_type="dpmsolver++",
+            thresholding=config.prediction_type == "epsilon",
+            sample_max_value=1.0,  # as the generator samples
+        )
         scheduler.set_timesteps(generator.steps, device=device)
         sample = torch.randn(count, *shape, generator=torch.Generator().manual_seed(first)).to(device)
         classes = torch.arange(count, device=device) % model.num_classes
@@ -55,8 +58,9 @@ def bare_loop(model: ClassDiffusionModel, generator: ClassDiffusionGenerator, im
 
 def ours(generator: ClassDiffusionGenerator, images: int) -> float:
     names = generator.model.class_names
-    requests = [ImageRequest(i % len(names), names[i % len(names)], i, image_seed(0, i % len(names), i))
-                for i in range(images)]  # fmt: skip
+    requests = [
+        ImageRequest(i % len(names), names[i % len(names)], i, image_seed(0, i % len(names), i)) for i in range(images)
+    ]
     start = time.perf_counter()
     generator.generate(requests)
     return images / (time.perf_counter() - start)
@@ -83,15 +87,21 @@ def main() -> None:
         names = [f"class{i}" for i in range(10)]
         model = ClassDiffusionModel(build_unet(config, 1, (28, 28), len(names)), config, names, (28, 28), 1)
     generator = ClassDiffusionGenerator(
-        model, steps=args.steps, guidance_scale=args.guidance_scale, precision=args.precision,
-        batch_size=args.batch_size, device=args.device,
-    )  # fmt: skip
+        model,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     if generator.guidance_scale == 1:
         parser.error("the bare loop always runs both guidance halves: compare at guidance != 1")
-    print(f"{generator.device}, {generator.precision}, {model.image_size} x{model.channels}, "
-          f"{generator.steps} DPM-Solver++ steps, guidance "
-          f"{generator.guidance_scale}, batch {args.batch_size}, {args.images} images, {torch.get_num_threads()} "
-          f"threads, {sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f}M parameters")  # fmt: skip
+    print(
+        f"{generator.device}, {generator.precision}, {model.image_size} x{model.channels}, "
+        f"{generator.steps} DPM-Solver++ steps, guidance "
+        f"{generator.guidance_scale}, batch {args.batch_size}, {args.images} images, {torch.get_num_threads()} "
+        f"threads, {sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f}M parameters"
+    )
 
     ours(generator, min(args.images, 2 * args.batch_size))  # warm-up: allocator, oneDNN kernels, thread pool
     results: dict[str, list[float]] = {"bare diffusers loop": [], "ClassDiffusionGenerator": []}
@@ -100,8 +110,10 @@ def main() -> None:
         results["ClassDiffusionGenerator"].append(ours(generator, args.images))
     bare = max(results["bare diffusers loop"])
     for label, rates in results.items():
-        print(f"{label:<24} {max(rates):7.1f} images/s (best of {args.repeats}; all: "
-              f"{', '.join(f'{r:.1f}' for r in rates)}; {max(rates) / bare:.2f}x bare)")  # fmt: skip
+        print(
+            f"{label:<24} {max(rates):7.1f} images/s (best of {args.repeats}; all: "
+            f"{', '.join(f'{r:.1f}' for r in rates)}; {max(rates) / bare:.2f}x bare)"
+        )
 
 
 if __name__ == "__main__":

@@ -64,14 +64,18 @@ def estimate(student_hours: float, units: int = 18, seeds: int = 3, cells: int =
     students = (units - 1) * seeds  # every cut, every seed, in each cell
     grid = [students * student_hours] * cells
     total = sum(grid)
-    print(f"Paper layer-swap grid: {cells} cells of {students} students, {total:,.0f} GPU-hours at "
-          f"{student_hours:g} h a student; cells per GPU-hour: {cells / total:.4f}\n")  # fmt: skip
+    print(
+        f"Paper layer-swap grid: {cells} cells of {students} students, {total:,.0f} GPU-hours at "
+        f"{student_hours:g} h a student; cells per GPU-hour: {cells / total:.4f}\n"
+    )
     print("| GPUs | wall, hours | GPUs busy |\n| --- | --- | --- |")
     for gpus in (1, 2, 4, 8, 16):
         hours = makespan(grid, gpus)
         print(f"| {gpus} | {hours:,.0f} | {total / (hours * gpus):.0%} |")
-    print(f"\nOne task per cell: beyond {cells} GPUs the grid runs no faster (a cell takes {students * student_hours:g}"
-          f" h); using more would take a task per student.")  # fmt: skip
+    print(
+        f"\nOne task per cell: beyond {cells} GPUs the grid runs no faster (a cell takes {students * student_hours:g}"
+        f" h); using more would take a task per student."
+    )
 
 
 def main() -> None:

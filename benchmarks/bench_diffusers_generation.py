@@ -62,9 +62,15 @@ def main() -> None:
         model_id = args.model_id or str(save_tiny_stable_diffusion(Path(scratch) / "models"))
         args.size = args.size or (512 if args.model_id else 32)
         generator = StableDiffusionGenerator(
-            model_id, scheduler=args.scheduler, steps=args.steps, guidance_scale=args.guidance_scale,
-            height=args.size, width=args.size, batch_size=args.batch_size, device=args.device,
-        )  # fmt: skip
+            model_id,
+            scheduler=args.scheduler,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            height=args.size,
+            width=args.size,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
         classes = ("tench", "goldfish", "great white shark", "tiger shark")
         prompts = PromptConfig(mode="plain")
         per_class = -(-args.images // len(classes))
@@ -72,16 +78,20 @@ def main() -> None:
 
         # The bare pipeline as a user would load it, with the same dtype, scheduler and device.
         bare = StableDiffusionPipeline.from_pretrained(
-            model_id, safety_checker=None, requires_safety_checker=False,
+            model_id,
+            safety_checker=None,
+            requires_safety_checker=False,
             **({"torch_dtype": generator.dtype} if generator.dtype != torch.float32 else {}),
-        )  # fmt: skip
+        )
         scheduler_class, overrides = SCHEDULERS[args.scheduler] or (type(bare.scheduler), {})
         bare.scheduler = scheduler_class.from_config(bare.scheduler.config, **overrides)
         bare.set_progress_bar_config(disable=True)
         bare.to(generator.device)
-        print(f"{Path(model_id).name} on {generator.device} ({generator.dtype}), {args.images} images of "
-              f"{args.size}x{args.size}, batch {args.batch_size}, {args.steps} steps, "
-              f"{torch.get_num_threads()} threads")  # fmt: skip
+        print(
+            f"{Path(model_id).name} on {generator.device} ({generator.dtype}), {args.images} images of "
+            f"{args.size}x{args.size}, batch {args.batch_size}, {args.steps} steps, "
+            f"{torch.get_num_threads()} threads"
+        )
 
         # Warm-up (weights, kernels, allocator) so that neither measurement is charged for it.
         bare_loop(bare, requests[: args.batch_size], args)

@@ -30,8 +30,16 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINES = ["data_processing", "generator_training", "generation", "baselines", "layer_swap", "data_efficiency",
-             "normalization", "ablations"]  # fmt: skip
+PIPELINES = [
+    "data_processing",
+    "generator_training",
+    "generation",
+    "baselines",
+    "layer_swap",
+    "data_efficiency",
+    "normalization",
+    "ablations",
+]
 
 
 def scratch_project(folder: Path) -> None:
@@ -108,10 +116,13 @@ def main() -> None:
         row["cached_seconds"] = kedro_run(folder, ["--pipeline", row["pipeline"], *options])
     table = pd.DataFrame(rows)
     everything = options if pipelines == PIPELINES else ["--pipelines", ",".join(pipelines), *options]
-    table.loc[len(table)] = {"pipeline": "all (one kedro run)", "fresh_seconds": table["fresh_seconds"].sum(),
-                             "students_trained": table["students_trained"].sum(),
-                             "students_reused": table["students_reused"].sum(),
-                             "cached_seconds": kedro_run(folder, everything)}  # fmt: skip
+    table.loc[len(table)] = {
+        "pipeline": "all (one kedro run)",
+        "fresh_seconds": table["fresh_seconds"].sum(),
+        "students_trained": table["students_trained"].sum(),
+        "students_reused": table["students_reused"].sum(),
+        "cached_seconds": kedro_run(folder, everything),
+    }
     table.to_csv(folder / "bench_study.csv", index=False)
     print(markdown(table))
     if args.keep is None:

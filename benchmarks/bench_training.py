@@ -42,8 +42,9 @@ def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) 
     images, labels = images.to(device), labels.to(device)
     mean = images.float().mean(dim=(0, 2, 3), keepdim=True) / 255
     std = (images.float() / 255).std(dim=(0, 2, 3), keepdim=True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
-                                weight_decay=config.weight_decay)  # fmt: skip
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+    )
     steps = len(images) // config.batch_size
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps * config.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and config.amp == "fp16")
@@ -107,14 +108,24 @@ def main() -> None:
     data = type(train)(images, labels, train.class_names)
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    initial = build_student(StudentConfig(arch=args.arch, width=args.width), data.num_classes, data.channels,
-                            data.image_size[0])  # fmt: skip
-    base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, warmup_epochs=0, device=args.device,
-                       amp=args.amp, channels_last=args.channels_last, progress=False)  # fmt: skip
+    initial = build_student(
+        StudentConfig(arch=args.arch, width=args.width), data.num_classes, data.channels, data.image_size[0]
+    )
+    base = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        warmup_epochs=0,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        progress=False,
+    )
     precision = precision_name(resolve_precision(device, args.amp))
-    print(f"{args.arch} on {device}, {precision}, channels_last {args.channels_last}, {len(data)} images of "
-          f"{data.image_size}, batch {args.batch_size}, {args.epochs} epochs, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"{args.arch} on {device}, {precision}, channels_last {args.channels_last}, {len(data)} images of "
+        f"{data.image_size}, batch {args.batch_size}, {args.epochs} epochs, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     # Warm-up (allocator, kernels, thread pool) so that the first measurement is not charged for it.
     norm = Normalization.of(data)
@@ -127,8 +138,10 @@ def main() -> None:
     print(f"bare PyTorch loop, {precision:<8} {bare:8.0f} images/s ({bare / float32:.2f}x fp32)")
     for label, augment in (("engine, no augmentation", []), ("engine, crop + flip", ["crop", "flip"])):
         result = fit(copy.deepcopy(initial), data, base.model_copy(update={"augment": augment}), 0, norm)
-        print(f"{label:<27} {result.images_per_second:8.0f} images/s ({result.images_per_second / bare:.2f}x bare "
-              f"{precision}, {result.images_per_second / float32:.2f}x bare fp32)")  # fmt: skip
+        print(
+            f"{label:<27} {result.images_per_second:8.0f} images/s ({result.images_per_second / bare:.2f}x bare "
+            f"{precision}, {result.images_per_second / float32:.2f}x bare fp32)"
+        )
     achieved = training_flops_per_image(initial, images, labels, args.batch_size, device) * result.images_per_second
     dtype = resolve_precision(device, args.amp)
     peak = matmul_peak(device, dtype)

@@ -30,8 +30,11 @@ def striped_images(per_class: int, num_classes: int = 4, size: int = 16, channel
         images[labels == label] = np.broadcast_to(pattern, (size, size))
     images = images + rng.normal(0, 0.6, images.shape)
     pixels = np.clip((images + 1.5) / 3 * 255, 0, 255).astype(np.uint8)
-    return ImageSet(torch.from_numpy(pixels), torch.from_numpy(labels.astype(np.int64)),
-                    tuple(f"class{i}" for i in range(num_classes)))  # fmt: skip
+    return ImageSet(
+        torch.from_numpy(pixels),
+        torch.from_numpy(labels.astype(np.int64)),
+        tuple(f"class{i}" for i in range(num_classes)),
+    )
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:

@@ -95,8 +95,9 @@ def test_a_runs_table_keeps_its_student_keys_as_written(catalog: DataCatalog, tm
 
 
 @pytest.mark.parametrize("experiment", ["layer_swap", "data_efficiency", "normalization", "ablations"])
-def test_interactive_figures_are_versioned_plotly_datasets_in_kedro_vizs_reporting_layer(catalog: DataCatalog,
-                                                                                         experiment: str):  # fmt: skip
+def test_interactive_figures_are_versioned_plotly_datasets_in_kedro_vizs_reporting_layer(
+    catalog: DataCatalog, experiment: str
+):
     name = f"{experiment}_interactive"
     config = catalog.config_resolver.resolve_pattern(name)
     assert isinstance(catalog.get(name), JSONDataset) and config["versioned"] is True
@@ -104,8 +105,9 @@ def test_interactive_figures_are_versioned_plotly_datasets_in_kedro_vizs_reporti
     assert config["metadata"] == {"kedro-viz": {"layer": "reporting"}}
 
 
-def test_an_interactive_figure_is_saved_as_a_version_and_read_back(catalog: DataCatalog, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+def test_an_interactive_figure_is_saved_as_a_version_and_read_back(
+    catalog: DataCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.chdir(tmp_path)
     assert not catalog.exists("layer_swap_interactive")  # no version yet
     catalog.save("layer_swap_interactive", go.Figure(go.Scatter(x=[0, 5, 10], y=[0.8, 0.85, 0.9])))
@@ -114,11 +116,17 @@ def test_an_interactive_figure_is_saved_as_a_version_and_read_back(catalog: Data
     assert catalog.load("layer_swap_interactive").data[0].y == (0.8, 0.85, 0.9)
 
 
-@pytest.mark.parametrize(("env", "root", "experiment"), [("local", "data", "mind-the-gap"),
-                                                         ("smoke", "data/smoke", "mind-the-gap-smoke"),
-                                                         ("paper", "data/paper", "mind-the-gap-paper")])  # fmt: skip
-def test_each_environment_writes_under_its_own_root_and_experiment(tmp_path: Path, env: str, root: str,
-                                                                   experiment: str):  # fmt: skip
+@pytest.mark.parametrize(
+    ("env", "root", "experiment"),
+    [
+        ("local", "data", "mind-the-gap"),
+        ("smoke", "data/smoke", "mind-the-gap-smoke"),
+        ("paper", "data/paper", "mind-the-gap-paper"),
+    ],
+)
+def test_each_environment_writes_under_its_own_root_and_experiment(
+    tmp_path: Path, env: str, root: str, experiment: str
+):
     project = make_project(tmp_path / "project")
     catalog = project_catalog(project, env)
     names = set().union(*(datasets(pipeline) for pipeline in PIPELINES))

@@ -13,8 +13,13 @@ from mind_the_gap.charts import BarChart, Bars, Curve, Level, LineChart, Panel, 
 from mind_the_gap.interactive import figure_div, plotly_figure
 from mind_the_gap.reporting import matplotlib_figure
 
-SUMMARY = pd.DataFrame({"real_images": [250, 1000, 4000], "test_accuracy_mean": [0.75, 0.84, 0.89],
-                        "test_accuracy_ci95": [0.02, float("nan"), 0.002]})  # fmt: skip
+SUMMARY = pd.DataFrame(
+    {
+        "real_images": [250, 1000, 4000],
+        "test_accuracy_mean": [0.75, 0.84, 0.89],
+        "test_accuracy_ci95": [0.02, float("nan"), 0.002],
+    }
+)
 REFERENCE = pd.DataFrame({"test_accuracy_mean": [0.893], "test_accuracy_ci95": [0.004]}, index=["real"])
 
 
@@ -22,8 +27,9 @@ def line_chart() -> LineChart:
     scratch = table_curve(SUMMARY, "real_images", "test_accuracy", "from scratch", "black", band=True)
     finetuned = Curve("last 2 fine-tuned", [250, 1000, 4000], [0.80, 0.83, 0.83], [0.02, 0.01, 0.0], "C2", "--")
     levels = baseline_levels(REFERENCE, {"real": "real-only", "synthetic": "synthetic-only"})
-    return LineChart("Data efficiency", "real images", [Panel("test accuracy", [scratch, finetuned], levels)],
-                     log2_x=True)  # fmt: skip
+    return LineChart(
+        "Data efficiency", "real images", [Panel("test accuracy", [scratch, finetuned], levels)], log2_x=True
+    )
 
 
 def test_a_summarys_curve_carries_its_means_and_cis_and_a_missing_ci_is_none():
@@ -53,15 +59,25 @@ def test_plotly_draws_curves_with_their_ci_as_error_bars_or_bands_and_levels_as_
 def test_matplotlib_draws_the_same_curves_and_levels():
     (axes,) = matplotlib_figure(line_chart()).axes
     assert [text.get_text() for text in axes.get_legend().get_texts()] == [
-        "real-only", "from scratch", "last 2 fine-tuned"]  # fmt: skip
+        "real-only",
+        "from scratch",
+        "last 2 fine-tuned",
+    ]
     assert list(axes.lines[0].get_ydata()) == [0.893, 0.893]  # the level
     assert list(axes.lines[1].get_ydata()) == [0.75, 0.84, 0.89] and axes.get_xscale() == "log"
 
 
 def test_stacked_panels_share_the_x_axis_and_each_has_its_legend_group():
-    chart = LineChart("Per unit", "unit", [Panel("CKA", [Curve("real vs synthetic", [0, 1], [0.9, 0.8], [0, 0], "C4")]),
-                                           Panel("probe\naccuracy", [Curve("real", [0, 1], [0.6, 0.7], [0, 0], "C0")])],
-                      x_ticks=[(0, "0\nstem"), (1, "1\nblock1")], size=(8.0, 8.0))  # fmt: skip
+    chart = LineChart(
+        "Per unit",
+        "unit",
+        [
+            Panel("CKA", [Curve("real vs synthetic", [0, 1], [0.9, 0.8], [0, 0], "C4")]),
+            Panel("probe\naccuracy", [Curve("real", [0, 1], [0.6, 0.7], [0, 0], "C0")]),
+        ],
+        x_ticks=[(0, "0\nstem"), (1, "1\nblock1")],
+        size=(8.0, 8.0),
+    )
     figure = plotly_figure(chart)
     cka, probe = figure.data
     assert (cka.yaxis, probe.yaxis) == ("y", "y2") and probe.legendgrouptitle.text == "probe<br>accuracy"
@@ -70,10 +86,17 @@ def test_stacked_panels_share_the_x_axis_and_each_has_its_legend_group():
 
 
 def test_bars_run_from_the_first_category_on_top_with_their_ci():
-    chart = BarChart("Ablations", "test accuracy",
-                     [Bars("baseline", ["real", "synthetic"], [0.89, 0.8], [0.004, 0.01], "C0"),
-                      Bars("mixing", ["50% real"], [0.87], [0.006], "C1")],
-                     [Level("real-only", 0.89, 0.004, "k", "-")], (0.7, 1.0), (8.0, 2.5))  # fmt: skip
+    chart = BarChart(
+        "Ablations",
+        "test accuracy",
+        [
+            Bars("baseline", ["real", "synthetic"], [0.89, 0.8], [0.004, 0.01], "C0"),
+            Bars("mixing", ["50% real"], [0.87], [0.006], "C1"),
+        ],
+        [Level("real-only", 0.89, 0.004, "k", "-")],
+        (0.7, 1.0),
+        (8.0, 2.5),
+    )
     figure = plotly_figure(chart)
     baseline, mixing = figure.data
     assert baseline.orientation == "h" and baseline.x == (0.89, 0.8) and baseline.error_x.array == (0.004, 0.01)

@@ -45,8 +45,9 @@ def test_layer_swap_on_a_fresh_project_names_what_is_missing_and_what_to_run_fir
     assert "synthetic_train (written by generation)" in text
     assert "real_train (written by data_processing)" in text
     assert "student_store" not in text and "params:" not in text  # folders always exist; parameters are no data
-    assert text.endswith("run `kedro run --pipelines data_processing,generator_training,generation,baselines` first, "
-                         "or `kedro run`")  # fmt: skip
+    assert text.endswith(
+        "run `kedro run --pipelines data_processing,generator_training,generation,baselines` first, or `kedro run`"
+    )
     assert "\n" not in text
 
 

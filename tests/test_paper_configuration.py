@@ -17,8 +17,18 @@ from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.pipeline_registry import register_pipelines
 
 REPO = Path(__file__).resolve().parents[1]
-FASHION_MNIST_CLASSES = {"t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                         "ankle boot"}  # fmt: skip
+FASHION_MNIST_CLASSES = {
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+}
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,13 @@ def test_curves_span_the_epochs_and_final_metrics_sit_at_the_last(client: Mlflow
     assert [m.value for m in losses] == pytest.approx([r["train_loss"] for r in result.history])
     for curve in ("train_accuracy", "val_accuracy", "val_loss", "lr", "optimizer_steps"):
         assert _steps(client, run_id, curve) == list(range(1, EPOCHS + 1)), curve
-    for final in ("test_accuracy", "test_top5_accuracy", "test_loss", "train_images_per_second",
-                  "test_accuracy_class/class0"):  # fmt: skip
+    for final in (
+        "test_accuracy",
+        "test_top5_accuracy",
+        "test_loss",
+        "train_images_per_second",
+        "test_accuracy_class/class0",
+    ):
         assert _steps(client, run_id, final) == [EPOCHS], final
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.test.top1)
     assert run.data.tags.items() >= TAGS.items()

@@ -92,15 +92,30 @@ def ci_or_zero(ci: float) -> float:
     return 0.0 if pd.isna(ci) else float(ci)
 
 
-def table_curve(table: pd.DataFrame, x: str, metric: str, label: str, colour: str, style: str = "-",
-                band: bool = False) -> Curve:  # fmt: skip
+def table_curve(
+    table: pd.DataFrame, x: str, metric: str, label: str, colour: str, style: str = "-", band: bool = False
+) -> Curve:
     """A curve of ``<metric>_mean`` ± ``<metric>_ci95`` against the column ``x`` of a summary table."""
-    return Curve(label, table[x].tolist(), table[f"{metric}_mean"].astype(float).tolist(),
-                 [ci_or_zero(ci) for ci in table[f"{metric}_ci95"]], colour, style, band)  # fmt: skip
+    return Curve(
+        label,
+        table[x].tolist(),
+        table[f"{metric}_mean"].astype(float).tolist(),
+        [ci_or_zero(ci) for ci in table[f"{metric}_ci95"]],
+        colour,
+        style,
+        band,
+    )
 
 
 def baseline_levels(reference: pd.DataFrame, labels: Mapping[str, str]) -> list[Level]:
     """The baseline students' test accuracy, mean ± 95% CI, from ``reference`` indexed by cell (real, synthetic)."""
-    return [Level(label, float(reference.loc[cell, "test_accuracy_mean"]),
-                  ci_or_zero(reference.loc[cell, "test_accuracy_ci95"]), SOURCE_COLOURS[cell])
-            for cell, label in labels.items() if cell in reference.index]  # fmt: skip
+    return [
+        Level(
+            label,
+            float(reference.loc[cell, "test_accuracy_mean"]),
+            ci_or_zero(reference.loc[cell, "test_accuracy_ci95"]),
+            SOURCE_COLOURS[cell],
+        )
+        for cell, label in labels.items()
+        if cell in reference.index
+    ]

@@ -25,8 +25,11 @@ class MissingInputsError(RuntimeError):
 
 
 def _missing(pipeline: Pipeline, catalog: DataCatalog) -> set[str]:
-    return {name for name in pipeline.inputs() if not name.startswith("params:") and name != "parameters"
-            and not catalog.exists(name)}  # fmt: skip
+    return {
+        name
+        for name in pipeline.inputs()
+        if not name.startswith("params:") and name != "parameters" and not catalog.exists(name)
+    }
 
 
 def missing_inputs_message(selected: Pipeline, catalog: DataCatalog, registered: dict[str, Pipeline]) -> str | None:
@@ -57,8 +60,11 @@ def missing_inputs_message(selected: Pipeline, catalog: DataCatalog, registered:
 def optional_missing(pipeline: Pipeline, catalog: DataCatalog) -> set[str]:
     """The missing inputs of ``pipeline`` that only the report reads: it names their pipelines as not run."""
     report = {node.name for node in pipeline.nodes if node.namespace == "reporting"}
-    return {name for name in _missing(pipeline, catalog) & set(OPTIONAL_INPUTS)
-            if all(node.name in report for node in pipeline.only_nodes_with_inputs(name).nodes)}  # fmt: skip
+    return {
+        name
+        for name in _missing(pipeline, catalog) & set(OPTIONAL_INPUTS)
+        if all(node.name in report for node in pipeline.only_nodes_with_inputs(name).nodes)
+    }
 
 
 class MissingInputsHook:

@@ -24,8 +24,12 @@ HOVER_BARS = "%{y}<br>%{x:.4f} ± %{customdata:.4f}<extra></extra>"
 def plotly_figure(chart: Chart) -> go.Figure:
     """The chart as a plotly figure, in the PNG's colours; every point's 95% CI shown and in its hover text."""
     figure = _bar_figure(chart) if isinstance(chart, BarChart) else _line_figure(chart)
-    return figure.update_layout(title=chart.title, template="plotly_white", height=chart.size[1] * PIXELS_PER_INCH,
-                                legend={"font": {"size": 10}})  # fmt: skip
+    return figure.update_layout(
+        title=chart.title,
+        template="plotly_white",
+        height=chart.size[1] * PIXELS_PER_INCH,
+        legend={"font": {"size": 10}},
+    )
 
 
 def _line_figure(chart: LineChart) -> go.Figure:
@@ -52,25 +56,50 @@ def _line_figure(chart: LineChart) -> go.Figure:
 def _curve_traces(curve: Curve, legend: dict) -> list[go.Scatter]:
     legend = legend or {"legendgroup": curve.label}  # a band shows and hides with its line
     error = {} if curve.band else {"error_y": {"type": "data", "array": curve.ci, "visible": True}}
-    line = go.Scatter(x=curve.x, y=curve.mean, customdata=curve.ci, name=curve.label, mode="lines+markers",
-                      line={"color": to_hex(curve.colour), "dash": DASHES[curve.style]}, hovertemplate=HOVER,
-                      **error, **legend)  # fmt: skip
+    line = go.Scatter(
+        x=curve.x,
+        y=curve.mean,
+        customdata=curve.ci,
+        name=curve.label,
+        mode="lines+markers",
+        line={"color": to_hex(curve.colour), "dash": DASHES[curve.style]},
+        hovertemplate=HOVER,
+        **error,
+        **legend,
+    )
     if not curve.band:
         return [line]
     upper = [m + c for m, c in zip(curve.mean, curve.ci, strict=True)]
     lower = [m - c for m, c in zip(curve.mean, curve.ci, strict=True)]
-    band = go.Scatter(x=[*curve.x, *curve.x[::-1]], y=[*upper, *lower[::-1]], fill="toself", mode="lines",
-                      fillcolor=_rgba(curve.colour, ALPHA_BAND), line={"width": 0}, hoverinfo="skip",
-                      showlegend=False, legendgroup=legend["legendgroup"])  # fmt: skip
+    band = go.Scatter(
+        x=[*curve.x, *curve.x[::-1]],
+        y=[*upper, *lower[::-1]],
+        fill="toself",
+        mode="lines",
+        fillcolor=_rgba(curve.colour, ALPHA_BAND),
+        line={"width": 0},
+        hoverinfo="skip",
+        showlegend=False,
+        legendgroup=legend["legendgroup"],
+    )
     return [band, line]
 
 
 def _bar_figure(chart: BarChart) -> go.Figure:
     figure = go.Figure()
     for group in chart.groups:
-        figure.add_trace(go.Bar(y=group.categories, x=group.mean, customdata=group.ci, orientation="h",
-                                name=group.label, marker_color=to_hex(group.colour), hovertemplate=HOVER_BARS,
-                                error_x={"type": "data", "array": group.ci, "visible": True}))  # fmt: skip
+        figure.add_trace(
+            go.Bar(
+                y=group.categories,
+                x=group.mean,
+                customdata=group.ci,
+                orientation="h",
+                name=group.label,
+                marker_color=to_hex(group.colour),
+                hovertemplate=HOVER_BARS,
+                error_x={"type": "data", "array": group.ci, "visible": True},
+            )
+        )
     for level in chart.levels:
         figure.add_vrect(x0=level.mean - level.ci, x1=level.mean + level.ci, **_band(level))
         figure.add_vline(x=level.mean, **_line(level))
@@ -84,8 +113,11 @@ def _band(level: Level) -> dict:
 
 
 def _line(level: Level) -> dict:
-    return {"line": {"color": to_hex(level.colour), "width": 1, "dash": DASHES[level.style]}, "name": level.label,
-            "showlegend": True}  # fmt: skip
+    return {
+        "line": {"color": to_hex(level.colour), "width": 1, "dash": DASHES[level.style]},
+        "name": level.label,
+        "showlegend": True,
+    }
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -104,5 +136,10 @@ def plotly_js() -> str:
 
 def figure_div(figure: go.Figure, div_id: str) -> str:
     """A div that draws ``figure`` once plotly.js is on the page."""
-    return pio.to_html(figure, full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})  # fmt: skip
+    return pio.to_html(
+        figure,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config={"displaylogo": False, "responsive": True},
+    )

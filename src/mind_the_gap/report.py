@@ -66,8 +66,9 @@ def with_intervals(table: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
             if "accuracy" in column:
                 out[column] = [percent(m, c) for m, c in zip(mean, ci, strict=True)]
             else:
-                out[column] = [_number(m) + ("" if pd.isna(c) else f" ± {_number(c)}")
-                               for m, c in zip(mean, ci, strict=True)]  # fmt: skip
+                out[column] = [
+                    _number(m) + ("" if pd.isna(c) else f" ± {_number(c)}") for m, c in zip(mean, ci, strict=True)
+                ]
         elif column in table:
             out[column] = [_number(v) if isinstance(v, float) else v for v in table[column]]
     return out.reset_index(drop=True)
@@ -79,8 +80,9 @@ def _number(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
-def headline(baselines: pd.DataFrame | None, layer_swap: pd.DataFrame | None,
-             data_efficiency: pd.DataFrame | None) -> pd.DataFrame:  # fmt: skip
+def headline(
+    baselines: pd.DataFrame | None, layer_swap: pd.DataFrame | None, data_efficiency: pd.DataFrame | None
+) -> pd.DataFrame:
     """The paper's four figures beside this run's (a dash where the experiment has not run)."""
     accuracy = {}
     if baselines is not None:
@@ -90,11 +92,21 @@ def headline(baselines: pd.DataFrame | None, layer_swap: pd.DataFrame | None,
     rows = []
     for cell in ("real", "synthetic"):
         mean, ci, n = accuracy.get(cell, (math.nan, math.nan, 0))
-        rows.append({"figure": f"{cell}-only test accuracy", "paper": percent(PAPER[cell]),
-                     "this run": percent(mean, ci) + (f" (n={int(n)} seeds)" if n else "")})  # fmt: skip
+        rows.append(
+            {
+                "figure": f"{cell}-only test accuracy",
+                "paper": percent(PAPER[cell]),
+                "this run": percent(mean, ci) + (f" (n={int(n)} seeds)" if n else ""),
+            }
+        )
     gap = 100 * (accuracy["real"][0] - accuracy["synthetic"][0]) if len(accuracy) == 2 else math.nan
-    rows.append({"figure": "gap (points)", "paper": f"{100 * (PAPER['real'] - PAPER['synthetic']):.1f}",
-                 "this run": _number(gap)})  # fmt: skip
+    rows.append(
+        {
+            "figure": "gap (points)",
+            "paper": f"{100 * (PAPER['real'] - PAPER['synthetic']):.1f}",
+            "this run": _number(gap),
+        }
+    )
     recovered = "–"
     if layer_swap is not None and "synthetic" in accuracy:
         last = layer_swap[(layer_swap["arrangement"] == "prefix") & (layer_swap["from"] == "synthetic")]
@@ -102,17 +114,27 @@ def headline(baselines: pd.DataFrame | None, layer_swap: pd.DataFrame | None,
             row = last.loc[last["cut"].astype(float).idxmax()]
             gained = 100 * (row["test_accuracy_mean"] - accuracy["synthetic"][0])
             recovered = f"+{gained:.1f} (units {row['trained']}: {100 * row['gap_recovered']:.0f} % of the gap)"
-    rows.append({"figure": "last units trained on real data, the rest kept from the synthetic student (points)",
-                 "paper": f"+{PAPER['last_units_recovered_pp']} (units 15-17: 80 % of the gap)",
-                 "this run": recovered})  # fmt: skip
+    rows.append(
+        {
+            "figure": "last units trained on real data, the rest kept from the synthetic student (points)",
+            "paper": f"+{PAPER['last_units_recovered_pp']} (units 15-17: 80 % of the gap)",
+            "this run": recovered,
+        }
+    )
     below = "–"
     if data_efficiency is not None:
-        match = data_efficiency[(data_efficiency["strategy"] == "last 2")
-                                & (data_efficiency["fraction_label"].astype(str) == "1/8")]  # fmt: skip
+        match = data_efficiency[
+            (data_efficiency["strategy"] == "last 2") & (data_efficiency["fraction_label"].astype(str) == "1/8")
+        ]
         if len(match):
             below = f"{match['below_real_pp'].iloc[0]:.1f} below real-only"
-    rows.append({"figure": "last 2 units fine-tuned on 1/8 of the real data (points)",
-                 "paper": f"{PAPER['one_eighth_below_real_pp']} below real-only", "this run": below})  # fmt: skip
+    rows.append(
+        {
+            "figure": "last 2 units fine-tuned on 1/8 of the real data (points)",
+            "paper": f"{PAPER['one_eighth_below_real_pp']} below real-only",
+            "this run": below,
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -123,22 +145,28 @@ def render_html(title: str, summary: pd.DataFrame, sections: Sequence[Section]) 
     for section in sections:
         parts.append(f'<h2 id="{section.pipeline}">{html.escape(section.title)}</h2>')
         if not section.ran:
-            parts.append(f"<p class='not-run'>Not run: <code>kedro run --pipeline {section.pipeline}</code> "
-                         "writes this section.</p>")  # fmt: skip
+            parts.append(
+                f"<p class='not-run'>Not run: <code>kedro run --pipeline {section.pipeline}</code> "
+                "writes this section.</p>"
+            )
             continue
         if section.text:
             parts.append(f"<p>{html.escape(section.text)}</p>")
         for caption, table in section.tables:
             parts += [f"<h3>{html.escape(caption)}</h3>", _html_table(table)]
         parts += [_html_figure(figure) for figure in section.figures]
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
-             "td,th{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}th{background:#f3f3f3}"
-             "img{max-width:100%}.not-run{color:#a33}figcaption{font-size:0.85em;color:#555}")  # fmt: skip
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}"
+        "td,th{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}th{background:#f3f3f3}"
+        "img{max-width:100%}.not-run{color:#a33}figcaption{font-size:0.85em;color:#555}"
+    )
     shown = [figure for section in sections if section.ran for figure in section.figures]
     script = f"<script>{plotly_js()}</script>" if any(f.interactive is not None for f in shown) else ""
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style>{script}</head><body>{''.join(parts)}</body></html>\n")  # fmt: skip
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style>{script}</head><body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def render_markdown(title: str, summary: pd.DataFrame, sections: Sequence[Section]) -> str:

@@ -79,8 +79,14 @@ def _bar_figure(chart: BarChart) -> plt.Figure:
     categories = chart.categories
     row = {category: len(categories) - 1 - i for i, category in enumerate(categories)}  # the first on top
     for group in chart.groups:
-        ax.barh([row[c] for c in group.categories], group.mean, xerr=group.ci, capsize=2, color=group.colour,
-                label=group.label)  # fmt: skip
+        ax.barh(
+            [row[c] for c in group.categories],
+            group.mean,
+            xerr=group.ci,
+            capsize=2,
+            color=group.colour,
+            label=group.label,
+        )
     ax.set_yticks(range(len(categories)), categories[::-1], fontsize=7)
     for level in chart.levels:
         ax.axvspan(level.mean - level.ci, level.mean + level.ci, color=level.colour, alpha=0.12)

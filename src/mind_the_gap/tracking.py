@@ -85,14 +85,19 @@ class MlflowStudentRun:
         # runs from its first epoch to its last.
         last = result.history[-1]
         final = {name: value for name, value in result.metrics().items() if name not in last}
-        per_class = {metric_name(f"test_accuracy_class/{name}"): acc
-                     for name, acc in zip(class_names, result.test.per_class_accuracy, strict=True)}  # fmt: skip
+        per_class = {
+            metric_name(f"test_accuracy_class/{name}"): acc
+            for name, acc in zip(class_names, result.test.per_class_accuracy, strict=True)
+        }
         self._log_metrics(final | per_class, step=int(last["epoch"]))
         run_id = self.run.info.run_id
         figure = confusion_figure(result.test.confusion, class_names, f"{self.name}: real test set")
         table = pd.DataFrame({"class": class_names, "test_accuracy": result.test.per_class_accuracy})
-        tags = {"student_key": result.key, "cache_hit": str(result.cache_hit).lower(),
-                "num_parameters": str(result.num_parameters)}  # fmt: skip
+        tags = {
+            "student_key": result.key,
+            "cache_hit": str(result.cache_hit).lower(),
+            "num_parameters": str(result.num_parameters),
+        }
         with self._database:
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             self.client.log_figure(run_id, figure, "confusion_matrix.png")

@@ -303,6 +303,9 @@ def test_decoding_fills_one_tensor_and_drops_unreadable_rows(tmp_path: Path):
     (root / "dog" / "0_broken.png").write_text("not an image")  # first in its class: rows after it move up
     listing = list_image_folder(root, None, 0)
     loaded = load_image_folder(listing, 8, 3, skip_corrupt=True)
-    one_by_one = [load_image_folder(type(listing)(root, ("one",), (f,), (0,)), 8, 3, False).images[0]
-                  for f in listing.files if f.name != "0_broken.png"]  # fmt: skip
+    one_by_one = [
+        load_image_folder(type(listing)(root, ("one",), (f,), (0,)), 8, 3, False).images[0]
+        for f in listing.files
+        if f.name != "0_broken.png"
+    ]
     assert loaded.class_counts().tolist() == [3, 3, 3] and torch.equal(loaded.images, torch.stack(one_by_one))

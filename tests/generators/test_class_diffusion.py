@@ -24,9 +24,15 @@ from mind_the_gap.generators.class_diffusion import (
 COLOURS = ((230, 40, 40), (40, 230, 40), (40, 40, 230), (230, 230, 40))
 SIZE = 14  # not a multiple of 4: exercises padding to 16 and cropping back
 TINY = ClassDiffusionConfig(
-    block_out_channels=(8, 16, 16), norm_num_groups=4, steps=150, batch_size=32, lr=3e-3, warmup_steps=5,
-    log_every=10, sampling_steps=4,
-)  # fmt: skip
+    block_out_channels=(8, 16, 16),
+    norm_num_groups=4,
+    steps=150,
+    batch_size=32,
+    lr=3e-3,
+    warmup_steps=5,
+    log_every=10,
+    sampling_steps=4,
+)
 
 
 def coloured_squares(per_class: int = 16, seed: int = 0) -> ImageSet:
@@ -42,10 +48,15 @@ def coloured_squares(per_class: int = 16, seed: int = 0) -> ImageSet:
 def requests(count: int = 6, init: ImageSet | None = None) -> list[ImageRequest]:
     names = ("red", "green", "blue", "yellow")
     return [
-        ImageRequest(i % 4, names[i % 4], i // 4, image_seed(7, i % 4, i // 4),
-                     init_image=None if init is None else init.images[i])
+        ImageRequest(
+            i % 4,
+            names[i % 4],
+            i // 4,
+            image_seed(7, i % 4, i // 4),
+            init_image=None if init is None else init.images[i],
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -37,15 +37,22 @@ def tiny_unclip(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def requests(count: int, init: torch.Tensor | None = None) -> list[ImageRequest]:
     return [
-        ImageRequest(i % 2, f"class{i % 2}", i, image_seed(0, i % 2, i), f"a photo of a class{i % 2}",
-                     None if init is None else init[i])
+        ImageRequest(
+            i % 2,
+            f"class{i % 2}",
+            i,
+            image_seed(0, i % 2, i),
+            f"a photo of a class{i % 2}",
+            None if init is None else init[i],
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
 
 
 def random_images(count: int, channels: int = 3, size: int = 32) -> torch.Tensor:
-    return torch.randint(0, 256, (count, channels, size, size), generator=torch.Generator().manual_seed(0),
-                         dtype=torch.uint8)  # fmt: skip
+    return torch.randint(
+        0, 256, (count, channels, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
 
 
 def assert_batch_independent(whole: torch.Tensor, alone: torch.Tensor) -> None:
@@ -65,13 +72,23 @@ def test_text_to_image_count_shape_dtype_and_determinism(tiny_sd: str):
 
 
 def test_describe_names_every_parameter_that_sets_the_images(tiny_sd: str):
-    generator = StableDiffusionGenerator(tiny_sd, **TINY, scheduler="ddim", guidance_scale=3.0,
-                                         negative_prompt="blurry", output_size=28, channels=1)  # fmt: skip
+    generator = StableDiffusionGenerator(
+        tiny_sd, **TINY, scheduler="ddim", guidance_scale=3.0, negative_prompt="blurry", output_size=28, channels=1
+    )
     assert generator.describe() == {
-        "backend": "stable_diffusion", "model_id": tiny_sd, "scheduler": "ddim", "steps": 2, "guidance_scale": 3.0,
-        "negative_prompt": "blurry", "height": 32, "width": 32, "output_size": 28, "channels": 1,
-        "safety_checker": False, "dtype": "float32",
-    }  # fmt: skip
+        "backend": "stable_diffusion",
+        "model_id": tiny_sd,
+        "scheduler": "ddim",
+        "steps": 2,
+        "guidance_scale": 3.0,
+        "negative_prompt": "blurry",
+        "height": 32,
+        "width": 32,
+        "output_size": 28,
+        "channels": 1,
+        "safety_checker": False,
+        "dtype": "float32",
+    }
     assert Img2ImgGenerator(tiny_sd, **TINY, strength=0.5).describe()["strength"] == 0.5
 
 
@@ -121,9 +138,13 @@ def test_unclip_makes_variations_of_real_images(tiny_unclip: str):
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"scheduler": "lms"}, "unknown scheduler 'lms'"), ({"height": 30}, "multiples of 8"), ({"channels": 2}, "1 or 3"),
-     ({"steps": 0}, "steps >= 1")],
-)  # fmt: skip
+    [
+        ({"scheduler": "lms"}, "unknown scheduler 'lms'"),
+        ({"height": 30}, "multiples of 8"),
+        ({"channels": 2}, "1 or 3"),
+        ({"steps": 0}, "steps >= 1"),
+    ],
+)
 def test_bad_settings_are_named(settings: dict, message: str):
     with pytest.raises(ValueError, match=message):
         StableDiffusionGenerator("any", **settings)

@@ -62,9 +62,10 @@ def test_custom_templates_global_and_per_class():
     assert {shared.prompt("cat", 0, seed) for seed in range(10)} == {"cat", "a drawing of a cat"}
 
     per_class = PromptConfig(
-        mode="custom", templates={"cat": ["a {hypernym} called {name}"], "car": ["a red {name}"]},
+        mode="custom",
+        templates={"cat": ["a {hypernym} called {name}"], "car": ["a red {name}"]},
         hypernyms={"cat": "feline"},
-    ).resolve(["cat", "car"])  # fmt: skip
+    ).resolve(["cat", "car"])
     assert per_class.prompt("cat", 0, 1) == "a feline called cat"
     assert per_class.prompt("car", 0, 1) == "a red car"
     with pytest.raises(ValueError, match="'dog'"):
@@ -72,8 +73,12 @@ def test_custom_templates_global_and_per_class():
 
 
 def test_resolving_keeps_only_the_classes_asked_for():
-    merged = PromptConfig(hypernyms={"cat": "feline", "trouser": "garment"}, names={"trouser": "trousers"},
-                          mode="custom", templates={"cat": ["{name}"], "trouser": ["{name}"]})  # fmt: skip
+    merged = PromptConfig(
+        hypernyms={"cat": "feline", "trouser": "garment"},
+        names={"trouser": "trousers"},
+        mode="custom",
+        templates={"cat": ["{name}"], "trouser": ["{name}"]},
+    )
     resolved = merged.resolve(["cat"])
     assert (
         resolved.hypernyms == {"cat": "feline"} and resolved.names == {} and resolved.templates == {"cat": ["{name}"]}

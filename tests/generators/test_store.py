@@ -94,7 +94,12 @@ def test_generate_writes_pngs_and_manifest_and_loads_back(tmp_path: Path):
     ]
     row = manifest.iloc[5]
     assert (row.file, row.class_name, row.prompt, row.backend, row["size"]) == (
-        "ankle_boot/00001.png", "ankle boot", "a photo of a ankle boot", "fake", 12)  # fmt: skip
+        "ankle_boot/00001.png",
+        "ankle boot",
+        "a photo of a ankle boot",
+        "fake",
+        12,
+    )
     assert row.seed == requests[5].seed
 
     loaded = load_images(tmp_path, manifest, image_size=12, channels=3, class_names=CLASSES)
@@ -109,8 +114,14 @@ def test_a_rerun_skips_everything_and_a_top_up_makes_only_the_missing_images(tmp
     generate_into(tmp_path / "run", plan(2), generator, batch_size=4, progress=False)
     assert generate_into(tmp_path / "run", plan(2), generator, batch_size=4, progress=False).generated == 0
     calls: list[tuple[int, int]] = []
-    stats = generate_into(tmp_path / "run", plan(5), generator, batch_size=4, progress=False,
-                          on_batch=lambda done, total: calls.append((done, total)))  # fmt: skip
+    stats = generate_into(
+        tmp_path / "run",
+        plan(5),
+        generator,
+        batch_size=4,
+        progress=False,
+        on_batch=lambda done, total: calls.append((done, total)),
+    )
     assert (stats.generated, stats.skipped) == (9, 6)
     assert calls == [(4, 9), (8, 9), (9, 9)]
 
@@ -130,7 +141,9 @@ def test_two_shards_make_one_full_run(tmp_path: Path):
     merged = merge_manifests(tmp_path / "sharded")
     assert merged.drop(columns="file").equals(merge_manifests(tmp_path / "full").drop(columns="file"))
     assert sorted(p.name for p in (tmp_path / "sharded").glob("*.jsonl")) == [
-        "manifest-0-of-2.jsonl", "manifest-1-of-2.jsonl"]  # fmt: skip
+        "manifest-0-of-2.jsonl",
+        "manifest-1-of-2.jsonl",
+    ]
     # A top-up keeps every image in its shard.
     assert set(shard_requests(plan(9), "1/2")) >= set(second)
 
@@ -142,8 +155,12 @@ def test_bad_shards_are_named(shard: str):
 
 
 def test_run_key_changes_with_any_parameter_but_not_with_key_order():
-    params = {"generator": FakeGenerator().describe(), "prompts": PROMPTS.model_dump(), "base_seed": 0,
-              "class_names": list(CLASSES)}  # fmt: skip
+    params = {
+        "generator": FakeGenerator().describe(),
+        "prompts": PROMPTS.model_dump(),
+        "base_seed": 0,
+        "class_names": list(CLASSES),
+    }
     key = run_key(params)
     assert len(key) == 16 and int(key, 16) >= 0
     assert run_key(dict(reversed(params.items()))) == key
@@ -228,8 +245,9 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_tiny_stable_diffusion_through_the_store(tmp_path: Path, tiny_sd: str):
-    generator = StableDiffusionGenerator(tiny_sd, steps=2, height=32, width=32, output_size=16, channels=1,
-                                         device="cpu")  # fmt: skip
+    generator = StableDiffusionGenerator(
+        tiny_sd, steps=2, height=32, width=32, output_size=16, channels=1, device="cpu"
+    )
     stats = generate_into(tmp_path, plan(2), generator, batch_size=4, progress=False)
     assert stats.generated == 6
     manifest = merge_manifests(tmp_path)
@@ -240,8 +258,11 @@ def test_tiny_stable_diffusion_through_the_store(tmp_path: Path, tiny_sd: str):
 
 
 def test_real_images_flow_through_img2img_at_strength_zero(tmp_path: Path, tiny_sd: str):
-    real = ImageSet(torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8), torch.tensor([2, 0, 1, 0, 2, 1]),
-                    ("bag", "t-shirt/top", "ankle boot"))  # fmt: skip
+    real = ImageSet(
+        torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8),
+        torch.tensor([2, 0, 1, 0, 2, 1]),
+        ("bag", "t-shirt/top", "ankle boot"),
+    )
     requests = plan_requests(CLASSES, 3, 0, PROMPTS.prompt, init_images=real)
     # t-shirt/top's real images are images 2 and 5: its requests take them in turn.
     assert [r.init_image.data_ptr() for r in requests[:3]] == [real.images[i].data_ptr() for i in (2, 5, 2)]

@@ -53,9 +53,18 @@ def test_resnet50_blocks_are_bottlenecks():
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
-    [("15-17", [15, 16, 17]), ("0-2", [0, 1, 2]), ("16-", [16, 17]), ("-2", [16, 17]), ("3", [3]),
-     ("1,4", [1, 4]), (range(2), [0, 1]), ([17, 0], [0, 17]), (5, [5])],
-)  # fmt: skip
+    [
+        ("15-17", [15, 16, 17]),
+        ("0-2", [0, 1, 2]),
+        ("16-", [16, 17]),
+        ("-2", [16, 17]),
+        ("3", [3]),
+        ("1,4", [1, 4]),
+        (range(2), [0, 1]),
+        ([17, 0], [0, 17]),
+        (5, [5]),
+    ],
+)
 def test_unit_ranges(spec, expected):
     model = build_student(StudentConfig(arch="resnet50"), 10, 3, 32)
     assert resolve_units(model, spec) == expected
@@ -129,9 +138,15 @@ def test_reinit_is_seeded_and_touches_only_those_units():
 
 @pytest.mark.parametrize(
     ("arch", "numbering", "count", "blocks", "convs_per_block"),
-    [("resnet_narrow", "blocks", 10, 8, 2), ("resnet_narrow", "layers", 18, 8, 2), ("resnet18", "blocks", 10, 8, 2),
-     ("resnet18", "layers", 18, 8, 2), ("resnet50", "blocks", 18, 16, 3), ("resnet50", "layers", 50, 16, 3)],
-)  # fmt: skip
+    [
+        ("resnet_narrow", "blocks", 10, 8, 2),
+        ("resnet_narrow", "layers", 18, 8, 2),
+        ("resnet18", "blocks", 10, 8, 2),
+        ("resnet18", "layers", 18, 8, 2),
+        ("resnet50", "blocks", 18, 16, 3),
+        ("resnet50", "layers", 50, 16, 3),
+    ],
+)
 def test_both_numberings_count_and_name_the_units(arch, numbering, count, blocks, convs_per_block):
     config = StudentConfig(arch=arch, width=8, units=numbering)
     model = build_student(config, num_classes=5, in_channels=3, image_size=16)
@@ -179,9 +194,17 @@ def test_layers_numbering_puts_the_shortcut_with_the_blocks_last_conv(arch):
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("3-1", "'3-1' is empty"), ("-0", "'-0' names no unit"), ("", "is not of the form"), (" ", "is not of the form"),
-     ("1,,2", "is not of the form"), ([], "names no unit"), (range(0), "names no unit"), ("0,5-4", "'5-4' is empty")],
-)  # fmt: skip
+    [
+        ("3-1", "'3-1' is empty"),
+        ("-0", "'-0' names no unit"),
+        ("", "is not of the form"),
+        (" ", "is not of the form"),
+        ("1,,2", "is not of the form"),
+        ([], "names no unit"),
+        (range(0), "names no unit"),
+        ("0,5-4", "'5-4' is empty"),
+    ],
+)
 def test_a_range_that_names_no_unit_is_an_error(spec, message):
     model = build_student(StudentConfig(width=8), 5, 1, 16)
     with pytest.raises(ValueError, match=message):

@@ -109,8 +109,14 @@ class TinyExperiment:
     @property
     def shared(self) -> dict[str, object]:
         """The inputs every student-training node takes, by argument name."""
-        return {"val": self.val, "test": self.test, "store": self.store, "real_statistics": self.real_statistics,
-                "student": STUDENT, "training": TRAINING}  # fmt: skip
+        return {
+            "val": self.val,
+            "test": self.test,
+            "store": self.store,
+            "real_statistics": self.real_statistics,
+            "student": STUDENT,
+            "training": TRAINING,
+        }
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +127,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> TinyExp
     store = tmp_path_factory.mktemp("students")
     config = BaselinesConfig(seeds=BASELINE_SEEDS)
     with tracking_to(tracking_uri):
-        runs = {cell: train_baselines(cell, data, val, test, store, statistics, STUDENT, TRAINING, config)
-                for cell, data in (("real", real_train), ("synthetic", synthetic_train))}  # fmt: skip
+        runs = {
+            cell: train_baselines(cell, data, val, test, store, statistics, STUDENT, TRAINING, config)
+            for cell, data in (("real", real_train), ("synthetic", synthetic_train))
+        }
     return TinyExperiment(real_train, val, test, synthetic_train, statistics, store, runs["real"], runs["synthetic"])

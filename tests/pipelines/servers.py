@@ -72,8 +72,17 @@ def serving(command: list[str], cwd: Path, ready_url: str, timeout: float = 180)
 def mlflow_serving(folder: Path, workers: int = 1) -> Iterator[str]:
     """`mlflow server` on ``folder``'s mlflow.db, on 127.0.0.1 and a free port, until the block ends: its address."""
     port = free_port()
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-               f"sqlite:///{folder / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers)]  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     with serving(command, folder, f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"

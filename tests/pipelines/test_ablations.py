@@ -25,12 +25,14 @@ from mind_the_gap.pipelines.ablations.pipeline import FACTORS, create_pipeline
 
 from .conftest import BASELINE_SEEDS, STUDENT, TRAINING, TinyExperiment
 
-CONFIG = AblationsConfig.model_validate({
-    "seeds": [0],
-    "augmentation": {"policies": ["none", "trivial_augment"], "sources": ["synthetic"]},
-    "texture_shape": {"sources": ["real", "synthetic"]},
-    "mixing": {"real_shares": [0.25]},
-})  # fmt: skip
+CONFIG = AblationsConfig.model_validate(
+    {
+        "seeds": [0],
+        "augmentation": {"policies": ["none", "trivial_augment"], "sources": ["synthetic"]},
+        "texture_shape": {"sources": ["real", "synthetic"]},
+        "mixing": {"real_shares": [0.25]},
+    }
+)
 
 
 def test_augmentation_replaces_or_extends_the_standard_recipe(tiny: TinyExperiment, tracking):
@@ -67,17 +69,22 @@ def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking, tmp_
     runs = train_texture_shape(tiny.real_train, tiny.synthetic_train, **tiny.shared, ablations=CONFIG)
     assert set(runs["trained_on"]) == {"real", "synthetic"} and runs["variant"].eq("local_shuffle").all()
     config = CONFIG.model_copy(update={"seeds": BASELINE_SEEDS[:1]})
-    views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, tmp_path,
-                                   STUDENT, TRAINING, config)  # fmt: skip
-    assert views[["variant", "trained_on"]].values.tolist() == [["standard", "real"], ["standard", "synthetic"],
-                                                                ["local_shuffle", "real"],
-                                                                ["local_shuffle", "synthetic"]]  # fmt: skip
+    views = evaluate_texture_shape(
+        tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, tmp_path, STUDENT, TRAINING, config
+    )
+    assert views[["variant", "trained_on"]].values.tolist() == [
+        ["standard", "real"],
+        ["standard", "synthetic"],
+        ["local_shuffle", "real"],
+        ["local_shuffle", "synthetic"],
+    ]
     expected = views["shape_accuracy"] / (views["shape_accuracy"] + views["texture_accuracy"])
     assert views["shape_bias"].tolist() == pytest.approx(expected.tolist())
     baseline = tiny.real_runs.set_index("seed").loc[0, "test_accuracy"]
     assert views.iloc[0]["test_accuracy"] == pytest.approx(baseline)
-    again = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, tmp_path,
-                                   STUDENT, TRAINING, config)  # fmt: skip
+    again = evaluate_texture_shape(
+        tiny.real_runs, tiny.synthetic_runs, runs, tiny.test, tiny.store, tmp_path, STUDENT, TRAINING, config
+    )
     pd.testing.assert_frame_equal(again, views, check_dtype=False)  # read back from the analysis store
     assert len(list(tmp_path.glob("*.csv"))) == 1
 
@@ -88,11 +95,20 @@ def test_a_folder_of_cue_conflict_images_gives_each_student_its_shape_bias(tiny:
         (folder / f"class{shape}").mkdir(parents=True, exist_ok=True)
         pixels = tiny.test.images[tiny.test.labels == shape][0, 0].numpy()
         Image.fromarray(pixels).save(folder / f"class{shape}" / f"class{shape}1-class{texture}1.png")
-    config = CONFIG.model_copy(update={"texture_shape": CONFIG.texture_shape.model_copy(
-        update={"cue_conflict_dir": str(folder)})})  # fmt: skip
-    views = evaluate_texture_shape(tiny.real_runs, tiny.synthetic_runs, tiny.real_runs.iloc[:0].assign(trained_on=[]),
-                                   tiny.test, tiny.store, tmp_path / "analyses", STUDENT, TRAINING,
-                                   config)  # fmt: skip
+    config = CONFIG.model_copy(
+        update={"texture_shape": CONFIG.texture_shape.model_copy(update={"cue_conflict_dir": str(folder)})}
+    )
+    views = evaluate_texture_shape(
+        tiny.real_runs,
+        tiny.synthetic_runs,
+        tiny.real_runs.iloc[:0].assign(trained_on=[]),
+        tiny.test,
+        tiny.store,
+        tmp_path / "analyses",
+        STUDENT,
+        TRAINING,
+        config,
+    )
     assert len(views) == 2  # the baseline students of seed 0
     assert views["cue_conflict_shape_correct"].between(0, 1).all()
     both = views["cue_conflict_shape_correct"] + views["cue_conflict_texture_correct"]
@@ -101,13 +117,22 @@ def test_a_folder_of_cue_conflict_images_gives_each_student_its_shape_bias(tiny:
 
 def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyExperiment):
     def rows(factor: str, variant: str, source: str, accuracies: list[float]) -> pd.DataFrame:
-        return pd.DataFrame({"pipeline": "ablations", "factor": factor, "variant": variant, "trained_on": source,
-                             "seed": range(len(accuracies)), "test_accuracy": accuracies})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "pipeline": "ablations",
+                "factor": factor,
+                "variant": variant,
+                "trained_on": source,
+                "seed": range(len(accuracies)),
+                "test_accuracy": accuracies,
+            }
+        )
 
     real = rows("baseline", "standard", "real", [0.9, 0.9]).assign(cell="real")
     synthetic = rows("baseline", "standard", "synthetic", [0.8, 0.8]).assign(cell="synthetic")
-    augmentation = pd.concat([rows("augmentation", "none", "real", [0.88, 0.88]),
-                              rows("augmentation", "none", "synthetic", [0.7, 0.7])])  # fmt: skip
+    augmentation = pd.concat(
+        [rows("augmentation", "none", "real", [0.88, 0.88]), rows("augmentation", "none", "synthetic", [0.7, 0.7])]
+    )
     mixing = rows("mixing", "50% real", "real + synthetic", [0.86, 0.86])
     views = pd.DataFrame(columns=["variant", "trained_on", "shape_accuracy", "texture_accuracy", "shape_bias"])
     summary, metrics, figure, interactive = summarize_ablations(real, synthetic, views, augmentation, mixing)

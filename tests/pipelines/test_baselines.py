@@ -18,9 +18,17 @@ from .conftest import BASELINE_SEEDS, STUDENT, TRAINING, TinyExperiment
 
 
 def runs(cell: str, accuracies: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"pipeline": "baselines", "cell": cell, "seed": range(len(accuracies)),
-                         "test_accuracy": accuracies, "test_top5_accuracy": 1.0, "val_accuracy": accuracies,
-                         "train_seconds": 10.0})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "pipeline": "baselines",
+            "cell": cell,
+            "seed": range(len(accuracies)),
+            "test_accuracy": accuracies,
+            "test_top5_accuracy": 1.0,
+            "val_accuracy": accuracies,
+            "train_seconds": 10.0,
+        }
+    )
 
 
 def test_summary_gives_mean_ci_and_gap_in_points():
@@ -67,42 +75,49 @@ def test_every_student_is_a_tracked_row_with_one_curve_point_per_epoch(tiny: Tin
 
 def test_recognisability_scores_the_synthetic_set_with_the_first_real_student(tiny: TinyExperiment):
     config = BaselinesConfig(seeds=[1, 0], samples_per_class=3)
-    table, metrics, figure = measure_recognisability(tiny.real_runs, tiny.synthetic_train, tiny.store, STUDENT,
-                                                     TRAINING, config)  # fmt: skip
+    table, metrics, figure = measure_recognisability(
+        tiny.real_runs, tiny.synthetic_train, tiny.store, STUDENT, TRAINING, config
+    )
     assert table["class"].tolist() == list(tiny.synthetic_train.class_names)
     assert table["recognisability"].between(0, 1).all()
     assert 0 <= metrics["top1"]["value"] <= 1 and metrics["top1"]["step"] == 0
     assert metrics["top1"]["value"] == pytest.approx(table["recognisability"].mean())  # balanced classes
     assert {f"class/{i}" for i in range(4)} <= set(metrics)
     assert sum(bool(ax.images) for ax in figure.axes) == 4 * 3  # a row of 3 images per class
-    first_seed_only = measure_recognisability(tiny.real_runs, tiny.synthetic_train, tiny.store, STUDENT, TRAINING,
-                                              BaselinesConfig(seeds=[0]))  # fmt: skip
+    first_seed_only = measure_recognisability(
+        tiny.real_runs, tiny.synthetic_train, tiny.store, STUDENT, TRAINING, BaselinesConfig(seeds=[0])
+    )
     pd.testing.assert_frame_equal(table, first_seed_only[0])
 
 
 def test_a_class_missing_from_the_synthetic_set_is_a_row_without_a_metric(tiny: TinyExperiment):
     three_classes = tiny.synthetic_train.subset(tiny.synthetic_train.labels < 3)
-    table, metrics, _ = measure_recognisability(tiny.real_runs, three_classes, tiny.store, STUDENT, TRAINING,
-                                                BaselinesConfig(seeds=BASELINE_SEEDS))  # fmt: skip
+    table, metrics, _ = measure_recognisability(
+        tiny.real_runs, three_classes, tiny.store, STUDENT, TRAINING, BaselinesConfig(seeds=BASELINE_SEEDS)
+    )
     assert len(table) == 4 and math.isnan(table["recognisability"].iloc[3])
     assert "class/3" not in metrics and all(math.isfinite(m["value"]) for m in metrics.values())
 
 
 def test_recognisability_without_the_first_seeds_student_says_what_to_run(tiny: TinyExperiment, tmp_path):
     with pytest.raises(ValueError, match="baselines.seeds"):
-        measure_recognisability(tiny.real_runs, tiny.synthetic_train, tiny.store, STUDENT, TRAINING,
-                                BaselinesConfig(seeds=[5]))  # fmt: skip
+        measure_recognisability(
+            tiny.real_runs, tiny.synthetic_train, tiny.store, STUDENT, TRAINING, BaselinesConfig(seeds=[5])
+        )
     with pytest.raises(ValueError, match="kedro run --pipeline baselines"):  # the table names a student not on disk
-        measure_recognisability(tiny.real_runs, striped_images(2), tmp_path, STUDENT, TRAINING,
-                                BaselinesConfig(seeds=BASELINE_SEEDS))  # fmt: skip
+        measure_recognisability(
+            tiny.real_runs, striped_images(2), tmp_path, STUDENT, TRAINING, BaselinesConfig(seeds=BASELINE_SEEDS)
+        )
 
 
 def test_every_cell_is_a_namespace_feeding_the_summary_and_synthetic_train_is_scored():
     pipeline = create_pipeline()
     assert {node.name for node in pipeline.nodes} == {
-        "baselines.real.train_students", "baselines.synthetic.train_students", "baselines.summarize",
+        "baselines.real.train_students",
+        "baselines.synthetic.train_students",
+        "baselines.summarize",
         "baselines.measure_recognisability",
-    }  # fmt: skip
+    }
     trainers = {node.namespace: node for node in pipeline.nodes if node.name.endswith("train_students")}
     assert set(trainers) == {"baselines.real", "baselines.synthetic"}
     assert "real_train" in trainers["baselines.real"].inputs and trainers["baselines.real"].outputs == [
@@ -112,7 +127,10 @@ def test_every_cell_is_a_namespace_feeding_the_summary_and_synthetic_train_is_sc
     assert trainers["baselines.synthetic"].outputs == ["baselines_synthetic_runs"]
     (scoring,) = pipeline.only_nodes_with_outputs("synthetic_recognisability").nodes
     assert {"synthetic_train", "baselines_real_runs", "student_store"} <= set(scoring.inputs)
-    assert set(scoring.outputs) == {"synthetic_recognisability", "synthetic_recognisability_metrics",
-                                    "synthetic_samples"}  # fmt: skip
+    assert set(scoring.outputs) == {
+        "synthetic_recognisability",
+        "synthetic_recognisability_metrics",
+        "synthetic_samples",
+    }
     assert {"real_train", "synthetic_train", "real_test", "real_statistics"} <= pipeline.inputs()
     assert pipeline.outputs() >= {"baselines_summary", "baselines_metrics", "synthetic_recognisability"}

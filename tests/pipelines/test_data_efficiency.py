@@ -50,14 +50,20 @@ def test_scratch_on_the_whole_pool_is_the_real_baseline_student(tiny: TinyExperi
     tracked = mlflow.search_runs(experiment_names=["Default"], filter_string="tags.pipeline = 'data_efficiency'")
     half = tracked[tracked["tags.mlflow.runName"] == "data_efficiency/scratch on 1/2 real/seed0"].iloc[-1]
     assert half["tags.student_key"] == runs["student_key"][1]
-    assert (half["tags.cell"], half["tags.strategy"], half["tags.fraction"], half["tags.fraction_label"],
-            half["tags.real_images"]) == ("scratch", "scratch", "0.5", "1/2", "48")  # fmt: skip
+    assert (
+        half["tags.cell"],
+        half["tags.strategy"],
+        half["tags.fraction"],
+        half["tags.fraction_label"],
+        half["tags.real_images"],
+    ) == ("scratch", "scratch", "0.5", "1/2", "48")
 
 
 @pytest.mark.parametrize(("min_steps", "steps"), [("full", [POOL_STEPS] * 3), (0, [POOL_STEPS, 2, 2]), (9, [9] * 3)])
 def test_every_student_trains_at_least_min_steps(tiny: TinyExperiment, tracking: str, min_steps, steps: list[int]):
-    config = DataEfficiencyConfig(seeds=[0], fractions=[1, 0.5, 0.25], last_units=[2], min_steps=min_steps,
-                                  convergence_check=None)  # fmt: skip
+    config = DataEfficiencyConfig(
+        seeds=[0], fractions=[1, 0.5, 0.25], last_units=[2], min_steps=min_steps, convergence_check=None
+    )
     scratch = train_from_scratch(tiny.real_train, data_efficiency=config, **tiny.shared)
     assert scratch["real_images"].tolist() == [96, 48, 24]  # 2 and 1 steps a pass over the two subsets
     assert optimizer_steps(tiny, scratch) == steps
@@ -78,8 +84,9 @@ def test_finetuning_keeps_the_lower_units_of_the_synthetic_student(tiny: TinyExp
     def units_left_as_the_parent(key: str) -> set[int]:
         child = store.load_model(key, STUDENT, tiny.real_train)
         owner = child.unit_of_parameter()
-        changed = {owner[name] for name, weight in child.named_parameters()
-                   if not torch.equal(weight, parent_weights[name])}  # fmt: skip
+        changed = {
+            owner[name] for name, weight in child.named_parameters() if not torch.equal(weight, parent_weights[name])
+        }
         return set(range(10)) - changed
 
     assert units_left_as_the_parent(runs["student_key"][0]) == set(range(8))  # units 8-9 fine-tuned on real data
@@ -87,8 +94,11 @@ def test_finetuning_keeps_the_lower_units_of_the_synthetic_student(tiny: TinyExp
 
     tracked = mlflow.search_runs(experiment_names=["Default"], filter_string="tags.pipeline = 'data_efficiency'")
     last_two = tracked[tracked["tags.mlflow.runName"] == "data_efficiency/last 2 units on 1/2 real/seed0"].iloc[-1]
-    assert (last_two["tags.strategy"], last_two["tags.last_units"], last_two["tags.cell"]) == ("last 2", "2",
-                                                                                                "finetune")  # fmt: skip
+    assert (last_two["tags.strategy"], last_two["tags.last_units"], last_two["tags.cell"]) == (
+        "last 2",
+        "2",
+        "finetune",
+    )
 
 
 @pytest.mark.parametrize("last_units", [0, 10])
@@ -119,21 +129,35 @@ def test_the_convergence_check_trains_scratch_students_again_with_more_steps(tin
 
 
 def runs(strategy: str, fraction: float, label: str, accuracies: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"pipeline": "data_efficiency", "cell": "finetune" if "last" in strategy else "scratch",
-                         "strategy": strategy, "fraction": fraction, "fraction_label": label,
-                         "real_images": int(800 * fraction), "seed": range(len(accuracies)),
-                         "test_accuracy": accuracies})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "pipeline": "data_efficiency",
+            "cell": "finetune" if "last" in strategy else "scratch",
+            "strategy": strategy,
+            "fraction": fraction,
+            "fraction_label": label,
+            "real_images": int(800 * fraction),
+            "seed": range(len(accuracies)),
+            "test_accuracy": accuracies,
+        }
+    )
 
 
 def baseline(cell: str, accuracies: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"pipeline": "baselines", "cell": cell, "seed": range(len(accuracies)),
-                         "test_accuracy": accuracies})  # fmt: skip
+    return pd.DataFrame(
+        {"pipeline": "baselines", "cell": cell, "seed": range(len(accuracies)), "test_accuracy": accuracies}
+    )
 
 
 def test_summary_gives_the_distance_to_the_real_students_and_whether_more_steps_would_help():
-    scratch = pd.concat([runs("scratch", 1.0, "1", [0.85, 0.85]), runs("scratch", 0.5, "1/2", [0.6, 0.7]),
-                         runs("scratch 2x steps", 1.0, "1", [0.855]),
-                         runs("scratch 2x steps", 0.5, "1/2", [0.65])])  # fmt: skip
+    scratch = pd.concat(
+        [
+            runs("scratch", 1.0, "1", [0.85, 0.85]),
+            runs("scratch", 0.5, "1/2", [0.6, 0.7]),
+            runs("scratch 2x steps", 1.0, "1", [0.855]),
+            runs("scratch 2x steps", 0.5, "1/2", [0.65]),
+        ]
+    )
     finetune = runs("last 2", 0.5, "1/2", [0.8, 0.8])
     # Seed 2 of the baselines is no data-efficiency seed: left out, or the real mean would be 0.6.
     real, synthetic = baseline("real", [0.9, 0.8, 0.1]), baseline("synthetic", [0.5, 0.5, 0.5])
@@ -180,5 +204,9 @@ def test_both_strategies_are_namespaces_and_only_finetuning_reads_the_synthetic_
     assert {"baselines_real_runs", "data_efficiency.scratch.runs", "data_efficiency.finetune.runs"} <= set(
         summary.inputs
     )
-    assert set(summary.outputs) == {"data_efficiency_summary", "data_efficiency_metrics", "data_efficiency_figure",
-                                    "data_efficiency_interactive"}  # fmt: skip
+    assert set(summary.outputs) == {
+        "data_efficiency_summary",
+        "data_efficiency_metrics",
+        "data_efficiency_figure",
+        "data_efficiency_interactive",
+    }

@@ -18,8 +18,9 @@ from mind_the_gap.pipelines.generator_training.pipeline import create_pipeline
 
 from ..conftest import striped_images
 
-TINY = GeneratorTrainingConfig(diffusion=ClassDiffusionConfig(block_out_channels=(8, 16), norm_num_groups=4, steps=3,
-                                                              batch_size=8, warmup_steps=1))  # fmt: skip
+TINY = GeneratorTrainingConfig(
+    diffusion=ClassDiffusionConfig(block_out_channels=(8, 16), norm_num_groups=4, steps=3, batch_size=8, warmup_steps=1)
+)
 
 
 @pytest.fixture

@@ -76,8 +76,11 @@ def test_a_cell_trains_one_tracked_student_per_cut_and_seed(
     assert first["tags.mlflow.runName"] == f"layer_swap/kept={kept[0]} {source}/rest {other}/seed0"
     assert (first["tags.pipeline"], first["tags.cell"]) == ("layer_swap", f"{arrangement}_from_{source}")
     assert (first["tags.kept"], first["tags.from"], first["tags.trained_on"], first["tags.cut"]) == (
-        kept[0], source, other, "3",
-    )  # fmt: skip
+        kept[0],
+        source,
+        other,
+        "3",
+    )
 
 
 def test_kept_units_are_the_parents_and_the_rest_is_trained_anew(tiny: TinyExperiment, tracking: str):
@@ -101,17 +104,28 @@ def test_a_seed_without_a_baseline_student_names_baselines_seeds(tiny: TinyExper
 
 
 def baseline_runs(cell: str, accuracies: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"pipeline": "baselines", "cell": cell, "seed": range(len(accuracies)),
-                         "test_accuracy": accuracies})  # fmt: skip
+    return pd.DataFrame(
+        {"pipeline": "baselines", "cell": cell, "seed": range(len(accuracies)), "test_accuracy": accuracies}
+    )
 
 
 def cell_runs(arrangement: str, source: str, cut: int, accuracies: list[float]) -> pd.DataFrame:
     kept, trained = swap_ranges(arrangement, cut, NARROW_UNITS)
-    return pd.DataFrame({"pipeline": "layer_swap", "cell": f"{arrangement}_from_{source}", "arrangement": arrangement,
-                         "cut": cut, "kept": kept, "from": source, "trained": trained,
-                         "trained_on": "synthetic" if source == "real" else "real",
-                         "real_units": kept if source == "real" else trained, "seed": range(len(accuracies)),
-                         "test_accuracy": accuracies})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "pipeline": "layer_swap",
+            "cell": f"{arrangement}_from_{source}",
+            "arrangement": arrangement,
+            "cut": cut,
+            "kept": kept,
+            "from": source,
+            "trained": trained,
+            "trained_on": "synthetic" if source == "real" else "real",
+            "real_units": kept if source == "real" else trained,
+            "seed": range(len(accuracies)),
+            "test_accuracy": accuracies,
+        }
+    )
 
 
 def test_summary_places_each_cell_between_the_synthetic_and_the_real_students():
@@ -166,5 +180,9 @@ def test_every_cell_is_a_namespace_reading_its_parents_and_the_other_source():
         assert f"{source}_train" not in node.inputs and node.outputs == [f"{namespace}.runs"]
     (summary,) = pipeline.only_nodes_with_outputs("layer_swap_summary").nodes
     assert {f"{namespace}.runs" for namespace in trainers} <= set(summary.inputs)
-    assert set(summary.outputs) == {"layer_swap_summary", "layer_swap_metrics", "layer_swap_figure",
-                                    "layer_swap_interactive"}  # fmt: skip
+    assert set(summary.outputs) == {
+        "layer_swap_summary",
+        "layer_swap_metrics",
+        "layer_swap_figure",
+        "layer_swap_interactive",
+    }

@@ -26,8 +26,9 @@ CONFIG = NormalizationConfig(seeds=BASELINE_SEEDS, analysis_images=32, probe_ima
 
 
 def test_input_statistics_per_class_and_channel_against_hand_computed_ones(tiny: TinyExperiment):
-    brighter = ImageSet((tiny.real_train.images.int() // 2 + 100).byte(), tiny.real_train.labels,
-                        tiny.real_train.class_names)  # fmt: skip
+    brighter = ImageSet(
+        (tiny.real_train.images.int() // 2 + 100).byte(), tiny.real_train.labels, tiny.real_train.class_names
+    )
     table, figure, metrics = measure_input_statistics(tiny.real_train, brighter)
     overall = table[table["class"] == "all"].iloc[0]
     real, other = tiny.real_train.images.double() / 255, brighter.images.double() / 255
@@ -42,9 +43,18 @@ def test_input_statistics_per_class_and_channel_against_hand_computed_ones(tiny:
 
 def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny: TinyExperiment, tmp_path: Path):
     analyses = tmp_path / "analyses"
-    table, figure, interactive, metrics = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train,
-                                                        tiny.synthetic_train, tiny.test, tiny.store, analyses,
-                                                        STUDENT, TRAINING, CONFIG)  # fmt: skip
+    table, figure, interactive, metrics = profile_units(
+        tiny.real_runs,
+        tiny.synthetic_runs,
+        tiny.real_train,
+        tiny.synthetic_train,
+        tiny.test,
+        tiny.store,
+        analyses,
+        STUDENT,
+        TRAINING,
+        CONFIG,
+    )
     assert table["unit"].tolist() == list(range(10)) and table["name"].iloc[0] == "stem"
     assert table["cka_real_real_n"].eq(1).all() and table["cka_real_synthetic_n"].eq(2).all()
     for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "probe_real_mean", "probe_synthetic_mean"):
@@ -63,19 +73,50 @@ def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny:
     # A second run reads the stored table; another setting is another analysis.
     (stored,) = analyses.glob("*.csv")
     pd.read_csv(stored).assign(probe_real_mean=0.123).to_csv(stored, index=False)
-    again, _, _, _ = profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train,
-                                   tiny.test, tiny.store, analyses, STUDENT, TRAINING, CONFIG)  # fmt: skip
+    again, _, _, _ = profile_units(
+        tiny.real_runs,
+        tiny.synthetic_runs,
+        tiny.real_train,
+        tiny.synthetic_train,
+        tiny.test,
+        tiny.store,
+        analyses,
+        STUDENT,
+        TRAINING,
+        CONFIG,
+    )
     assert again["probe_real_mean"].iloc[0] == 0.123 and again["cka_real_real_n"].eq(1).all()
     other = CONFIG.model_copy(update={"probe_images": 40})
-    profile_units(tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train, tiny.test,
-                  tiny.store, analyses, STUDENT, TRAINING, other)  # fmt: skip
+    profile_units(
+        tiny.real_runs,
+        tiny.synthetic_runs,
+        tiny.real_train,
+        tiny.synthetic_train,
+        tiny.test,
+        tiny.store,
+        analyses,
+        STUDENT,
+        TRAINING,
+        other,
+    )
     assert len(list(analyses.glob("*.csv"))) == 2
 
 
-def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similarity(tiny: TinyExperiment,
-                                                                                     tmp_path: Path):  # fmt: skip
-    table, _, _, _ = profile_units(tiny.real_runs, tiny.real_runs, tiny.real_train, tiny.real_train, tiny.test,
-                                   tiny.store, tmp_path, STUDENT, TRAINING, CONFIG)  # fmt: skip
+def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similarity(
+    tiny: TinyExperiment, tmp_path: Path
+):
+    table, _, _, _ = profile_units(
+        tiny.real_runs,
+        tiny.real_runs,
+        tiny.real_train,
+        tiny.real_train,
+        tiny.test,
+        tiny.store,
+        tmp_path,
+        STUDENT,
+        TRAINING,
+        CONFIG,
+    )
     assert np.allclose(table["bn_shift_mean"].iloc[:-1], 0)
     assert np.allclose(table["cka_real_synthetic_mean"], 1)  # the "synthetic" students are the real ones here
     assert np.allclose(table["frechet_real_synthetic_mean"], 0, atol=1e-3)  # sqrtm of a singular covariance
@@ -85,12 +126,27 @@ def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking, tmp_pa
     runs = train_with_synthetic_statistics(tiny.synthetic_train, **tiny.shared, normalization=CONFIG)
     assert runs["statistics"].eq("synthetic").all() and sorted(runs["seed"]) == BASELINE_SEEDS
     summary, per_seed, metrics = compare_normalizations(
-        tiny.real_runs, tiny.synthetic_runs, runs, tiny.real_train, tiny.test, tiny.store, tmp_path,
-        tiny.real_statistics, STUDENT, TRAINING, CONFIG,
-    )  # fmt: skip
+        tiny.real_runs,
+        tiny.synthetic_runs,
+        runs,
+        tiny.real_train,
+        tiny.test,
+        tiny.store,
+        tmp_path,
+        tiny.real_statistics,
+        STUDENT,
+        TRAINING,
+        CONFIG,
+    )
     summary = summary.set_index("variant")
-    assert set(summary.index) == {"real", "synthetic", "adabn_all", "adabn_7-9", "synthetic_statistics",
-                                  "own_statistics"}  # fmt: skip
+    assert set(summary.index) == {
+        "real",
+        "synthetic",
+        "adabn_all",
+        "adabn_7-9",
+        "synthetic_statistics",
+        "own_statistics",
+    }
     assert summary["n"].eq(2).all() and summary.loc["real", "gap_pp"] == 0
     synthetic = tiny.synthetic_runs.set_index("seed")["test_accuracy"]
     rows = per_seed[per_seed["variant"] == "synthetic"].set_index("seed")["test_accuracy"]
@@ -108,9 +164,11 @@ def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking, tmp_pa
 def test_pipeline_wiring():
     pipeline = create_pipeline()
     assert {n.name for n in pipeline.nodes} == {
-        "normalization.measure_input_statistics", "normalization.profile_units",
-        "normalization.synthetic_statistics.train_students", "normalization.compare_normalizations",
-    }  # fmt: skip
+        "normalization.measure_input_statistics",
+        "normalization.profile_units",
+        "normalization.synthetic_statistics.train_students",
+        "normalization.compare_normalizations",
+    }
     assert "baselines_synthetic_runs" in pipeline.inputs() and "normalization_summary" in pipeline.outputs()
 
 

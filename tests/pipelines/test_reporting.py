@@ -28,13 +28,27 @@ def test_an_empty_study_reports_every_pipeline_as_not_run(tmp_path: Path):
 
 
 def test_the_headline_reads_the_baselines_the_layer_swap_and_the_data_efficiency():
-    baselines = pd.DataFrame({"cell": ["real", "synthetic"], "test_accuracy_mean": [0.9, 0.8],
-                              "test_accuracy_ci95": [0.01, 0.02], "n": [3, 3]})  # fmt: skip
-    layer_swap = pd.DataFrame({"arrangement": ["prefix", "prefix", "suffix"], "from": ["synthetic"] * 3,
-                               "cut": [3, 7, 7], "trained": ["3-9", "7-9", "0-6"],
-                               "test_accuracy_mean": [0.89, 0.87, 0.5], "gap_recovered": [0.9, 0.7, 0.0]})  # fmt: skip
-    efficiency = pd.DataFrame({"strategy": ["last 2", "last 2"], "fraction_label": ["1/2", "1/8"],
-                               "below_real_pp": [1.0, 4.5]})  # fmt: skip
+    baselines = pd.DataFrame(
+        {
+            "cell": ["real", "synthetic"],
+            "test_accuracy_mean": [0.9, 0.8],
+            "test_accuracy_ci95": [0.01, 0.02],
+            "n": [3, 3],
+        }
+    )
+    layer_swap = pd.DataFrame(
+        {
+            "arrangement": ["prefix", "prefix", "suffix"],
+            "from": ["synthetic"] * 3,
+            "cut": [3, 7, 7],
+            "trained": ["3-9", "7-9", "0-6"],
+            "test_accuracy_mean": [0.89, 0.87, 0.5],
+            "gap_recovered": [0.9, 0.7, 0.0],
+        }
+    )
+    efficiency = pd.DataFrame(
+        {"strategy": ["last 2", "last 2"], "fraction_label": ["1/2", "1/8"], "below_real_pp": [1.0, 4.5]}
+    )
     table = headline(baselines, layer_swap, efficiency).set_index("figure")["this run"]
     assert table.iloc[0] == "90.00 % ± 1.00 (n=3 seeds)" and table.iloc[1] == "80.00 % ± 2.00 (n=3 seeds)"
     assert table.iloc[2] == "10"
@@ -44,8 +58,16 @@ def test_the_headline_reads_the_baselines_the_layer_swap_and_the_data_efficiency
 
 
 def test_intervals_join_means_and_their_ci():
-    table = pd.DataFrame({"cell": ["a"], "test_accuracy_mean": [0.8932], "test_accuracy_ci95": [0.0037],
-                          "gap_pp_mean": [9.63], "gap_pp_ci95": [float("nan")], "n": [3]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "cell": ["a"],
+            "test_accuracy_mean": [0.8932],
+            "test_accuracy_ci95": [0.0037],
+            "gap_pp_mean": [9.63],
+            "gap_pp_ci95": [float("nan")],
+            "n": [3],
+        }
+    )
     out = with_intervals(table, ["cell", "test_accuracy", "gap_pp", "n", "absent"])
     assert out.iloc[0].tolist() == ["a", "89.32 % ± 0.37", "9.63", 3]
     assert percent(float("nan")) == "–"
@@ -56,16 +78,41 @@ def test_intervals_join_means_and_their_ci():
 def test_the_html_report_is_self_contained(tmp_path: Path):
     for name in ("layer_swap", "data_efficiency"):
         (tmp_path / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
-    layer_swap = pd.DataFrame({"arrangement": ["prefix"], "from": ["synthetic"], "cut": [7], "kept": ["0-6"],
-                               "trained": ["7-9"], "real_units": ["7-9"], "n": [3], "test_accuracy_mean": [0.87],
-                               "test_accuracy_ci95": [0.005], "gap_recovered": [0.76]})  # fmt: skip
-    efficiency = pd.DataFrame({"strategy": ["last 2"], "fraction_label": ["1/8"], "real_images": [1000], "n": [3],
-                               "test_accuracy_mean": [0.83], "test_accuracy_ci95": [0.01],
-                               "below_real_pp": [6.8]})  # fmt: skip
-    times = [{"pipeline": "layer_swap", "nodes": 5, "seconds": 1180.04}, {"pipeline": "reporting", "nodes": 1,
-                                                                           "seconds": 0.5}]  # fmt: skip
-    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {"layer_swap_summary": layer_swap, "layer_swap_interactive": FIGURE,
-                                               "data_efficiency_summary": efficiency, "run_times": times}  # fmt: skip
+    layer_swap = pd.DataFrame(
+        {
+            "arrangement": ["prefix"],
+            "from": ["synthetic"],
+            "cut": [7],
+            "kept": ["0-6"],
+            "trained": ["7-9"],
+            "real_units": ["7-9"],
+            "n": [3],
+            "test_accuracy_mean": [0.87],
+            "test_accuracy_ci95": [0.005],
+            "gap_recovered": [0.76],
+        }
+    )
+    efficiency = pd.DataFrame(
+        {
+            "strategy": ["last 2"],
+            "fraction_label": ["1/8"],
+            "real_images": [1000],
+            "n": [3],
+            "test_accuracy_mean": [0.83],
+            "test_accuracy_ci95": [0.01],
+            "below_real_pp": [6.8],
+        }
+    )
+    times = [
+        {"pipeline": "layer_swap", "nodes": 5, "seconds": 1180.04},
+        {"pipeline": "reporting", "nodes": 1, "seconds": 0.5},
+    ]
+    inputs = dict.fromkeys(OPTIONAL_INPUTS) | {
+        "layer_swap_summary": layer_swap,
+        "layer_swap_interactive": FIGURE,
+        "data_efficiency_summary": efficiency,
+        "run_times": times,
+    }
     page, markdown = build_report(*inputs.values(), tmp_path)
     assert "87.00 % ± 0.50" in page and "![Test accuracy against cut](layer_swap.png)" in markdown
     assert "![Test accuracy against real images used](data_efficiency.png)" in markdown
@@ -86,8 +133,12 @@ def test_a_report_without_interactive_figures_carries_no_plotly_js(tmp_path: Pat
 def test_every_interactive_figure_a_pipeline_writes_is_in_the_report():
     written = {name for pipe in register_pipelines().values() for name in pipe.all_outputs()}
     interactive = {name for name in written if name.endswith("_interactive")}
-    assert interactive == {"layer_swap_interactive", "data_efficiency_interactive", "normalization_interactive",
-                           "ablations_interactive"}  # fmt: skip
+    assert interactive == {
+        "layer_swap_interactive",
+        "data_efficiency_interactive",
+        "normalization_interactive",
+        "ablations_interactive",
+    }
     assert interactive <= set(OPTIONAL_INPUTS)
 
 

@@ -76,8 +76,12 @@ def _learned_metrics(students: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def _reference_stamp() -> dict[str, Any]:
     """What decides the students' floating-point arithmetic here: the precision bf16 autocast picks and the threads."""
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_native_bf16(),
-            "cuda": torch.cuda.is_available()}  # fmt: skip
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_native_bf16(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def test_every_student_learns_what_the_reference_code_learned(students: pd.DataFrame):
@@ -88,8 +92,9 @@ def test_every_student_learns_what_the_reference_code_learned(students: pd.DataF
     if reference["stamp"] != stamp:
         pytest.skip(f"the reference was measured with {reference['stamp']}, this machine has {stamp}")
     assert sorted(learned) == sorted(reference["students"])
-    different = {name: (learned[name], metrics) for name, metrics in reference["students"].items()
-                 if learned[name] != metrics}  # fmt: skip
+    different = {
+        name: (learned[name], metrics) for name, metrics in reference["students"].items() if learned[name] != metrics
+    }
     assert not different, f"{len(different)} students learned differently, first: {next(iter(different.items()))}"
 
 
@@ -107,8 +112,17 @@ def _parent_metric(db: sqlite3.Connection, run_name: str, key: str) -> list[floa
 
 
 def test_every_pipeline_is_registered():
-    assert set(PIPELINES) == {"data_processing", "generator_training", "generation", "baselines", "layer_swap",
-                              "data_efficiency", "normalization", "ablations", "reporting"}  # fmt: skip
+    assert set(PIPELINES) == {
+        "data_processing",
+        "generator_training",
+        "generation",
+        "baselines",
+        "layer_swap",
+        "data_efficiency",
+        "normalization",
+        "ablations",
+        "reporting",
+    }
 
 
 def test_smoke_run_writes_the_data_and_the_baselines(smoke: Path):
@@ -141,8 +155,12 @@ def test_smoke_run_writes_the_layer_swap_table(smoke: Path):
     assert baselines["gap_recovered"].to_dict() == {"real": 1.0, "synthetic": 0.0}
     cells = table[table["arrangement"] != "baseline"].set_index("cell")
     assert sorted(cells.index) == LAYER_SWAP_CELLS and cells["n"].eq(2).all()
-    assert cells["kept"].to_dict() == {"prefix_from_real": "0-4", "prefix_from_synthetic": "0-4",
-                                       "suffix_from_real": "5-9", "suffix_from_synthetic": "5-9"}  # fmt: skip
+    assert cells["kept"].to_dict() == {
+        "prefix_from_real": "0-4",
+        "prefix_from_synthetic": "0-4",
+        "suffix_from_real": "5-9",
+        "suffix_from_synthetic": "5-9",
+    }
     assert cells["test_accuracy_mean"].between(0, 1).all() and "gap_recovered" in cells
 
 
@@ -177,8 +195,14 @@ def test_smoke_run_writes_the_normalization_tables(smoke: Path):
         assert profile[column].between(0, 1 + 1e-9).all(), column
     assert profile["cka_real_real_n"].eq(1).all() and profile["cka_real_synthetic_n"].eq(2).all()  # seeds 0, 1
     summary = pd.read_csv(reporting / "normalization_summary.csv").set_index("variant")
-    assert set(summary.index) == {"real", "synthetic", "adabn_all", "adabn_7-9", "synthetic_statistics",
-                                  "own_statistics"}  # fmt: skip
+    assert set(summary.index) == {
+        "real",
+        "synthetic",
+        "adabn_all",
+        "adabn_7-9",
+        "synthetic_statistics",
+        "own_statistics",
+    }
     assert summary["n"].eq(2).all() and summary.loc["real", "gap_pp"] == 0
     for figure in ("normalization", "normalization_histograms"):
         assert (reporting / f"{figure}.png").stat().st_size > 0, figure
@@ -189,13 +213,18 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     summary = pd.read_csv(reporting / "ablations_summary.csv")
     rows = set(zip(summary["factor"], summary["variant"], summary["trained_on"], strict=True))
     assert rows == {  # conf/smoke's ablations
-        ("baseline", "standard", "real"), ("baseline", "standard", "synthetic"),
-        ("augmentation", "none", "synthetic"), ("augmentation", "trivial_augment", "synthetic"),
-        ("texture_shape", "local_shuffle", "synthetic"), ("oracle", "strength 0.5", "synthetic"),
-        ("diversity", "guidance 1", "synthetic"), ("diversity", "guidance 1", "first 2 real, rest synthetic"),
+        ("baseline", "standard", "real"),
+        ("baseline", "standard", "synthetic"),
+        ("augmentation", "none", "synthetic"),
+        ("augmentation", "trivial_augment", "synthetic"),
+        ("texture_shape", "local_shuffle", "synthetic"),
+        ("oracle", "strength 0.5", "synthetic"),
+        ("diversity", "guidance 1", "synthetic"),
+        ("diversity", "guidance 1", "first 2 real, rest synthetic"),
         ("diversity", "guidance 1", "last 2 real, rest synthetic"),
-        ("mixing", "50% real", "real + synthetic"), ("mixing", "all real + all synthetic", "real + synthetic"),
-    }  # fmt: skip
+        ("mixing", "50% real", "real + synthetic"),
+        ("mixing", "all real + all synthetic", "real + synthetic"),
+    }
     assert summary["n"].eq(2).all() and summary["test_accuracy_mean"].between(0, 1).all()
     real = summary[(summary["factor"] == "baseline") & (summary["trained_on"] == "real")]["test_accuracy_mean"].iloc[0]
     assert (summary["gap_pp"] - 100 * (real - summary["test_accuracy_mean"])).abs().max() < 1e-9
@@ -237,11 +266,17 @@ def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path)
     # The experiments' results as interactive figures (plotly.js inlined once), the image grids as PNGs.
     assert page.count('class="plotly-graph-div"') == len(INTERACTIVE) and page.count("<img alt=") == 4
     assert page.count("plotly.js v") == 1 and not re.search(r"<script[^>]*\ssrc=", page)
-    assert all(f"![{caption}]({name}.png)" in markdown for name, caption in (
-        ("layer_swap", "Test accuracy against cut"), ("ablations", "What each factor does to the gap")))  # fmt: skip
+    assert all(
+        f"![{caption}]({name}.png)" in markdown
+        for name, caption in (
+            ("layer_swap", "Test accuracy against cut"),
+            ("ablations", "What each factor does to the gap"),
+        )
+    )
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
-        default = mlflow.search_runs(experiment_names=["mind-the-gap-smoke"],
-                                     filter_string="tags.mlflow.runName = '__default__'")  # fmt: skip
+        default = mlflow.search_runs(
+            experiment_names=["mind-the-gap-smoke"], filter_string="tags.mlflow.runName = '__default__'"
+        )
         artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(default["run_id"].iloc[0])}
         logged = Path(mlflow.artifacts.download_artifacts(run_id=default["run_id"].iloc[0], artifact_path="report.md"))
     assert {"report.html", "report.md"} <= artifacts
@@ -304,8 +339,18 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
 def viz(smoke: Path) -> Iterator[str]:
     """`kedro viz run` on the smoke project, on 127.0.0.1 and a free port: its address."""
     port = free_port()
-    command = [str(Path(sys.executable).with_name("kedro")), "viz", "run", "--host", "127.0.0.1", "--port", str(port),
-               "--no-browser", "--env", "smoke"]  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("kedro")),
+        "viz",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--env",
+        "smoke",
+    ]
     with serving(command, smoke, f"http://127.0.0.1:{port}/api/main"):
         yield f"http://127.0.0.1:{port}"
 
@@ -322,8 +367,14 @@ def _smoke_runs(mlflow_server: str) -> tuple[str, list[dict]]:
     experiment = get_json(f"{api}/experiments/get-by-name?experiment_name=mind-the-gap-smoke")["experiment"]
     runs, token = [], None
     while True:
-        page = get_json(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 500,
-                                               **({"page_token": token} if token else {})})  # fmt: skip
+        page = get_json(
+            f"{api}/runs/search",
+            {
+                "experiment_ids": [experiment["experiment_id"]],
+                "max_results": 500,
+                **({"page_token": token} if token else {}),
+            },
+        )
         runs += page.get("runs", [])
         token = page.get("next_page_token")
         if not token:
@@ -348,8 +399,10 @@ def test_kedro_viz_serves_every_pipeline_with_its_cells_and_layers(viz: str):
 
 def test_mlflow_server_answers_with_every_students_test_accuracy(mlflow_server: str, students: pd.DataFrame):
     _, runs = _smoke_runs(mlflow_server)
-    accuracy = {run["info"]["run_id"]: {m["key"]: m["value"] for m in run["data"].get("metrics", [])}.get(
-        "test_accuracy") for run in runs}  # fmt: skip
+    accuracy = {
+        run["info"]["run_id"]: {m["key"]: m["value"] for m in run["data"].get("metrics", [])}.get("test_accuracy")
+        for run in runs
+    }
     assert set(students["run_id"]) <= set(accuracy)
     assert all(0 <= accuracy[run_id] <= 1 for run_id in students["run_id"])
 
@@ -405,8 +458,9 @@ def test_a_person_sees_every_pipeline_in_kedro_viz(smoke: Path, viz: str, browse
     page.wait_for_selector("svg", timeout=60_000)
     experiments = ["ablations", "baselines", "data_efficiency", "layer_swap", "normalization", "reporting"]
     # innerText holds only what is rendered: the experiments listed as groups of cells in the sidebar.
-    page.wait_for_function("names => names.every(n => document.body.innerText.split('\\n').includes(n))",
-                           arg=experiments, timeout=60_000)  # fmt: skip
+    page.wait_for_function(
+        "names => names.every(n => document.body.innerText.split('\\n').includes(n))", arg=experiments, timeout=60_000
+    )
     _screenshot(page, smoke, "kedro_viz")
 
 
@@ -495,8 +549,11 @@ def test_an_experiment_on_a_fresh_project_says_in_one_line_what_to_run_first(pro
 def test_cli_rejects_a_misspelt_parameter_before_any_work(project: Path):
     result = subprocess.run(
         [str(Path(sys.executable).with_name("kedro")), "run", "--env", "smoke", "--params", "training.epochz=3"],
-        cwd=project, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "epochz" in result.stdout + result.stderr
     assert not (project / "data/smoke/02_intermediate/real_train.safetensors").exists()

@@ -20,8 +20,17 @@ def test_when_a_student_fails_the_others_stop_after_their_epoch_and_resume_later
     recipe = TRAINING.model_copy(update={"epochs": 8, "concurrent_students": 2})
     long = StudentJob("baselines/long/seed0", 0, tiny.real_train)
     broken = StudentJob("baselines/broken/seed1", 1, tiny.real_train, Transfer("0" * 20, "0-2", TransferConfig()))
-    run = lambda jobs: train_cell("baselines", "real", jobs, tiny.val, tiny.test, store, STUDENT, recipe,  # noqa: E731
-                                  tiny.real_statistics)  # fmt: skip
+    run = lambda jobs: train_cell(
+        "baselines",
+        "real",
+        jobs,
+        tiny.val,
+        tiny.test,
+        store,
+        STUDENT,
+        recipe,  # noqa: E731
+        tiny.real_statistics,
+    )
     with pytest.raises(ValueError, match="is not in"):  # the broken student's parent was never trained
         run([long, broken])
     assert len(list(store.glob("*.progress.pt"))) == 1 and not list(store.glob("*.json"))  # long stopped early

@@ -26,8 +26,10 @@ from ..pipelines.servers import mlflow_serving
 
 pytestmark = pytest.mark.slow
 
-CELLS = {f"layer_swap.{c}" for c in ("prefix_from_real", "prefix_from_synthetic", "suffix_from_real",
-                                     "suffix_from_synthetic")} | {"layer_swap"}  # fmt: skip
+CELLS = {
+    f"layer_swap.{c}"
+    for c in ("prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic")
+} | {"layer_swap"}
 UPSTREAM = "data_processing,generator_training,generation,baselines"
 RUNS = Path("data/smoke/07_model_output/layer_swap")
 LEARNED = ["student_key", "test_accuracy", "test_loss", "train_loss", "val_accuracy", "val_loss"]
@@ -61,8 +63,9 @@ def scheduler() -> Iterator[str]:
 
     environ = dict(os.environ)  # the nannies set their workers' variables in this process
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=":0") as cluster:  # fmt: skip
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster:
             yield cluster.scheduler_address
     finally:
         os.environ.clear()
@@ -96,11 +99,22 @@ def grid(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, scheduler
 def _runs(client: MlflowClient) -> pd.DataFrame:
     experiment = client.get_experiment_by_name("mind-the-gap-smoke")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    return pd.DataFrame([{"run_id": r.info.run_id, "status": r.info.status, "start": r.info.start_time,
-                          "name": r.data.tags.get(MLFLOW_RUN_NAME), "parent": r.data.tags.get(MLFLOW_PARENT_RUN_ID),
-                          "cell": r.data.tags.get(CELL_TAG), "worker": r.data.tags.get(WORKER_TAG),
-                          "pipeline": r.data.tags.get("pipeline"),
-                          "test_accuracy": r.data.metrics.get("test_accuracy")} for r in runs])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "start": r.info.start_time,
+                "name": r.data.tags.get(MLFLOW_RUN_NAME),
+                "parent": r.data.tags.get(MLFLOW_PARENT_RUN_ID),
+                "cell": r.data.tags.get(CELL_TAG),
+                "worker": r.data.tags.get(WORKER_TAG),
+                "pipeline": r.data.tags.get("pipeline"),
+                "test_accuracy": r.data.metrics.get("test_accuracy"),
+            }
+            for r in runs
+        ]
+    )
 
 
 def _study(runs: pd.DataFrame, parent_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,10 +161,26 @@ def test_the_distributed_grid_equals_the_sequential_one_bit_for_bit(grid: Grid):
 
 def test_with_no_scheduler_named_the_runner_starts_and_stops_a_cluster_of_its_own(grid: Grid):
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    command = [str(Path(sys.executable).with_name("kedro")), "run", "--env", "smoke", "--pipeline", "layer_swap",
-               "--runner", "mind_the_gap.runners.DaskRunner", "--runner-params", "workers=2"]  # fmt: skip
-    run = subprocess.run(command, cwd=grid.distributed, capture_output=True, text=True, timeout=900,
-                         env=env | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "400"})  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("kedro")),
+        "run",
+        "--env",
+        "smoke",
+        "--pipeline",
+        "layer_swap",
+        "--runner",
+        "mind_the_gap.runners.DaskRunner",
+        "--runner-params",
+        "workers=2",
+    ]
+    run = subprocess.run(
+        command,
+        cwd=grid.distributed,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "400"},
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     assert "Dask: 5 cells on the scheduler at tcp://127.0.0.1:" in run.stdout
     runs = _runs(grid.mlflow)
@@ -196,8 +226,9 @@ def test_a_worker_killed_mid_cell_stops_its_cell_which_resumes_its_students_on_a
         "training.epochs=25",
     ]  # new students
     env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "400", "DASK_SCHEDULER_ADDRESS": scheduler}
-    run = subprocess.Popen(command, cwd=grid.distributed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)  # fmt: skip
+    run = subprocess.Popen(
+        command, cwd=grid.distributed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 300
         while len(list(store.glob("*.progress.pt"))) < 2:  # both workers' first students are past an epoch
@@ -230,8 +261,14 @@ def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_other
     table = pd.read_csv(baselines)
     table.assign(seed=table["seed"] + 7).to_csv(baselines, index=False)
     try:
-        run = kedro(grid.distributed, "--pipeline", "layer_swap", "--runner", "mind_the_gap.runners.DaskRunner",
-                    scheduler=scheduler)  # fmt: skip
+        run = kedro(
+            grid.distributed,
+            "--pipeline",
+            "layer_swap",
+            "--runner",
+            "mind_the_gap.runners.DaskRunner",
+            scheduler=scheduler,
+        )
     finally:
         table.to_csv(baselines, index=False)
 
@@ -244,7 +281,11 @@ def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_other
     assert parent["status"] == "FAILED"
     cells, _ = _study(runs, parent["run_id"])
     status = dict(zip(cells["cell"], cells["status"], strict=True))
-    assert status == {"layer_swap.prefix_from_synthetic": "FAILED", "layer_swap.suffix_from_synthetic": "FAILED",
-                      "layer_swap.prefix_from_real": "FINISHED", "layer_swap.suffix_from_real": "FINISHED"}  # fmt: skip
+    assert status == {
+        "layer_swap.prefix_from_synthetic": "FAILED",
+        "layer_swap.suffix_from_synthetic": "FAILED",
+        "layer_swap.prefix_from_real": "FINISHED",
+        "layer_swap.suffix_from_real": "FINISHED",
+    }
     # The cells that finished reused every student the first run trained.
     assert pd.read_csv(grid.distributed / RUNS / "prefix_from_real_runs.csv")["cache_hit"].all()

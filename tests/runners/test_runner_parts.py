@@ -32,13 +32,15 @@ def pair(x, y):
 
 
 def test_nodes_of_a_namespace_are_one_cell_after_the_cells_they_read():
-    pipeline = Pipeline([
-        Node(identity, "raw", "clean", name="prepare"),
-        Node(identity, "clean", "a_model", name="train", namespace="grid.a"),
-        Node(identity, "a_model", "a_score", name="score", namespace="grid.a"),
-        Node(identity, "clean", "b_score", name="train", namespace="grid.b"),
-        Node(pair, ["a_score", "b_score"], "summary", name="summarize", namespace="grid"),
-    ])  # fmt: skip
+    pipeline = Pipeline(
+        [
+            Node(identity, "raw", "clean", name="prepare"),
+            Node(identity, "clean", "a_model", name="train", namespace="grid.a"),
+            Node(identity, "a_model", "a_score", name="score", namespace="grid.a"),
+            Node(identity, "clean", "b_score", name="train", namespace="grid.b"),
+            Node(pair, ["a_score", "b_score"], "summary", name="summarize", namespace="grid"),
+        ]
+    )
     cells = grid_cells(pipeline)
     assert cells[0].name == "prepare"
     assert cells[-1] == Cell("grid", ("grid.summarize",), ("grid.a", "grid.b"))
@@ -50,15 +52,19 @@ def test_nodes_of_a_namespace_are_one_cell_after_the_cells_they_read():
 @pytest.mark.filterwarnings("ignore:Namespace .stats. is interrupted")
 def test_a_namespace_that_would_wait_on_itself_through_another_cell_is_split_into_its_nodes():
     # stats.measure feeds cell "fit", which feeds stats.compare: as one cell, "stats" would wait on "fit" and back.
-    pipeline = Pipeline([
-        Node(identity, "data", "statistics", name="measure", namespace="stats"),
-        Node(identity, "statistics", "model", name="fit"),
-        Node(identity, "model", "comparison", name="compare", namespace="stats"),
-    ])  # fmt: skip
+    pipeline = Pipeline(
+        [
+            Node(identity, "data", "statistics", name="measure", namespace="stats"),
+            Node(identity, "statistics", "model", name="fit"),
+            Node(identity, "model", "comparison", name="compare", namespace="stats"),
+        ]
+    )
     cells = grid_cells(pipeline)
     assert [(c.name, c.upstream) for c in cells] == [
-        ("stats.measure", ()), ("fit", ("stats.measure",)), ("stats.compare", ("fit",))
-    ]  # fmt: skip
+        ("stats.measure", ()),
+        ("fit", ("stats.measure",)),
+        ("stats.compare", ("fit",)),
+    ]
 
 
 def test_every_registered_pipeline_cuts_into_cells_in_dependency_order():
@@ -71,18 +77,25 @@ def test_every_registered_pipeline_cuts_into_cells_in_dependency_order():
             seen.add(cell.name)
         assert sorted(n for c in cells for n in c.nodes) == sorted(n.name for n in pipeline.nodes)
     layer_swap = {c.name for c in grid_cells(pipelines["layer_swap"])}
-    assert layer_swap == {"layer_swap", "layer_swap.prefix_from_real", "layer_swap.prefix_from_synthetic",
-                          "layer_swap.suffix_from_real", "layer_swap.suffix_from_synthetic"}  # fmt: skip
+    assert layer_swap == {
+        "layer_swap",
+        "layer_swap.prefix_from_real",
+        "layer_swap.prefix_from_synthetic",
+        "layer_swap.suffix_from_real",
+        "layer_swap.suffix_from_synthetic",
+    }
 
 
 def test_a_dataset_one_cell_hands_another_in_memory_is_named(tmp_path: Path):
-    pipeline = Pipeline([
-        Node(identity, "raw", "kept_in_memory", name="first", namespace="a"),
-        Node(identity, "raw", "saved", name="second", namespace="a"),
-        Node(pair, ["kept_in_memory", "saved"], "out", name="third", namespace="b"),
-        Node(identity, "raw", "inside", name="fourth", namespace="b"),
-        Node(identity, "inside", "out2", name="fifth", namespace="b"),
-    ])  # fmt: skip
+    pipeline = Pipeline(
+        [
+            Node(identity, "raw", "kept_in_memory", name="first", namespace="a"),
+            Node(identity, "raw", "saved", name="second", namespace="a"),
+            Node(pair, ["kept_in_memory", "saved"], "out", name="third", namespace="b"),
+            Node(identity, "raw", "inside", name="fourth", namespace="b"),
+            Node(identity, "inside", "out2", name="fifth", namespace="b"),
+        ]
+    )
     catalog = DataCatalog({"saved": CSVDataset(filepath=str(tmp_path / "a.csv")), "kept_in_memory": MemoryDataset()})
     assert memory_handoffs(pipeline, grid_cells(pipeline), catalog) == ["kept_in_memory"]
 
@@ -97,25 +110,42 @@ def test_local_workers_share_the_cores_or_take_one_gpu_each():
 def test_a_cell_runs_with_the_environment_parameters_and_pipelines_of_the_run():
     hook = DaskRunHook()
     hook.conf_source = "/project/conf"
-    hook.before_pipeline_run({"env": "smoke", "pipeline_names": ["layer_swap"], "load_versions": {},
-                              "runtime_params": {"training": {"epochs": 3}}})  # fmt: skip
+    hook.before_pipeline_run(
+        {
+            "env": "smoke",
+            "pipeline_names": ["layer_swap"],
+            "load_versions": {},
+            "runtime_params": {"training": {"epochs": 3}},
+        }
+    )
     node = "layer_swap.prefix_from_real.train_students"
     config = hook.cell_config(Cell("layer_swap.prefix_from_real", (node,), ()))
-    assert config == {"run": {"node_names": node, "conf_source": "/project/conf", "env": "smoke",
-                              "pipelines": "layer_swap", "params": {"training": {"epochs": 3}}}}  # fmt: skip
+    assert config == {
+        "run": {
+            "node_names": node,
+            "conf_source": "/project/conf",
+            "env": "smoke",
+            "pipelines": "layer_swap",
+            "params": {"training": {"epochs": 3}},
+        }
+    }
 
 
 @pytest.mark.parametrize(
     "output, error",
     [
-        ("INFO start\n╭── Traceback ──╮\n│ frame │\n╰───────────────╯\nValueError: the baseline\nstudents missing\n",
-         "ValueError: the baseline students missing"),
+        (
+            "INFO start\n╭── Traceback ──╮\n│ frame │\n╰───────────────╯\nValueError: the baseline\nstudents missing\n",
+            "ValueError: the baseline students missing",
+        ),
         ("Traceback (most recent call last):\n  File x\nKeyError: 'seed'\n", "KeyError: 'seed'"),
-        ("--- 12:00: cell a on worker 1\nValueError: first\n--- 12:01: cell a on worker 2\nOSError: disk full\n",
-         "OSError: disk full"),
+        (
+            "--- 12:00: cell a on worker 1\nValueError: first\n--- 12:01: cell a on worker 2\nOSError: disk full\n",
+            "OSError: disk full",
+        ),
         ("", "no output"),
     ],
-)  # fmt: skip
+)
 def test_a_failed_cell_is_reported_with_the_error_it_ended_on(tmp_path: Path, output: str, error: str):
     log = tmp_path / "cell.log"
     log.write_text(output)
@@ -128,8 +158,10 @@ def test_a_cells_run_times_include_those_of_the_cells_before_it(monkeypatch):
     hook = RunTimesHook()
     configure_project("mind_the_gap")
     hook.before_pipeline_run({}, pipelines["reporting"], DataCatalog())
-    assert hook.table() == [{"pipeline": "baselines", "nodes": 1, "seconds": 30.0},
-                            {"pipeline": "data_processing", "nodes": 1, "seconds": 2.0}]  # fmt: skip
+    assert hook.table() == [
+        {"pipeline": "baselines", "nodes": 1, "seconds": 30.0},
+        {"pipeline": "data_processing", "nodes": 1, "seconds": 2.0},
+    ]
 
 
 def test_a_cell_runs_without_the_memory_setting_dask_gives_its_workers():

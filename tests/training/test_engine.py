@@ -260,9 +260,13 @@ def test_a_parameter_with_a_tiny_lr_scale_barely_moves():
 
 @pytest.mark.parametrize(
     ("capabilities", "expected"),
-    [({}, torch.float32), ({"avx512_bf16": True}, torch.bfloat16), ({"amx_bf16": True}, torch.bfloat16),
-     ({"avx512_bf16": False, "amx_bf16": False, "avx512_fp16": True}, torch.float32)],
-)  # fmt: skip
+    [
+        ({}, torch.float32),
+        ({"avx512_bf16": True}, torch.bfloat16),
+        ({"amx_bf16": True}, torch.bfloat16),
+        ({"avx512_bf16": False, "amx_bf16": False, "avx512_fp16": True}, torch.float32),
+    ],
+)
 def test_cpu_precision_follows_native_bf16(monkeypatch, capabilities: dict[str, bool], expected: torch.dtype):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
     cpu = torch.device("cpu")
@@ -350,12 +354,20 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_ends_bit_identical(tmp_pat
             raise Killed
 
     with pytest.raises(Killed):
-        fit(copy.deepcopy(initial), train, config, seed=0, normalization=UNIT, on_epoch=kill_after_epoch_2,
-            progress_file=progress)  # fmt: skip
+        fit(
+            copy.deepcopy(initial),
+            train,
+            config,
+            seed=0,
+            normalization=UNIT,
+            on_epoch=kill_after_epoch_2,
+            progress_file=progress,
+        )
     assert progress.is_file()
     resumed_model, epochs_seen = copy.deepcopy(initial), []
-    resumed = fit(resumed_model, train, config, seed=0, normalization=UNIT, on_epoch=epochs_seen.append,
-                  progress_file=progress)  # fmt: skip
+    resumed = fit(
+        resumed_model, train, config, seed=0, normalization=UNIT, on_epoch=epochs_seen.append, progress_file=progress
+    )
     assert [r["epoch"] for r in epochs_seen] == [1, 2, 3]  # the tracker gets the resumed epochs too
     assert _learned(resumed.history) == _learned(uninterrupted.history)
     for (name, a), b in zip(whole.state_dict().items(), resumed_model.state_dict().values(), strict=True):

@@ -50,8 +50,17 @@ class Trainer:
         seed: int = 0,
         tracker: student_cache.StudentTracker | None = None,
     ) -> StudentResult:
-        return train_student(self.store, student, training, self.train, self.test, seed, normalization,
-                             transfer=transfer, tracker=tracker)  # fmt: skip
+        return train_student(
+            self.store,
+            student,
+            training,
+            self.train,
+            self.test,
+            seed,
+            normalization,
+            transfer=transfer,
+            tracker=tracker,
+        )
 
 
 @pytest.fixture
@@ -167,8 +176,10 @@ def test_a_cached_child_is_reused_and_replays_its_curves(trainer: Trainer):
 
 
 def test_a_result_survives_its_json_round_trip():
-    history = [{"epoch": float(i + 1), "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": v}
-               for i, v in enumerate([0.2, 0.5, 0.6])]  # fmt: skip
+    history = [
+        {"epoch": float(i + 1), "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": v}
+        for i, v in enumerate([0.2, 0.5, 0.6])
+    ]
     test = Evaluation(loss=1.0, top1=0.5, top5=1.0, per_class_accuracy=[0.5, 0.5], confusion=np.eye(2, dtype=np.int64))
     result = StudentResult("key", 0, history, test, REAL, 1.0, 100.0, 10)
     again = StudentResult.from_json(result.to_json())

@@ -37,8 +37,9 @@ class Family:
     parent: str
 
     def child(self, transfer: Transfer, student: StudentConfig = BLOCKS) -> StudentResult:
-        return train_student(self.store, student, FAST, self.train, self.test, SEED, self.normalization,
-                             transfer=transfer)  # fmt: skip
+        return train_student(
+            self.store, student, FAST, self.train, self.test, SEED, self.normalization, transfer=transfer
+        )
 
     def state(self, key: str, student: StudentConfig = BLOCKS) -> State:
         return self.store.load_model(key, student, self.train).state_dict()

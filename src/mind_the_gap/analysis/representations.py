@@ -210,7 +210,9 @@ def batchnorm_shift_per_unit(a: Moments, b: Moments) -> np.ndarray:
     model); NaN for a unit without BatchNorm."""
     if [len(unit) for unit in a] != [len(unit) for unit in b]:
         raise ValueError("batchnorm_shift_per_unit needs the moments of one model: the BatchNorm layers differ")
-    return np.array([
-        np.mean([gaussian_symmetric_kl(*ma, *mb) for ma, mb in zip(ua, ub, strict=True)]) if ua else np.nan
-        for ua, ub in zip(a, b, strict=True)
-    ])  # fmt: skip
+    return np.array(
+        [
+            np.mean([gaussian_symmetric_kl(*ma, *mb) for ma, mb in zip(ua, ub, strict=True)]) if ua else np.nan
+            for ua, ub in zip(a, b, strict=True)
+        ]
+    )

@@ -249,6 +249,12 @@ def prepare_splits(train: ImageSet, test: ImageSet | None, config: DatasetConfig
     splits["test"] = test
     converted = {name: convert(splits[name], config.image_size, config.channels) for name in SPLITS}
     for name, part in converted.items():
-        log.info("%s: %d images, %d classes, %s px, %d channel(s)", name, len(part), part.num_classes,
-                 "x".join(map(str, part.image_size)), part.channels)  # fmt: skip
+        log.info(
+            "%s: %d images, %d classes, %s px, %d channel(s)",
+            name,
+            len(part),
+            part.num_classes,
+            "x".join(map(str, part.image_size)),
+            part.channels,
+        )
     return converted

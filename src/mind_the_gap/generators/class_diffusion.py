@@ -95,11 +95,18 @@ def build_unet(config: ClassDiffusionConfig, channels: int, size: tuple[int, int
     """The UNet for ``num_classes`` classes; class ``num_classes`` is the null class of classifier-free guidance."""
     levels = len(config.block_out_channels)
     return UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=config.block_out_channels,
-        layers_per_block=config.layers_per_block, down_block_types=("DownBlock2D",) * levels,
-        up_block_types=("UpBlock2D",) * levels, add_attention=config.attention, norm_num_groups=config.norm_num_groups,
-        attention_head_dim=min(32, config.block_out_channels[-1]), num_class_embeds=num_classes + 1,
-    )  # fmt: skip
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=config.block_out_channels,
+        layers_per_block=config.layers_per_block,
+        down_block_types=("DownBlock2D",) * levels,
+        up_block_types=("UpBlock2D",) * levels,
+        add_attention=config.attention,
+        norm_num_groups=config.norm_num_groups,
+        attention_head_dim=min(32, config.block_out_channels[-1]),
+        num_class_embeds=num_classes + 1,
+    )
 
 
 def _padding(config: ClassDiffusionConfig, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -159,8 +166,12 @@ class ClassDiffusionModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights = {name: tensor.detach().cpu().contiguous() for name, tensor in self.unet.state_dict().items()}
-        meta = {"config": self.config.model_dump(mode="json"), "class_names": list(self.class_names),
-                "image_size": list(self.image_size), "channels": self.channels}  # fmt: skip
+        meta = {
+            "config": self.config.model_dump(mode="json"),
+            "class_names": list(self.class_names),
+            "image_size": list(self.image_size),
+            "channels": self.channels,
+        }
         write_atomically(directory / WEIGHTS_FILE, lambda temp: save_file(weights, temp))
         text = json.dumps(meta, indent=2)
         write_atomically(directory / CONFIG_FILE, lambda temp: temp.write_text(text))  # last: marks it complete
@@ -189,8 +200,12 @@ def _autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 def _noise_scheduler(config: ClassDiffusionConfig) -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
-                         prediction_type=config.prediction_type, clip_sample=False)  # fmt: skip
+    return DDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type=config.prediction_type,
+        clip_sample=False,
+    )
 
 
 def _sampler(config: ClassDiffusionConfig) -> DPMSolverMultistepScheduler:
@@ -198,9 +213,13 @@ def _sampler(config: ClassDiffusionConfig) -> DPMSolverMultistepScheduler:
     # is its error amplified 2e4-fold: clipping that image to the data range ([-1, 1]) keeps DPM-Solver++ on track.
     clip = config.prediction_type == "epsilon"
     return DPMSolverMultistepScheduler(
-        num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
-        prediction_type=config.prediction_type, algorithm_type="dpmsolver++", thresholding=clip, sample_max_value=1.0,
-    )  # fmt: skip
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type=config.prediction_type,
+        algorithm_type="dpmsolver++",
+        thresholding=clip,
+        sample_max_value=1.0,
+    )
 
 
 def train_class_diffusion(
@@ -262,8 +281,11 @@ def train_class_diffusion(
         running += loss.detach()
         since += 1
         if since == config.log_every or step == config.steps - 1:
-            record = {"loss": running.item() / since, "lr": optimizer.param_groups[0]["lr"],
-                      "steps_per_second": (step + 1) / (time.perf_counter() - start)}  # fmt: skip
+            record = {
+                "loss": running.item() / since,
+                "lr": optimizer.param_groups[0]["lr"],
+                "steps_per_second": (step + 1) / (time.perf_counter() - start),
+            }
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if on_log is not None:
                 on_log(step + 1, record)
@@ -320,12 +342,20 @@ class ClassDiffusionGenerator:
             self._fingerprint = self.model.fingerprint()
         config = self.model.config
         return {
-            "backend": self.name, "weights_sha256": self._fingerprint, "scheduler": "dpmsolver++", "steps": self.steps,
-            "guidance_scale": self.guidance_scale, "strength": self.strength, "beta_schedule": config.beta_schedule,
-            "num_train_timesteps": config.num_train_timesteps, "prediction_type": config.prediction_type,
-            "image_size": list(self.model.image_size), "channels": self.model.channels,
-            "class_names": list(self.model.class_names), "precision": self.precision,
-        }  # fmt: skip
+            "backend": self.name,
+            "weights_sha256": self._fingerprint,
+            "scheduler": "dpmsolver++",
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "strength": self.strength,
+            "beta_schedule": config.beta_schedule,
+            "num_train_timesteps": config.num_train_timesteps,
+            "prediction_type": config.prediction_type,
+            "image_size": list(self.model.image_size),
+            "channels": self.model.channels,
+            "class_names": list(self.model.class_names),
+            "precision": self.precision,
+        }
 
     def generate(self, requests: Sequence[ImageRequest]) -> torch.Tensor:
         self._check(requests)

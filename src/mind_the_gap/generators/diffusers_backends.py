@@ -183,11 +183,19 @@ class _DiffusersGenerator:
     def describe(self) -> dict[str, Any]:
         # The dtype changes the images (fp16 on CUDA, fp32 on the CPU); batch size and device type do not.
         return {
-            "backend": self.name, "model_id": self.model_id, "scheduler": self.scheduler, "steps": self.steps,
-            "guidance_scale": self.guidance_scale, "negative_prompt": self.negative_prompt, "height": self.height,
-            "width": self.width, "output_size": self.output_size, "channels": self.channels,
-            "safety_checker": self.safety_checker, "dtype": str(self.dtype).removeprefix("torch."),
-        }  # fmt: skip
+            "backend": self.name,
+            "model_id": self.model_id,
+            "scheduler": self.scheduler,
+            "steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "negative_prompt": self.negative_prompt,
+            "height": self.height,
+            "width": self.width,
+            "output_size": self.output_size,
+            "channels": self.channels,
+            "safety_checker": self.safety_checker,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
 
     @property
     def pipeline(self) -> DiffusionPipeline:
@@ -336,44 +344,81 @@ def save_tiny_stable_diffusion(directory: Path, unclip: bool = False) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=77)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-            max_position_embeddings=77, projection_dim=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-        ))  # fmt: skip
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(vocab),
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=77,
+                projection_dim=32,
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+            )
+        )
         vae = AutoencoderKL(
-            block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=32,
-        )  # fmt: skip
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=4,
+            sample_size=32,
+        )
         unet_config = dict(
-            block_out_channels=(32, 64), layers_per_block=1, sample_size=16, cross_attention_dim=32,
-            attention_head_dim=(2, 4), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=16,
+            cross_attention_dim=32,
+            attention_head_dim=(2, 4),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        )  # fmt: skip
-        scheduler_config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                                set_alpha_to_one=False, steps_offset=1)  # fmt: skip
+        )
+        scheduler_config = dict(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
         if not unclip:
             pipe = StableDiffusionPipeline(
-                vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=UNet2DConditionModel(**unet_config),
-                scheduler=DDIMScheduler(**scheduler_config), safety_checker=None, feature_extractor=None,
+                vae=vae,
+                text_encoder=text_encoder,
+                tokenizer=tokenizer,
+                unet=UNet2DConditionModel(**unet_config),
+                scheduler=DDIMScheduler(**scheduler_config),
+                safety_checker=None,
+                feature_extractor=None,
                 requires_safety_checker=False,
-            )  # fmt: skip
+            )
         else:
             embedding = 32
             pipe = StableUnCLIPImg2ImgPipeline(
                 feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-                image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
-                    hidden_size=embedding, projection_dim=embedding, num_hidden_layers=2, num_attention_heads=4,
-                    image_size=32, intermediate_size=37, patch_size=4,
-                )),
+                image_encoder=CLIPVisionModelWithProjection(
+                    CLIPVisionConfig(
+                        hidden_size=embedding,
+                        projection_dim=embedding,
+                        num_hidden_layers=2,
+                        num_attention_heads=4,
+                        image_size=32,
+                        intermediate_size=37,
+                        patch_size=4,
+                    )
+                ),
                 image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embedding),
                 image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-                tokenizer=tokenizer, text_encoder=text_encoder,
+                tokenizer=tokenizer,
+                text_encoder=text_encoder,
                 # The image embedding and its noise-level embedding enter the UNet as a class embedding.
-                unet=UNet2DConditionModel(**unet_config, class_embed_type="projection",
-                                          projection_class_embeddings_input_dim=2 * embedding),
+                unet=UNet2DConditionModel(
+                    **unet_config, class_embed_type="projection", projection_class_embeddings_input_dim=2 * embedding
+                ),
                 scheduler=DDIMScheduler(**scheduler_config, prediction_type="v_prediction"),
                 vae=vae,
-            )  # fmt: skip
+            )
     model_dir = directory / ("tiny-unclip" if unclip else "tiny-stable-diffusion")
     pipe.save_pretrained(model_dir)
     return model_dir

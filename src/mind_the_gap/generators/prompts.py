@@ -22,9 +22,23 @@ PromptFn = Callable[[str, int, int], str]  # (class name, index in class, seed) 
 FITYMI_TEMPLATE = "{name}, {hypernym} inside {background}"  # "c, h_c inside b"
 # Scenes for "c, h_c inside b"; FITYMI (Sariyildiz et al., 2023) draws b from the Places365 categories.
 DEFAULT_BACKGROUNDS = (
-    "a forest", "a beach", "a kitchen", "a street", "a living room", "a field", "a garden", "a lake",
-    "a mountain", "an office", "a desert", "a park", "a river", "a snowy field", "a city", "a barn",
-)  # fmt: skip
+    "a forest",
+    "a beach",
+    "a kitchen",
+    "a street",
+    "a living room",
+    "a field",
+    "a garden",
+    "a lake",
+    "a mountain",
+    "an office",
+    "a desert",
+    "a park",
+    "a river",
+    "a snowy field",
+    "a city",
+    "a barn",
+)
 
 
 def _fields(template: str) -> set[str]:

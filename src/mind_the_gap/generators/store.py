@@ -170,9 +170,13 @@ def generate_into(
             todo.append((request, file))
 
     done = 0
-    with manifest_path.open("a", encoding="utf-8") as manifest, ThreadPoolExecutor(1) as writer, tqdm(
-        total=len(todo), unit="img", desc=f"generating {directory.name}", disable=not progress, smoothing=0.1
-    ) as bar:  # fmt: skip
+    with (
+        manifest_path.open("a", encoding="utf-8") as manifest,
+        ThreadPoolExecutor(1) as writer,
+        tqdm(
+            total=len(todo), unit="img", desc=f"generating {directory.name}", disable=not progress, smoothing=0.1
+        ) as bar,
+    ):
 
         def land(written: Future[int]) -> None:
             nonlocal done
@@ -204,9 +208,14 @@ def generate_into(
 
 def _row(request: ImageRequest, file: str, backend: str, params: Mapping[str, Any]) -> dict[str, Any]:
     row = {
-        "file": file, "class_name": request.class_name, "class_index": request.class_index,
-        "index": request.index, "prompt": request.prompt, "seed": request.seed, "backend": backend,
-    }  # fmt: skip
+        "file": file,
+        "class_name": request.class_name,
+        "class_index": request.class_index,
+        "index": request.index,
+        "prompt": request.prompt,
+        "seed": request.seed,
+        "backend": backend,
+    }
     row.update((key, value) for key, value in params.items() if key not in row)
     return row
 

@@ -74,14 +74,22 @@ def train_cell(
             "student": student.model_dump(mode="json"),
             "training": recipe.model_dump(mode="json"),
             "seed": job.seed,
-            "data": {"train_images": len(job.train), "val_images": len(val), "test_images": len(test),
-                     "image_size": job.train.image_size[0], "channels": job.train.channels,
-                     "num_classes": job.train.num_classes},
+            "data": {
+                "train_images": len(job.train),
+                "val_images": len(val),
+                "test_images": len(test),
+                "image_size": job.train.image_size[0],
+                "channels": job.train.channels,
+                "num_classes": job.train.num_classes,
+            },
             "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
-        }  # fmt: skip
+        }
         if job.transfer is not None:
-            params["transfer"] = {"parent": job.transfer.parent, "kept": job.transfer.kept,
-                                  **job.transfer.config.model_dump()}  # fmt: skip
+            params["transfer"] = {
+                "parent": job.transfer.parent,
+                "kept": job.transfer.kept,
+                **job.transfer.config.model_dump(),
+            }
         tags = {"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}}
         cell_jobs.append((job, recipe, normalization, MlflowStudentRun(job.name, tags, params)))
 
@@ -90,12 +98,29 @@ def train_cell(
     def train(cell_job: tuple[StudentJob, TrainConfig, Normalization, MlflowStudentRun]) -> dict[str, Any]:
         job, recipe, normalization, run = cell_job
         with run:
-            result = train_student(StudentStore(store), student, recipe, job.train, test, job.seed, normalization,
-                                   val=val, transfer=job.transfer, tracker=_StopWhenAsked(run, stop, job.name),
-                                   description=job.name)  # fmt: skip
+            result = train_student(
+                StudentStore(store),
+                student,
+                recipe,
+                job.train,
+                test,
+                job.seed,
+                normalization,
+                val=val,
+                transfer=job.transfer,
+                tracker=_StopWhenAsked(run, stop, job.name),
+                description=job.name,
+            )
             run.log_result(result, test.class_names)
-        return {"pipeline": pipeline, "cell": cell, **job.columns, "seed": job.seed, "student_key": result.key,
-                "cache_hit": result.cache_hit, **result.metrics()}  # fmt: skip
+        return {
+            "pipeline": pipeline,
+            "cell": cell,
+            **job.columns,
+            "seed": job.seed,
+            "student_key": result.key,
+            "cache_hit": result.cache_hit,
+            **result.metrics(),
+        }
 
     workers = concurrent_workers(training.concurrent_students, resolve_device(training.device))
     steps = lambda cell_job: planned_steps(len(cell_job[0].train), cell_job[1])  # noqa: E731

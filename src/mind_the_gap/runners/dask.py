@@ -231,8 +231,9 @@ class DaskRunner(AbstractRunner):
         for cell in cells:
             config = folder / f"{cell.name}.yml"
             config.write_text(yaml.safe_dump(DASK_HOOK.cell_config(cell), sort_keys=False))
-            tasks[cell.name] = CellTask(cell.name, cell.nodes, str(project), str(config),
-                                        str(folder / f"{cell.name}.log"), tracking)  # fmt: skip
+            tasks[cell.name] = CellTask(
+                cell.name, cell.nodes, str(project), str(config), str(folder / f"{cell.name}.log"), tracking
+            )
         return tasks
 
     def _schedule(self, client: Any, cells: list[Cell], tasks: dict[str, CellTask]) -> None:
@@ -271,8 +272,14 @@ class DaskRunner(AbstractRunner):
             if future.status == "finished":
                 outcome = future.result()
                 finished.add(cell)
-                self._logger.info("Cell %s finished on %s in %.1f s (%d of %d)", cell, outcome.worker,
-                                  outcome.seconds, len(finished), len(cells))  # fmt: skip
+                self._logger.info(
+                    "Cell %s finished on %s in %.1f s (%d of %d)",
+                    cell,
+                    outcome.worker,
+                    outcome.seconds,
+                    len(finished),
+                    len(cells),
+                )
             else:
                 failed[cell] = str(future.exception()) or type(future.exception()).__name__
                 self._logger.error("Cell %s failed: %s", cell, failed[cell])

@@ -51,11 +51,13 @@ def memory_handoffs(pipeline: Pipeline, cells: Iterable[Cell], catalog) -> list[
     """The datasets one cell would hand another in memory; each cell runs in its own process, so every dataset
     that crosses cells must be saved by the catalog."""
     cell_of = {node: cell.name for cell in cells for node in cell.nodes}
-    crossing = sorted({
-        dataset
-        for node in pipeline.nodes
-        for dataset in node.outputs
-        for reader in pipeline.only_nodes_with_inputs(dataset).nodes
-        if cell_of[reader.name] != cell_of[node.name]
-    })  # fmt: skip
+    crossing = sorted(
+        {
+            dataset
+            for node in pipeline.nodes
+            for dataset in node.outputs
+            for reader in pipeline.only_nodes_with_inputs(dataset).nodes
+            if cell_of[reader.name] != cell_of[node.name]
+        }
+    )
     return [name for name in crossing if isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)]

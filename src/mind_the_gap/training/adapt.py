@@ -14,9 +14,12 @@ from mind_the_gap.training.engine import Normalization
 
 @torch.no_grad()
 def adapt_batchnorm(
-    model: UnitNet, images: ImageSet, normalization: Normalization, units: UnitSpec | None = None,
+    model: UnitNet,
+    images: ImageSet,
+    normalization: Normalization,
+    units: UnitSpec | None = None,
     batch_size: int = 512,
-) -> UnitNet:  # fmt: skip
+) -> UnitNet:
     """Re-estimate, in place, the running mean and variance of the BatchNorm layers of ``units`` (all by default)
     as averages of their batch statistics over ``images`` (labels unused); return the model.
 

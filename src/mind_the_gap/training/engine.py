@@ -242,8 +242,9 @@ def fit(
         model.to(memory_format=torch.channels_last)
     images, labels = train.images.to(device), train.labels.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    augment = BatchAugment(config.augment, config.crop_padding, config.resized_crop_scale, config.shuffle_patch,
-                           config.shuffle_share)  # fmt: skip
+    augment = BatchAugment(
+        config.augment, config.crop_padding, config.resized_crop_scale, config.shuffle_patch, config.shuffle_share
+    )
 
     batch_size = min(config.batch_size, len(train))
     total_steps = planned_steps(len(train), config)
@@ -277,8 +278,12 @@ def fit(
         round_start, round_steps = time.perf_counter(), end - step
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        bar = tqdm(range(round_steps), desc=f"{description} epoch {epoch}/{config.epochs}",
-                   leave=False, disable=None if config.progress else True)  # fmt: skip
+        bar = tqdm(
+            range(round_steps),
+            desc=f"{description} epoch {epoch}/{config.epochs}",
+            leave=False,
+            disable=None if config.progress else True,
+        )
         for i in bar:
             index = next(batches)
             x = augment(images[index].float().div_(255), generator)
@@ -321,17 +326,32 @@ def fit(
             evaluation = evaluate(model, val, normalization, config)
             record |= {"val_loss": evaluation.loss, "val_accuracy": evaluation.top1}
         history.append(record)
-        log.info("%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.0f images/s", description, epoch, config.epochs,
-                 record["train_loss"], record["train_accuracy"],
-                 f", val accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else "",
-                 record["images_per_second"])  # fmt: skip
+        log.info(
+            "%s epoch %d/%d: loss %.4f, accuracy %.4f%s, %.0f images/s",
+            description,
+            epoch,
+            config.epochs,
+            record["train_loss"],
+            record["train_accuracy"],
+            f", val accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else "",
+            record["images_per_second"],
+        )
         if progress_file is not None and epoch < config.epochs:
-            _save_progress(progress_file, {
-                "total_steps": total_steps, "step": step, "history": history,
-                "seconds": seconds_before + time.perf_counter() - start, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-                "generator": generator.get_state(), "batches": batches.state_dict(),
-            })  # fmt: skip
+            _save_progress(
+                progress_file,
+                {
+                    "total_steps": total_steps,
+                    "step": step,
+                    "history": history,
+                    "seconds": seconds_before + time.perf_counter() - start,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": generator.get_state(),
+                    "batches": batches.state_dict(),
+                },
+            )
         if on_epoch is not None:
             on_epoch(record)
     seconds = seconds_before + time.perf_counter() - start

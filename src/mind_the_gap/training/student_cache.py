@@ -176,18 +176,23 @@ def train_student(
         seed_everything(seed)
         model = build_student(student, train.num_classes, train.channels, train.image_size[0])
     device = resolve_device(training.device)
-    key = store.key({
-        "code": code_version(),
-        "student": student.model_dump(mode="json", exclude={"units"}),  # the numbering only names units
-        "training": training.model_dump(mode="json", exclude=_NOT_IN_KEY),
-        "precision": precision_name(resolve_precision(device, training.amp)),
-        "steps": planned_steps(len(train), training),
-        "normalization": asdict(normalization),
-        "seed": seed,
-        "data": {"train": train.fingerprint(), "test": test.fingerprint(),
-                 "val": val.fingerprint() if val is not None else ""},
-        "transfer": transfer.describe(model) if transfer is not None else None,
-    })  # fmt: skip
+    key = store.key(
+        {
+            "code": code_version(),
+            "student": student.model_dump(mode="json", exclude={"units"}),  # the numbering only names units
+            "training": training.model_dump(mode="json", exclude=_NOT_IN_KEY),
+            "precision": precision_name(resolve_precision(device, training.amp)),
+            "steps": planned_steps(len(train), training),
+            "normalization": asdict(normalization),
+            "seed": seed,
+            "data": {
+                "train": train.fingerprint(),
+                "test": test.fingerprint(),
+                "val": val.fingerprint() if val is not None else "",
+            },
+            "transfer": transfer.describe(model) if transfer is not None else None,
+        }
+    )
     cached = store.load_result(key)
     if cached is not None:
         log.info("%s: reusing trained student %s (test accuracy %.4f)", description, key, cached.test.top1)
@@ -199,9 +204,18 @@ def train_student(
     if transfer is not None:
         parent = store.load_model(transfer.parent, student, train)
         lr_scales = start_from_parent(model, parent, transfer)
-    fitted = fit(model, train, training, seed, normalization, val=val, lr_scales=lr_scales,
-                 on_epoch=tracker.log_epoch if tracker else None, description=description,
-                 progress_file=store.progress_path(key))  # fmt: skip
+    fitted = fit(
+        model,
+        train,
+        training,
+        seed,
+        normalization,
+        val=val,
+        lr_scales=lr_scales,
+        on_epoch=tracker.log_epoch if tracker else None,
+        description=description,
+        progress_file=store.progress_path(key),
+    )
     result = StudentResult(
         key=key,
         seed=seed,
@@ -212,9 +226,18 @@ def train_student(
         images_per_second=fitted.images_per_second,
         num_parameters=count_parameters(model),
     )
-    store.save(key, model.cpu(), result, {"student": student.model_dump(mode="json"), "seed": seed,
-                                          "class_names": list(train.class_names)})  # fmt: skip
+    store.save(
+        key,
+        model.cpu(),
+        result,
+        {"student": student.model_dump(mode="json"), "seed": seed, "class_names": list(train.class_names)},
+    )
     store.progress_path(key).unlink(missing_ok=True)
-    log.info("%s: test accuracy %.4f (top-5 %.4f) after %.0f s", description, result.test.top1, result.test.top5,
-             result.train_seconds)  # fmt: skip
+    log.info(
+        "%s: test accuracy %.4f (top-5 %.4f) after %.0f s",
+        description,
+        result.test.top1,
+        result.test.top5,
+        result.train_seconds,
+    )
     return result

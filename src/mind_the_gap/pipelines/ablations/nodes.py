@@ -109,9 +109,14 @@ class AblationsConfig(SeedsConfig, TransferConfig):
 
 
 def _job(
-    factor: str, variant: str, trained_on: str, seed: int, train: ImageSet, real_images: int | None = None,
+    factor: str,
+    variant: str,
+    trained_on: str,
+    seed: int,
+    train: ImageSet,
+    real_images: int | None = None,
     **extra: Any,
-) -> StudentJob:  # fmt: skip
+) -> StudentJob:
     columns = {"factor": factor, "variant": variant, "trained_on": trained_on, "train_images": len(train)}
     if real_images is not None:
         columns["real_images"] = real_images
@@ -119,9 +124,16 @@ def _job(
 
 
 def train_augmentation(
-    real_train: ImageSet, synthetic_train: ImageSet, val: ImageSet, test: ImageSet, store: Path,
-    real_statistics: dict[str, list[float]], student: StudentConfig, training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     """Students of each source with no augmentation, or with a strong policy added to the standard one."""
     sets = {"real": real_train, "synthetic": synthetic_train}
     config = ablations.augmentation
@@ -129,27 +141,43 @@ def train_augmentation(
     for policy in config.policies:
         augment = [] if policy == "none" else [*training.augment, policy]
         recipe = training.model_copy(update={"augment": augment})
-        jobs += [_job("augmentation", policy, source, seed, sets[source], training=recipe)
-                 for source in config.sources for seed in ablations.seeds]  # fmt: skip
+        jobs += [
+            _job("augmentation", policy, source, seed, sets[source], training=recipe)
+            for source in config.sources
+            for seed in ablations.seeds
+        ]
     return train_cell("ablations", "augmentation", jobs, val, test, store, student, training, real_statistics)
 
 
 def train_texture_shape(
-    real_train: ImageSet, synthetic_train: ImageSet, val: ImageSet, test: ImageSet, store: Path,
-    real_statistics: dict[str, list[float]], student: StudentConfig, training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     """Students of each source trained with local pixel shuffles on top of the standard augmentation."""
     sets = {"real": real_train, "synthetic": synthetic_train}
     recipe = training.model_copy(update={"augment": [*training.augment, "local_shuffle"]})
-    jobs = [_job("texture_shape", "local_shuffle", source, seed, sets[source], training=recipe)
-            for source in ablations.texture_shape.sources for seed in ablations.seeds]  # fmt: skip
+    jobs = [
+        _job("texture_shape", "local_shuffle", source, seed, sets[source], training=recipe)
+        for source in ablations.texture_shape.sources
+        for seed in ablations.seeds
+    ]
     return train_cell("ablations", "texture_shape", jobs, val, test, store, student, training, real_statistics)
 
 
 def generate_oracle_sets(
-    generation: GenerationConfig, generator_model: dict[str, Any], real_train: ImageSet, output_dir: Path,
+    generation: GenerationConfig,
+    generator_model: dict[str, Any],
+    real_train: ImageSet,
+    output_dir: Path,
     ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """One synthetic set per strength, each image denoised from a noised real training image of its class by the
     generation's own model (the offline generator, or Stable Diffusion), and with ``unclip`` one from Stable
     unCLIP's embedding of the real image."""
@@ -157,22 +185,28 @@ def generate_oracle_sets(
         generation.backend == "img2img" and generation.img2img_model == "class_diffusion"
     )
     model = "class_diffusion" if offline else "stable_diffusion"
-    configs = {f"strength {s:g}": generation.model_copy(update={"backend": "img2img", "img2img_model": model,
-                                                                 "strength": s})
-               for s in ablations.oracle.strengths}  # fmt: skip
+    configs = {
+        f"strength {s:g}": generation.model_copy(update={"backend": "img2img", "img2img_model": model, "strength": s})
+        for s in ablations.oracle.strengths
+    }
     if ablations.oracle.unclip:
         configs["unclip"] = generation.model_copy(update={"backend": "unclip"})
     return _generate(configs, generator_model, real_train, output_dir)
 
 
 def generate_diversity_sets(
-    generation: GenerationConfig, generator_model: dict[str, Any], real_train: ImageSet, output_dir: Path,
+    generation: GenerationConfig,
+    generator_model: dict[str, Any],
+    real_train: ImageSet,
+    output_dir: Path,
     ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """One synthetic set per guidance scale, as the generation pipeline makes it otherwise (the generation's own
     scale gives its very images, reused from disk)."""
-    configs = {f"guidance {g:g}": generation.model_copy(update={"guidance_scale": g})
-               for g in ablations.diversity.guidance_scales}  # fmt: skip
+    configs = {
+        f"guidance {g:g}": generation.model_copy(update={"guidance_scale": g})
+        for g in ablations.diversity.guidance_scales
+    }
     return _generate(configs, generator_model, real_train, output_dir)
 
 
@@ -187,73 +221,124 @@ def _generate(
 
 
 def _generated_sets(manifest: pd.DataFrame, output_dir: Path, real_train: ImageSet, generation: GenerationConfig):
-    return {variant: pack_synthetic_images(rows, output_dir, real_train, generation)
-            for variant, rows in manifest.groupby("variant", sort=False)}  # fmt: skip
+    return {
+        variant: pack_synthetic_images(rows, output_dir, real_train, generation)
+        for variant, rows in manifest.groupby("variant", sort=False)
+    }
 
 
 def train_oracle(
-    manifest: pd.DataFrame, output_dir: Path, generation: GenerationConfig, real_train: ImageSet, val: ImageSet,
-    test: ImageSet, store: Path, real_statistics: dict[str, list[float]], student: StudentConfig,
-    training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    manifest: pd.DataFrame,
+    output_dir: Path,
+    generation: GenerationConfig,
+    real_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     """Synthetic-only students on each oracle set."""
     sets = _generated_sets(manifest, output_dir, real_train, generation)
-    jobs = [_job("oracle", variant, "synthetic", seed, images) for variant, images in sets.items()
-            for seed in ablations.seeds]  # fmt: skip
+    jobs = [
+        _job("oracle", variant, "synthetic", seed, images)
+        for variant, images in sets.items()
+        for seed in ablations.seeds
+    ]
     return train_cell("ablations", "oracle", jobs, val, test, store, student, training, real_statistics)
 
 
 def train_diversity(
-    manifest: pd.DataFrame, output_dir: Path, generation: GenerationConfig, real_train: ImageSet, val: ImageSet,
-    test: ImageSet, store: Path, real_statistics: dict[str, list[float]], student: StudentConfig,
-    training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    manifest: pd.DataFrame,
+    output_dir: Path,
+    generation: GenerationConfig,
+    real_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     """Per guidance scale: synthetic-only students, then from each the two key layer-swap students, the first or
     the last units trained on real images and the rest kept from the synthetic student."""
     sets = _generated_sets(manifest, output_dir, real_train, generation)
     config, num_units = ablations.diversity, len(student_unit_names(student))
     if config.first_units >= num_units or config.last_units >= num_units:
-        raise ValueError(f"ablations.diversity.first_units and last_units must leave a unit kept: the student has "
-                         f"{num_units}")  # fmt: skip
-    synthetic = [_job("diversity", variant, "synthetic", seed, images) for variant, images in sets.items()
-                 for seed in ablations.seeds]  # fmt: skip
+        raise ValueError(
+            f"ablations.diversity.first_units and last_units must leave a unit kept: the student has {num_units}"
+        )
+    synthetic = [
+        _job("diversity", variant, "synthetic", seed, images)
+        for variant, images in sets.items()
+        for seed in ablations.seeds
+    ]
     runs = train_cell("ablations", "diversity", synthetic, val, test, store, student, training, real_statistics)
     transfer = TransferConfig.model_validate(ablations.model_dump(include=set(TransferConfig.model_fields)))
-    swaps = {f"first {config.first_units} real": f"{config.first_units}-{num_units - 1}",
-             f"last {config.last_units} real": f"0-{num_units - config.last_units - 1}"}  # fmt: skip
+    swaps = {
+        f"first {config.first_units} real": f"{config.first_units}-{num_units - 1}",
+        f"last {config.last_units} real": f"0-{num_units - config.last_units - 1}",
+    }
     jobs = []
     for variant in sets:
         parents = parent_keys(runs[runs["variant"] == variant], ablations.seeds, "synthetic", "ablations.diversity")
         for label, kept in swaps.items():
-            jobs += [_job("diversity", variant, f"{label}, rest synthetic", seed, real_train,
-                          transfer=Transfer(parents[seed], kept, transfer)) for seed in ablations.seeds]  # fmt: skip
+            jobs += [
+                _job(
+                    "diversity",
+                    variant,
+                    f"{label}, rest synthetic",
+                    seed,
+                    real_train,
+                    transfer=Transfer(parents[seed], kept, transfer),
+                )
+                for seed in ablations.seeds
+            ]
     swapped = train_cell("ablations", "diversity", jobs, val, test, store, student, training, real_statistics)
     return pd.concat([runs, swapped], ignore_index=True)
 
 
 def measure_diversity(
-    manifest: pd.DataFrame, output_dir: Path, generation: GenerationConfig, real_train: ImageSet,
-    synthetic_train: ImageSet, real_runs: pd.DataFrame, store: Path, analyses: Path, student: StudentConfig,
-    training: TrainConfig, ablations: AblationsConfig,
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:  # fmt: skip
+    manifest: pd.DataFrame,
+    output_dir: Path,
+    generation: GenerationConfig,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    real_runs: pd.DataFrame,
+    store: Path,
+    analyses: Path,
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Within-class spread of each set in the penultimate features of the first seed's real-trained student, and
     its share of the real training pool's spread; cached in ``analyses`` by the judge, the sets and the settings."""
     seed = min(ablations.seeds)
     generated = {variant: [rows["run_key"].iloc[0], len(rows)] for variant, rows in manifest.groupby("variant")}
-    parts = {"analysis": "measure_diversity", "code": _code(), "spread_images": ablations.diversity.spread_images,
-             "judge": parent_keys(real_runs, [seed], "real", "ablations.diversity")[seed],
-             "sets": {"real": real_train.fingerprint(), "synthetic": synthetic_train.fingerprint(),
-                      **generated}}  # fmt: skip
+    parts = {
+        "analysis": "measure_diversity",
+        "code": _code(),
+        "spread_images": ablations.diversity.spread_images,
+        "judge": parent_keys(real_runs, [seed], "real", "ablations.diversity")[seed],
+        "sets": {"real": real_train.fingerprint(), "synthetic": synthetic_train.fingerprint(), **generated},
+    }
 
     def compute() -> pd.DataFrame:
         judge, result = load_students(real_runs, [seed], "real", store, student, real_train)[seed]
         judge.to(resolve_device(training.device))
-        sets = {"real": real_train, "synthetic (generation)": synthetic_train,
-                **_generated_sets(manifest, output_dir, real_train, generation)}  # fmt: skip
+        sets = {
+            "real": real_train,
+            "synthetic (generation)": synthetic_train,
+            **_generated_sets(manifest, output_dir, real_train, generation),
+        }
         rows = []
         for name, images in sets.items():
-            features = unit_features(judge, images, result.normalization, pooled=True,
-                                     batch_size=training.eval_batch_size)  # fmt: skip
+            features = unit_features(
+                judge, images, result.normalization, pooled=True, batch_size=training.eval_batch_size
+            )
             spread = within_class_spread(features[-2], images.labels, ablations.diversity.spread_images)
             rows.append({"set": name, "within_class_spread": spread})
         table = pd.DataFrame(rows)
@@ -261,8 +346,9 @@ def measure_diversity(
         return table
 
     table = cached_table(analyses, parts, compute)
-    metrics = {metric_name(f"{r.set}.share_of_real"): {"value": float(r.share_of_real), "step": 0}
-               for r in table.itertuples()}  # fmt: skip
+    metrics = {
+        metric_name(f"{r.set}.share_of_real"): {"value": float(r.share_of_real), "step": 0} for r in table.itertuples()
+    }
     return table, metrics
 
 
@@ -272,9 +358,16 @@ def _code() -> str:
 
 
 def train_mixing(
-    real_train: ImageSet, synthetic_train: ImageSet, val: ImageSet, test: ImageSet, store: Path,
-    real_statistics: dict[str, list[float]], student: StudentConfig, training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: dict[str, list[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     """Students on real and synthetic images mixed at the real pool's size (stratified, drawn from the seed), and
     on every real image plus the whole synthetic set."""
     config = ablations.mixing
@@ -286,15 +379,33 @@ def train_mixing(
             # The synthetic part fills the rest of the real pool's size, whatever the synthetic set's own size.
             fraction = (len(real_train) - len(real)) / len(synthetic_train)
             if fraction > 1:
-                raise ValueError(f"ablations.mixing: a real share of {share} needs {len(real_train) - len(real)} "
-                                 f"synthetic images, the synthetic set has {len(synthetic_train)}")  # fmt: skip
+                raise ValueError(
+                    f"ablations.mixing: a real share of {share} needs {len(real_train) - len(real)} "
+                    f"synthetic images, the synthetic set has {len(synthetic_train)}"
+                )
             synthetic = nested_subsets(synthetic_train, [fraction], generator)[fraction]
-            jobs.append(_job("mixing", f"{share:.0%} real", "real + synthetic", seed, concat(real, synthetic),
-                             real_images=len(real)))  # fmt: skip
+            jobs.append(
+                _job(
+                    "mixing",
+                    f"{share:.0%} real",
+                    "real + synthetic",
+                    seed,
+                    concat(real, synthetic),
+                    real_images=len(real),
+                )
+            )
         if config.add_synthetic:
             everything = concat(real_train, synthetic_train)
-            jobs.append(_job("mixing", "all real + all synthetic", "real + synthetic", seed, everything,
-                             real_images=len(real_train)))  # fmt: skip
+            jobs.append(
+                _job(
+                    "mixing",
+                    "all real + all synthetic",
+                    "real + synthetic",
+                    seed,
+                    everything,
+                    real_images=len(real_train),
+                )
+            )
     return train_cell("ablations", "mixing", jobs, val, test, store, student, training, real_statistics)
 
 
@@ -307,36 +418,59 @@ def concat(*sets: ImageSet) -> ImageSet:
 
 
 def evaluate_texture_shape(
-    real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, texture_shape_runs: pd.DataFrame, real_test: ImageSet,
-    store: Path, analyses: Path, student: StudentConfig, training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    texture_shape_runs: pd.DataFrame,
+    real_test: ImageSet,
+    store: Path,
+    analyses: Path,
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     """Every baseline and texture-shape student on the real test set, its shape-only (edges) and texture-only
     (patch-shuffled) views, and, where given, cue-conflict images: accuracy on each and the shape bias. Cached in
     ``analyses`` by the students, the test set, the settings and the cue-conflict folder's files."""
     groups = [("standard", "real", real_runs), ("standard", "synthetic", synthetic_runs)]
     groups += [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
     folder = ablations.texture_shape.cue_conflict_dir
-    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*")
-                   if p.is_file()) if folder is not None and Path(folder).is_dir() else None  # fmt: skip
-    parts = {"analysis": "evaluate_texture_shape", "code": _code(), "test": real_test.fingerprint(),
-             "config": ablations.texture_shape.model_dump(mode="json"), "cue_conflict_files": files,
-             "students": [[variant, source, parent_keys(rows, ablations.seeds, source, "ablations.texture_shape")]
-                          for variant, source, rows in groups]}  # fmt: skip
-    return cached_table(analyses, parts, lambda: _evaluate_views(groups, real_test, store, student, training,
-                                                                 ablations))  # fmt: skip
+    files = (
+        sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*") if p.is_file())
+        if folder is not None and Path(folder).is_dir()
+        else None
+    )
+    parts = {
+        "analysis": "evaluate_texture_shape",
+        "code": _code(),
+        "test": real_test.fingerprint(),
+        "config": ablations.texture_shape.model_dump(mode="json"),
+        "cue_conflict_files": files,
+        "students": [
+            [variant, source, parent_keys(rows, ablations.seeds, source, "ablations.texture_shape")]
+            for variant, source, rows in groups
+        ],
+    }
+    return cached_table(
+        analyses, parts, lambda: _evaluate_views(groups, real_test, store, student, training, ablations)
+    )
 
 
 def _evaluate_views(
-    groups: list[tuple[str, str, pd.DataFrame]], real_test: ImageSet, store: Path, student: StudentConfig,
-    training: TrainConfig, ablations: AblationsConfig,
-) -> pd.DataFrame:  # fmt: skip
+    groups: list[tuple[str, str, pd.DataFrame]],
+    real_test: ImageSet,
+    store: Path,
+    student: StudentConfig,
+    training: TrainConfig,
+    ablations: AblationsConfig,
+) -> pd.DataFrame:
     config = ablations.texture_shape
     texture = patch_shuffled(real_test.images, config.texture_grid, torch.Generator().manual_seed(0))
     views = {"shape": edge_view(real_test.images), "texture": texture}
     cue_conflict = None
     if config.cue_conflict_dir is not None:
-        cue_conflict = load_cue_conflict(config.cue_conflict_dir, real_test.class_names, real_test.image_size[0],
-                                         real_test.channels)  # fmt: skip
+        cue_conflict = load_cue_conflict(
+            config.cue_conflict_dir, real_test.class_names, real_test.image_size[0], real_test.channels
+        )
     rows = []
     for variant, source, runs in groups:
         for seed, (model, result) in load_students(runs, ablations.seeds, source, store, student, real_test).items():
@@ -360,8 +494,10 @@ def summarize_ablations(
     """One row per factor, variant and training data: test accuracy mean ± 95% CI over seeds, the gap to the
     real-only baselines (``gap_pp``), and where both sources ran a variant, the gap between them under it; the
     accuracies drawn as a PNG's figure and an interactive one."""
-    baselines = pd.concat([real_runs.assign(trained_on=real_runs["cell"]),
-                           synthetic_runs.assign(trained_on=synthetic_runs["cell"])], ignore_index=True)  # fmt: skip
+    baselines = pd.concat(
+        [real_runs.assign(trained_on=real_runs["cell"]), synthetic_runs.assign(trained_on=synthetic_runs["cell"])],
+        ignore_index=True,
+    )
     baselines = baselines.assign(factor="baseline", variant="standard")
     runs = pd.concat([baselines, *factor_runs], ignore_index=True)
     by = ["factor", "variant", "trained_on"]
@@ -369,15 +505,22 @@ def summarize_ablations(
     accuracy = summary.set_index(by)["test_accuracy_mean"]
     real = accuracy.get(("baseline", "standard", "real"), np.nan)
     summary["gap_pp"] = 100 * (real - summary["test_accuracy_mean"])
-    pairs = {(f, v): accuracy.get((f, v, "real"), np.nan) - accuracy.get((f, v, "synthetic"), np.nan)
-             for f, v in summary[["factor", "variant"]].itertuples(index=False)}  # fmt: skip
+    pairs = {
+        (f, v): accuracy.get((f, v, "real"), np.nan) - accuracy.get((f, v, "synthetic"), np.nan)
+        for f, v in summary[["factor", "variant"]].itertuples(index=False)
+    }
     variants = summary[["factor", "variant"]].itertuples(index=False)
     summary["gap_between_sources_pp"] = [100 * pairs[tuple(key)] for key in variants]
     if len(views):
         measured = [c for c in views.columns if c.endswith(("_accuracy", "_bias")) and c != "test_accuracy"]
         view_summary = summarize(views, by=["variant", "trained_on"], metrics=measured)
-        summary = summary.merge(view_summary.drop(columns=["n"]).assign(factor=lambda t: np.where(
-            t["variant"] == "standard", "baseline", "texture_shape")), on=by, how="left")  # fmt: skip
+        summary = summary.merge(
+            view_summary.drop(columns=["n"]).assign(
+                factor=lambda t: np.where(t["variant"] == "standard", "baseline", "texture_shape")
+            ),
+            on=by,
+            how="left",
+        )
     for row in summary.itertuples():
         label = metric_name(f"{row.factor}.{row.variant}.{row.trained_on}")
         metrics[f"{label}.gap_pp"] = {"value": float(row.gap_pp), "step": 0}
@@ -391,8 +534,15 @@ def ablations_chart(summary: pd.DataFrame) -> BarChart:
     groups = []
     for i, (factor, rows) in enumerate(summary.groupby("factor", sort=False)):
         labels = [f"{r.factor}: {r.variant} ({r.trained_on})" for r in rows.itertuples()]
-        groups.append(Bars(factor, labels, rows["test_accuracy_mean"].astype(float).tolist(),
-                           [ci_or_zero(ci) for ci in rows["test_accuracy_ci95"]], f"C{i}"))  # fmt: skip
+        groups.append(
+            Bars(
+                factor,
+                labels,
+                rows["test_accuracy_mean"].astype(float).tolist(),
+                [ci_or_zero(ci) for ci in rows["test_accuracy_ci95"]],
+                f"C{i}",
+            )
+        )
     levels = []
     for source, style in (("real", "-"), ("synthetic", "--")):
         match = summary[(summary["factor"] == "baseline") & (summary["trained_on"] == source)]
@@ -400,6 +550,11 @@ def ablations_chart(summary: pd.DataFrame) -> BarChart:
             mean, ci = match[["test_accuracy_mean", "test_accuracy_ci95"]].iloc[0]
             levels.append(Level(f"{source}-only", float(mean), ci_or_zero(ci), "k", style))
     low = np.nanmin(summary["test_accuracy_mean"]) if len(summary) else 0.0
-    return BarChart("Ablations: what each factor does to the gap",
-                    "test accuracy on real images (mean ± 95% CI over seeds)", groups, levels,
-                    (max(0.0, low - 0.1), 1.0), (8.0, 0.32 * len(summary) + 1.5))  # fmt: skip
+    return BarChart(
+        "Ablations: what each factor does to the gap",
+        "test accuracy on real images (mean ± 95% CI over seeds)",
+        groups,
+        levels,
+        (max(0.0, low - 0.1), 1.0),
+        (8.0, 0.32 * len(summary) + 1.5),
+    )

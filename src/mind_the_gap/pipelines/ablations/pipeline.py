@@ -24,36 +24,67 @@ def _factor(factor: str) -> Pipeline:
     generate, train, inputs = FACTORS[factor]
     steps = [Node(train, [*inputs, *SHARED, *PARAMETERS], "runs", name="train_students")]
     if generate is not None:
-        steps.insert(0, Node(generate, ["params:generation", "generator_model", "real_train", "synthetic_images_dir",
-                                        "params:ablations"], "generation_sets", name="generate"))  # fmt: skip
+        steps.insert(
+            0,
+            Node(
+                generate,
+                ["params:generation", "generator_model", "real_train", "synthetic_images_dir", "params:ablations"],
+                "generation_sets",
+                name="generate",
+            ),
+        )
     external = {"real_train", "synthetic_train", "synthetic_images_dir", "generator_model", *SHARED}
-    return Pipeline(steps, namespace=f"ablations.{factor}", inputs=external & {i for s in steps for i in s.inputs},
-                    parameters={"params:generation", *PARAMETERS} & {i for s in steps for i in s.inputs})  # fmt: skip
+    return Pipeline(
+        steps,
+        namespace=f"ablations.{factor}",
+        inputs=external & {i for s in steps for i in s.inputs},
+        parameters={"params:generation", *PARAMETERS} & {i for s in steps for i in s.inputs},
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     views = Node(
         nodes.evaluate_texture_shape,
-        ["baselines_real_runs", "baselines_synthetic_runs", "ablations.texture_shape.runs", "real_test",
-         "student_store", "analysis_store", *PARAMETERS],
+        [
+            "baselines_real_runs",
+            "baselines_synthetic_runs",
+            "ablations.texture_shape.runs",
+            "real_test",
+            "student_store",
+            "analysis_store",
+            *PARAMETERS,
+        ],
         "ablations_texture_shape_views",
         name="evaluate_texture_shape",
         namespace="ablations.texture_shape",
-    )  # fmt: skip
+    )
     diversity = Node(
         nodes.measure_diversity,
-        ["ablations.diversity.generation_sets", "synthetic_images_dir", "params:generation", "real_train",
-         "synthetic_train", "baselines_real_runs", "student_store", "analysis_store", *PARAMETERS],
+        [
+            "ablations.diversity.generation_sets",
+            "synthetic_images_dir",
+            "params:generation",
+            "real_train",
+            "synthetic_train",
+            "baselines_real_runs",
+            "student_store",
+            "analysis_store",
+            *PARAMETERS,
+        ],
         ["ablations_diversity", "ablations_diversity_metrics"],
         name="measure_diversity",
         namespace="ablations.diversity",
-    )  # fmt: skip
+    )
     summary = Node(
         nodes.summarize_ablations,
-        ["baselines_real_runs", "baselines_synthetic_runs", "ablations_texture_shape_views",
-         *(f"ablations.{factor}.runs" for factor in FACTORS)],
+        [
+            "baselines_real_runs",
+            "baselines_synthetic_runs",
+            "ablations_texture_shape_views",
+            *(f"ablations.{factor}.runs" for factor in FACTORS),
+        ],
         ["ablations_summary", "ablations_metrics", "ablations_figure", "ablations_interactive"],
         name="summarize",
         namespace="ablations",
-    )  # fmt: skip
+    )
     return Pipeline([*(_factor(factor) for factor in FACTORS), views, diversity, summary])

@@ -19,8 +19,13 @@ def _cell(cell: str, training_set: str) -> Pipeline:
         name="train_students",
     )
     # The runs tables leave the namespace under plain names: other experiments read them.
-    return Pipeline([train], namespace=f"baselines.{cell}", inputs={"train": training_set, **{s: s for s in SHARED}},
-                    outputs={"runs": f"baselines_{cell}_runs"}, parameters=PARAMETERS)  # fmt: skip
+    return Pipeline(
+        [train],
+        namespace=f"baselines.{cell}",
+        inputs={"train": training_set, **{s: s for s in SHARED}},
+        outputs={"runs": f"baselines_{cell}_runs"},
+        parameters=PARAMETERS,
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -33,10 +38,16 @@ def create_pipeline(**kwargs) -> Pipeline:
     )
     recognisability = Node(
         measure_recognisability,
-        ["baselines_real_runs", "synthetic_train", "student_store", "params:student", "params:training",
-         "params:baselines"],
+        [
+            "baselines_real_runs",
+            "synthetic_train",
+            "student_store",
+            "params:student",
+            "params:training",
+            "params:baselines",
+        ],
         ["synthetic_recognisability", "synthetic_recognisability_metrics", "synthetic_samples"],
         name="measure_recognisability",
         namespace="baselines",
-    )  # fmt: skip
+    )
     return Pipeline([*(_cell(cell, data) for cell, data in CELLS.items()), summary, recognisability])

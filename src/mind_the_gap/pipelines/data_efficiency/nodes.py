@@ -80,8 +80,13 @@ def _subsets(pool: ImageSet, config: DataEfficiencyConfig) -> dict[int, dict[flo
 
 
 def _columns(strategy: str, last_units: LastUnits | None, fraction: float, subset: ImageSet) -> dict[str, object]:
-    return {"strategy": strategy, "last_units": "" if last_units is None else str(last_units), "fraction": fraction,
-            "fraction_label": fraction_label(fraction), "real_images": len(subset)}  # fmt: skip
+    return {
+        "strategy": strategy,
+        "last_units": "" if last_units is None else str(last_units),
+        "fraction": fraction,
+        "fraction_label": fraction_label(fraction),
+        "real_images": len(subset),
+    }
 
 
 def train_from_scratch(
@@ -102,13 +107,17 @@ def train_from_scratch(
         plans.append((_more_steps(check.budget_factor), check.budget_factor, check.seeds))
     subsets = _subsets(real_train, data_efficiency)
     jobs = [
-        StudentJob(f"data_efficiency/{strategy} on {fraction_label(f)} real/seed{seed}", seed, subset,
-                   columns=_columns(strategy, None, f, subset),
-                   training=_recipe(training, real_train, data_efficiency, factor))
+        StudentJob(
+            f"data_efficiency/{strategy} on {fraction_label(f)} real/seed{seed}",
+            seed,
+            subset,
+            columns=_columns(strategy, None, f, subset),
+            training=_recipe(training, real_train, data_efficiency, factor),
+        )
         for strategy, factor, seeds in plans
         for seed in seeds
         for f, subset in subsets[seed].items()
-    ]  # fmt: skip
+    ]
     return train_cell("data_efficiency", "scratch", jobs, val, test, store, student, training, real_statistics)
 
 
@@ -133,8 +142,9 @@ def train_finetuned(
     num_units = len(student_unit_names(student))
     bad = [m for m in data_efficiency.last_units if m != "all" and not 0 < m < num_units]
     if bad:
-        raise ValueError(f"data_efficiency.last_units {bad}: the student has {num_units} units, so use 1-"
-                         f"{num_units - 1} or all")  # fmt: skip
+        raise ValueError(
+            f"data_efficiency.last_units {bad}: the student has {num_units} units, so use 1-{num_units - 1} or all"
+        )
     jobs = []
     for last in data_efficiency.last_units:
         if last == "all":  # every unit kept from the synthetic student, and fine-tuned
@@ -145,8 +155,16 @@ def train_finetuned(
         for seed, subsets in _subsets(real_train, data_efficiency).items():
             for f, subset in subsets.items():
                 name = f"data_efficiency/{strategy} units on {fraction_label(f)} real/seed{seed}"
-                jobs.append(StudentJob(name, seed, subset, Transfer(parents[seed], kept, transfer),
-                                       _columns(strategy, last, f, subset), recipe))  # fmt: skip
+                jobs.append(
+                    StudentJob(
+                        name,
+                        seed,
+                        subset,
+                        Transfer(parents[seed], kept, transfer),
+                        _columns(strategy, last, f, subset),
+                        recipe,
+                    )
+                )
     return train_cell("data_efficiency", "finetune", jobs, val, test, store, student, training, real_statistics)
 
 
@@ -165,8 +183,9 @@ def summarize_data_efficiency(
     baselines = pd.concat([real_runs, synthetic_runs], ignore_index=True)
     reference, _ = summarize_runs(baselines[baselines["seed"].isin(seeds)], by=["cell"])
     reference = reference.set_index("cell")
-    summary, metrics = summarize_runs(runs, by=["strategy", "fraction", "fraction_label", "real_images"],
-                                      label=["strategy", "fraction_label"])  # fmt: skip
+    summary, metrics = summarize_runs(
+        runs, by=["strategy", "fraction", "fraction_label", "real_images"], label=["strategy", "fraction_label"]
+    )
     real_mean = reference["test_accuracy_mean"].get("real", math.nan)
     summary["below_real_pp"] = 100 * (real_mean - summary["test_accuracy_mean"])
     for row in summary.itertuples():
@@ -184,8 +203,14 @@ def _convergence(runs: pd.DataFrame, check: ConvergenceCheck) -> pd.DataFrame:
     accuracy = runs.pivot_table(index=["fraction", "seed"], columns="strategy", values="test_accuracy")
     longer = accuracy[_more_steps(check.budget_factor)]
     gain = (100 * (longer - accuracy["scratch"])).dropna().groupby("fraction").mean()
-    return pd.DataFrame({"strategy": "scratch", "fraction": gain.index, "more_steps_gain_pp": gain.to_numpy(),
-                         "converged": gain.to_numpy() < check.tolerance_pp})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "strategy": "scratch",
+            "fraction": gain.index,
+            "more_steps_gain_pp": gain.to_numpy(),
+            "converged": gain.to_numpy() < check.tolerance_pp,
+        }
+    )
 
 
 def data_efficiency_chart(summary: pd.DataFrame, reference: pd.DataFrame) -> LineChart:
@@ -199,8 +224,14 @@ def data_efficiency_chart(summary: pd.DataFrame, reference: pd.DataFrame) -> Lin
             label = "from scratch on the subset" if strategy == "scratch" else f"{strategy} (convergence check)"
         points = group.sort_values("real_images")
         curves.append(table_curve(points, "real_images", "test_accuracy", label, colour, style, band=True))
-    levels = baseline_levels(reference, {"real": "real-only, every real image",
-                                         "synthetic": "synthetic-only, no real image"})  # fmt: skip
-    return LineChart("Data efficiency: fine-tuning the last units on a little real data", "real training images used",
-                     [Panel("test accuracy on real images", curves, levels)], log2_x=True, legend_at="lower right",
-                     size=(7.5, 4.8))  # fmt: skip
+    levels = baseline_levels(
+        reference, {"real": "real-only, every real image", "synthetic": "synthetic-only, no real image"}
+    )
+    return LineChart(
+        "Data efficiency: fine-tuning the last units on a little real data",
+        "real training images used",
+        [Panel("test accuracy on real images", curves, levels)],
+        log2_x=True,
+        legend_at="lower right",
+        size=(7.5, 4.8),
+    )

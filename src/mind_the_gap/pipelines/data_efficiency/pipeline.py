@@ -26,10 +26,15 @@ def create_pipeline(**kwargs) -> Pipeline:
     )
     summary = Node(
         summarize_data_efficiency,
-        ["baselines_real_runs", "baselines_synthetic_runs", "data_efficiency.scratch.runs",
-         "data_efficiency.finetune.runs", "params:data_efficiency"],
+        [
+            "baselines_real_runs",
+            "baselines_synthetic_runs",
+            "data_efficiency.scratch.runs",
+            "data_efficiency.finetune.runs",
+            "params:data_efficiency",
+        ],
         ["data_efficiency_summary", "data_efficiency_metrics", "data_efficiency_figure", "data_efficiency_interactive"],
         name="summarize",
         namespace="data_efficiency",
-    )  # fmt: skip
+    )
     return Pipeline([scratch, finetune, summary])

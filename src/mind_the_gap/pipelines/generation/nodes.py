@@ -60,8 +60,7 @@ def generate_synthetic_images(
         requests = shard_requests(requests, generation.shard)
     log.info("generating %d images (%s) into %s", len(requests), generator.name, directory)
     stats = generate_into(directory, requests, generator, generation.batch_size, shard=generation.shard or "0/1")
-    log.info("%d generated, %d already there, %.1f images/s", stats.generated, stats.skipped,
-             stats.images_per_second)  # fmt: skip
+    log.info("%d generated, %d already there, %.1f images/s", stats.generated, stats.skipped, stats.images_per_second)
 
     manifest = merge_manifests(directory)
     manifest = manifest[manifest["index"] < generation.images_per_class].reset_index(drop=True)

@@ -63,8 +63,11 @@ def train_generator(pool: ImageSet, config: GeneratorTrainingConfig, models_dir:
         log.info("reusing the generator trained before: %s", directory)
         return {"path": str(directory), "key": key, "reused": True}
 
-    with mlflow.start_run(run_name="generator_training/class_diffusion", nested=mlflow.active_run() is not None,
-                          tags={"pipeline": "generator_training", "cell": "class_diffusion"}):  # fmt: skip
+    with mlflow.start_run(
+        run_name="generator_training/class_diffusion",
+        nested=mlflow.active_run() is not None,
+        tags={"pipeline": "generator_training", "cell": "class_diffusion"},
+    ):
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(config.diffusion.model_dump(mode="json")).items()})
         mlflow.log_params({"pool_images": len(pool), "generator_key": key, "resolved_precision": precision})
         start = time.perf_counter()

@@ -80,13 +80,21 @@ def train_layer_swap(
     jobs = []
     for cut in resolve_cuts(layer_swap, student):
         kept, trained = swap_ranges(arrangement, cut, num_units)
-        columns = {"arrangement": arrangement, "cut": cut, "kept": kept, "from": source, "trained": trained,
-                   "trained_on": other, "real_units": kept if source == "real" else trained}  # fmt: skip
+        columns = {
+            "arrangement": arrangement,
+            "cut": cut,
+            "kept": kept,
+            "from": source,
+            "trained": trained,
+            "trained_on": other,
+            "real_units": kept if source == "real" else trained,
+        }
         for seed in layer_swap.seeds:
             name = f"layer_swap/kept={kept} {source}/rest {other}/seed{seed}"
             jobs.append(StudentJob(name, seed, other_train, Transfer(parents[seed], kept, transfer), columns))
-    return train_cell("layer_swap", f"{arrangement}_from_{source}", jobs, val, test, store, student, training,
-                      real_statistics)  # fmt: skip
+    return train_cell(
+        "layer_swap", f"{arrangement}_from_{source}", jobs, val, test, store, student, training, real_statistics
+    )
 
 
 def summarize_layer_swap(
@@ -116,9 +124,12 @@ def summarize_layer_swap(
         if pd.notna(row.gap_recovered):
             metrics[f"{row.cell}.{row.kept}.gap_recovered"] = {"value": float(row.gap_recovered), "step": 0}
     everything = f"0-{len(names) - 1}"
-    baseline_rows = reference.assign(arrangement="baseline", **{"from": reference["cell"]},
-                                     real_units=reference["cell"].map({"real": everything, "synthetic": ""}),
-                                     gap_recovered=reference["cell"].map({"real": 1.0, "synthetic": 0.0}))  # fmt: skip
+    baseline_rows = reference.assign(
+        arrangement="baseline",
+        **{"from": reference["cell"]},
+        real_units=reference["cell"].map({"real": everything, "synthetic": ""}),
+        gap_recovered=reference["cell"].map({"real": 1.0, "synthetic": 0.0}),
+    )
     table = pd.concat([baseline_rows, summary], ignore_index=True)
     leading = [*by, "n", "test_accuracy_mean", "test_accuracy_ci95", "gap_recovered"]
     table = table[[*leading, *(c for c in table.columns if c not in leading)]]
@@ -147,8 +158,13 @@ def layer_swap_chart(summary: pd.DataFrame, baselines: pd.DataFrame, names: list
     levels = baseline_levels(baselines, {"real": "real-only", "synthetic": "synthetic-only"})
     ticks = [(k, str(k) if k in (0, n) else f"{k}\n{names[k]}") for k in range(n + 1)]
     panel = Panel("test accuracy on real images", curves, levels)
-    return LineChart("Layer swap: which units carry the gap", "cut k (the first unit after it)", [panel], ticks,
-                     legend_at="lower center")  # fmt: skip
+    return LineChart(
+        "Layer swap: which units carry the gap",
+        "cut k (the first unit after it)",
+        [panel],
+        ticks,
+        legend_at="lower center",
+    )
 
 
 def _mean(baselines: pd.DataFrame, cell: str) -> float:

@@ -21,8 +21,12 @@ def _cell(arrangement: str, source: str) -> Pipeline:
         name="train_students",
     )
     inputs = {"parent_runs": f"baselines_{source}_runs", "other_train": f"{OTHER[source]}_train"}
-    return Pipeline([train], namespace=f"layer_swap.{arrangement}_from_{source}",
-                    inputs=inputs | {s: s for s in SHARED}, parameters=set(PARAMETERS))  # fmt: skip
+    return Pipeline(
+        [train],
+        namespace=f"layer_swap.{arrangement}_from_{source}",
+        inputs=inputs | {s: s for s in SHARED},
+        parameters=set(PARAMETERS),
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -92,14 +92,24 @@ def measure_input_statistics(
         (real_mean, real_std), (synthetic_mean, synthetic_std) = histogram_moments(a), histogram_moments(b)
         distance = wasserstein_per_channel(a, b) if a.sum() and b.sum() else np.full(len(a), np.nan)
         for channel in range(len(a)):
-            rows.append({"class": name, "channel": channel, "real_mean": real_mean[channel],
-                         "real_std": real_std[channel], "synthetic_mean": synthetic_mean[channel],
-                         "synthetic_std": synthetic_std[channel], "wasserstein": distance[channel]})  # fmt: skip
+            rows.append(
+                {
+                    "class": name,
+                    "channel": channel,
+                    "real_mean": real_mean[channel],
+                    "real_std": real_std[channel],
+                    "synthetic_mean": synthetic_mean[channel],
+                    "synthetic_std": synthetic_std[channel],
+                    "wasserstein": distance[channel],
+                }
+            )
     table = pd.DataFrame(rows)
     overall = table[table["class"] == "all"]
-    metrics = {f"input.{column}.channel{row.channel}": {"value": float(getattr(row, column)), "step": 0}
-               for row in overall.itertuples() for column in ("real_mean", "real_std", "synthetic_mean",
-                                                              "synthetic_std", "wasserstein")}  # fmt: skip
+    metrics = {
+        f"input.{column}.channel{row.channel}": {"value": float(getattr(row, column)), "step": 0}
+        for row in overall.itertuples()
+        for column in ("real_mean", "real_std", "synthetic_mean", "synthetic_std", "wasserstein")
+    }
     return table, histogram_figure(real, synthetic, real_classes, synthetic_classes, real_train.class_names), metrics
 
 
@@ -114,8 +124,9 @@ def histogram_figure(
     values = np.arange(256) / 255
     for ax in axes.flat:
         ax.axis("off")
-    for index, (title, a, b) in enumerate([("all images", real, synthetic),
-                                           *zip(names, real_classes, synthetic_classes, strict=True)]):  # fmt: skip
+    for index, (title, a, b) in enumerate(
+        [("all images", real, synthetic), *zip(names, real_classes, synthetic_classes, strict=True)]
+    ):
         ax = axes.flat[index]
         ax.axis("on")
         for channel in range(len(a)):
@@ -151,16 +162,24 @@ def profile_units(
 
     Cached in ``analyses`` by the students' keys, the images' fingerprints, the settings and the code."""
     seeds = normalization.seeds
-    parts = {"analysis": "profile_units", "code": _code(), "config": normalization.model_dump(mode="json"),
-             "students": {source: parent_keys(runs, seeds, source, "normalization")
-                          for source, runs in (("real", real_runs), ("synthetic", synthetic_runs))},
-             "data": [d.fingerprint() for d in (real_train, synthetic_train, real_test)]}  # fmt: skip
+    parts = {
+        "analysis": "profile_units",
+        "code": _code(),
+        "config": normalization.model_dump(mode="json"),
+        "students": {
+            source: parent_keys(runs, seeds, source, "normalization")
+            for source, runs in (("real", real_runs), ("synthetic", synthetic_runs))
+        },
+        "data": [d.fingerprint() for d in (real_train, synthetic_train, real_test)],
+    }
     inputs = (real_runs, synthetic_runs, real_train, synthetic_train, real_test, store, student, training)
     table = cached_table(analyses, parts, lambda: _profile(*inputs, normalization))
-    metrics = {f"unit{row.unit}.{column}": {"value": float(getattr(row, column)), "step": 0}
-               for row in table.itertuples() for column in table.columns
-               if column.endswith("_mean") and not column.startswith("frechet")
-               and pd.notna(getattr(row, column))}  # fmt: skip
+    metrics = {
+        f"unit{row.unit}.{column}": {"value": float(getattr(row, column)), "step": 0}
+        for row in table.itertuples()
+        for column in table.columns
+        if column.endswith("_mean") and not column.startswith("frechet") and pd.notna(getattr(row, column))
+    }
     for name in ("frechet_real_synthetic", "frechet_real_train_test"):
         metrics[f"{name}_mean"] = {"value": float(table[f"{name}_mean"].iloc[0]), "step": 0}
     chart = profile_chart(table)
@@ -217,9 +236,16 @@ def _profile(
             flat[(source, seed)] = features(model, test_sample, result.normalization, pooled=False)
             train_x = features(model, probe_train, result.normalization, pooled=True)
             test_x = features(model, probe_test, result.normalization, pooled=True)
-            records.setdefault(f"probe_{source}", []).append(np.array([
-                linear_probe_accuracy(a.numpy(), probe_train.labels.numpy(), b.numpy(), probe_test.labels.numpy(),
-                                      seed=seed) for a, b in zip(train_x, test_x, strict=True)]))  # fmt: skip
+            records.setdefault(f"probe_{source}", []).append(
+                np.array(
+                    [
+                        linear_probe_accuracy(
+                            a.numpy(), probe_train.labels.numpy(), b.numpy(), probe_test.labels.numpy(), seed=seed
+                        )
+                        for a, b in zip(train_x, test_x, strict=True)
+                    ]
+                )
+            )
     for name, pairs in _cka_pairs(seeds).items():
         for (source_a, seed_a), (source_b, seed_b) in pairs:
             a, b = flat[(source_a, seed_a)], flat[(source_b, seed_b)]
@@ -236,8 +262,11 @@ def _profile(
     for name, values in (("frechet_real_synthetic", frechet), ("frechet_real_train_test", frechet_reference)):
         mean, ci = mean_ci95(values)
         table[f"{name}_mean"], table[f"{name}_ci95"] = mean, ci  # one value for the whole network, on every row
-    log.info("Fréchet distance in penultimate features: real-synthetic %.3f, real train-test %.3f",
-             np.mean(frechet), np.mean(frechet_reference))  # fmt: skip
+    log.info(
+        "Fréchet distance in penultimate features: real-synthetic %.3f, real train-test %.3f",
+        np.mean(frechet),
+        np.mean(frechet_reference),
+    )
     return table
 
 
@@ -257,21 +286,40 @@ def profile_chart(table: pd.DataFrame) -> LineChart:
 
     def curves(*lines: tuple[str, str, str, str]) -> list[Curve]:
         # A measure some runs lack (CKA across seeds, with one seed) is left out.
-        return [table_curve(table, "unit", measure, label, colour, style) for measure, label, colour, style in lines
-                if f"{measure}_mean" in table]  # fmt: skip
+        return [
+            table_curve(table, "unit", measure, label, colour, style)
+            for measure, label, colour, style in lines
+            if f"{measure}_mean" in table
+        ]
 
     units = table["unit"].tolist()
-    return LineChart("Where real and synthetic differ inside the student, unit by unit", "unit", [
-        Panel("BatchNorm input shift\n(symmetric KL)",
-              curves(("bn_shift", "real vs synthetic images in the real-trained student", "C2", "-"))),
-        Panel("linear CKA on\nreal test images",
-              curves(("cka_real_real", "real vs real student (other seed)", "C0", "-"),
-                     ("cka_synthetic_synthetic", "synthetic vs synthetic student (other seed)", "C3", ":"),
-                     ("cka_real_synthetic", "real vs synthetic student (same seed)", "C4", "--"))),
-        Panel("linear probe accuracy\non real test images",
-              curves(("probe_real", "real-trained student", "C0", "-"),
-                     ("probe_synthetic", "synthetic-trained student", "C3", "-"))),
-    ], [(u, f"{u}\n{name}") for u, name in zip(units, table["name"], strict=True)], size=(8.0, 8.0))  # fmt: skip
+    return LineChart(
+        "Where real and synthetic differ inside the student, unit by unit",
+        "unit",
+        [
+            Panel(
+                "BatchNorm input shift\n(symmetric KL)",
+                curves(("bn_shift", "real vs synthetic images in the real-trained student", "C2", "-")),
+            ),
+            Panel(
+                "linear CKA on\nreal test images",
+                curves(
+                    ("cka_real_real", "real vs real student (other seed)", "C0", "-"),
+                    ("cka_synthetic_synthetic", "synthetic vs synthetic student (other seed)", "C3", ":"),
+                    ("cka_real_synthetic", "real vs synthetic student (same seed)", "C4", "--"),
+                ),
+            ),
+            Panel(
+                "linear probe accuracy\non real test images",
+                curves(
+                    ("probe_real", "real-trained student", "C0", "-"),
+                    ("probe_synthetic", "synthetic-trained student", "C3", "-"),
+                ),
+            ),
+        ],
+        [(u, f"{u}\n{name}") for u, name in zip(units, table["name"], strict=True)],
+        size=(8.0, 8.0),
+    )
 
 
 def train_with_synthetic_statistics(
@@ -286,11 +334,19 @@ def train_with_synthetic_statistics(
 ) -> pd.DataFrame:
     """Synthetic-only students normalised with the synthetic set's own statistics (at train and test time)."""
     recipe = training.model_copy(update={"normalization": "train"})
-    jobs = [StudentJob(f"normalization/synthetic statistics/seed{seed}", seed, synthetic_train,
-                       columns={"statistics": "synthetic"}, training=recipe)
-            for seed in normalization.seeds]  # fmt: skip
-    return train_cell("normalization", "synthetic_statistics", jobs, val, test, store, student, training,
-                      real_statistics)  # fmt: skip
+    jobs = [
+        StudentJob(
+            f"normalization/synthetic statistics/seed{seed}",
+            seed,
+            synthetic_train,
+            columns={"statistics": "synthetic"},
+            training=recipe,
+        )
+        for seed in normalization.seeds
+    ]
+    return train_cell(
+        "normalization", "synthetic_statistics", jobs, val, test, store, student, training, real_statistics
+    )
 
 
 def compare_normalizations(
@@ -316,13 +372,30 @@ def compare_normalizations(
     """
     seeds = normalization.seeds
     runs = {"real": real_runs, "synthetic": synthetic_runs, "synthetic-statistics": synthetic_statistics_runs}
-    parts = {"analysis": "compare_normalizations", "code": _code(), "config": normalization.model_dump(mode="json"),
-             "students": {source: parent_keys(rows, seeds, source, "normalization") for source, rows in runs.items()},
-             "data": [real_train.fingerprint(), real_test.fingerprint()],
-             "real_statistics": real_statistics}  # fmt: skip
-    per_seed = cached_table(analyses, parts, lambda: _per_seed(real_runs, synthetic_runs, synthetic_statistics_runs,
-                                                               real_train, real_test, store, real_statistics, student,
-                                                               training, normalization))  # fmt: skip
+    parts = {
+        "analysis": "compare_normalizations",
+        "code": _code(),
+        "config": normalization.model_dump(mode="json"),
+        "students": {source: parent_keys(rows, seeds, source, "normalization") for source, rows in runs.items()},
+        "data": [real_train.fingerprint(), real_test.fingerprint()],
+        "real_statistics": real_statistics,
+    }
+    per_seed = cached_table(
+        analyses,
+        parts,
+        lambda: _per_seed(
+            real_runs,
+            synthetic_runs,
+            synthetic_statistics_runs,
+            real_train,
+            real_test,
+            store,
+            real_statistics,
+            student,
+            training,
+            normalization,
+        ),
+    )
     return _summarize_variants(per_seed)
 
 
@@ -355,13 +428,21 @@ def _per_seed(
             spec = None if units == "all" else units
             label = "all" if spec is None else format_units(resolve_units(model, spec))
             adapt_batchnorm(model.to(device), real_train, result.normalization, spec, training.eval_batch_size)
-            add(f"adabn_{label}", f"synthetic-only, then AdaBN on real training images (units {label})", seed,
-                evaluate(model, real_test, result.normalization, training).top1)  # fmt: skip
+            add(
+                f"adabn_{label}",
+                f"synthetic-only, then AdaBN on real training images (units {label})",
+                seed,
+                evaluate(model, real_test, result.normalization, training).top1,
+            )
     own = load_students(synthetic_statistics_runs, seeds, "synthetic-statistics", store, student, real_test)
     for seed, (model, result) in own.items():
         add("synthetic_statistics", "synthetic-only, synthetic statistics at train and test", seed, result.test.top1)
-        add("own_statistics", "synthetic-only, synthetic statistics at train, real at test", seed,
-            evaluate(model.to(device), real_test, real, training).top1)  # fmt: skip
+        add(
+            "own_statistics",
+            "synthetic-only, synthetic statistics at train, real at test",
+            seed,
+            evaluate(model.to(device), real_test, real, training).top1,
+        )
     return pd.DataFrame(rows)
 
 
@@ -369,8 +450,9 @@ def _summarize_variants(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     # Paired by seed: AdaBN changes the very student of its seed, so its change is measured against that student.
     synthetic = per_seed[per_seed["variant"] == "synthetic"].set_index("seed")["test_accuracy"]
     per_seed["change_pp"] = 100 * (per_seed["test_accuracy"] - per_seed["seed"].map(synthetic))
-    summary, metrics = summarize_runs(per_seed.assign(pipeline="normalization"), by=["variant", "description"],
-                                      label=["variant"])  # fmt: skip
+    summary, metrics = summarize_runs(
+        per_seed.assign(pipeline="normalization"), by=["variant", "description"], label=["variant"]
+    )
     reference = summary.set_index("variant")["test_accuracy_mean"].get("real", np.nan)
     summary["gap_pp"] = 100 * (reference - summary["test_accuracy_mean"])
     changes = summarize(per_seed, by=["variant"], metrics=["change_pp"]).drop(columns="n")
@@ -380,5 +462,7 @@ def _summarize_variants(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
         metrics[metric_name(f"{row.variant}.gap_pp")] = {"value": float(row.gap_pp), "step": 0}
         if pd.notna(row.change_vs_synthetic_pp):
             metrics[metric_name(f"{row.variant}.change_vs_synthetic_pp")] = {
-                "value": float(row.change_vs_synthetic_pp), "step": 0}  # fmt: skip
+                "value": float(row.change_vs_synthetic_pp),
+                "step": 0,
+            }
     return summary, per_seed, metrics

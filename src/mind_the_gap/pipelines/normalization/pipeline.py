@@ -66,6 +66,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["normalization_summary", "normalization_per_seed", "normalization_metrics"],
                 name="compare_normalizations",
                 namespace="normalization",
-            ),  # fmt: skip
+            ),
         ]
     )

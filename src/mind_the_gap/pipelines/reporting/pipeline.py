@@ -8,11 +8,21 @@ from mind_the_gap.pipelines.reporting.nodes import build_report
 RUN_TIMES = "run_times"
 # What the report reads; any of them may be missing (a pipeline not run yet): see mind_the_gap.hooks.
 OPTIONAL_INPUTS = [
-    RUN_TIMES, "real_data_summary", "baselines_summary", "synthetic_recognisability", "layer_swap_summary",
-    "layer_swap_interactive", "data_efficiency_summary", "data_efficiency_interactive", "normalization_summary",
-    "normalization_unit_profile", "normalization_interactive", "ablations_summary", "ablations_diversity",
+    RUN_TIMES,
+    "real_data_summary",
+    "baselines_summary",
+    "synthetic_recognisability",
+    "layer_swap_summary",
+    "layer_swap_interactive",
+    "data_efficiency_summary",
+    "data_efficiency_interactive",
+    "normalization_summary",
+    "normalization_unit_profile",
+    "normalization_interactive",
+    "ablations_summary",
+    "ablations_diversity",
     "ablations_interactive",
-]  # fmt: skip
+]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
