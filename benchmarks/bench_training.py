@@ -27,16 +27,16 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mind_the_gap.data.prepare import DatasetConfig, load_source
-from mind_the_gap.devices import resolve_device
+from mind_the_gap.devices import precision_name, resolve_device, resolve_precision
 from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.engine import Normalization, fit, precision_name, resolve_precision
+from mind_the_gap.training.engine import Normalization, fit
 
 
 def bare_loop(model, images, labels, config: TrainConfig, device: torch.device) -> float:
     """Images/s of the plainest loop that does the same work: shuffle, convert, normalise, step, schedule."""
     channels_last = config.channels_last
-    dtype = resolve_precision(device, config.amp)
+    dtype = resolve_precision(config.amp, device, allow_float16=True)
     amp = dtype != torch.float32
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     images, labels = images.to(device), labels.to(device)
@@ -120,7 +120,7 @@ def main() -> None:
         channels_last=args.channels_last,
         progress=False,
     )
-    precision = precision_name(resolve_precision(device, args.amp))
+    precision = precision_name(resolve_precision(args.amp, device, allow_float16=True))
     print(
         f"{args.arch} on {device}, {precision}, channels_last {args.channels_last}, {len(data)} images of "
         f"{data.image_size}, batch {args.batch_size}, {args.epochs} epochs, "
@@ -143,7 +143,7 @@ def main() -> None:
             f"{precision}, {result.images_per_second / float32:.2f}x bare fp32)"
         )
     achieved = training_flops_per_image(initial, images, labels, args.batch_size, device) * result.images_per_second
-    dtype = resolve_precision(device, args.amp)
+    dtype = resolve_precision(args.amp, device, allow_float16=True)
     peak = matmul_peak(device, dtype)
     print(
         f"engine, crop + flip: {achieved / 1e9:.1f} GFLOP/s, {100 * achieved / 1e9 / peak:.1f}% of this device's "

@@ -6,6 +6,7 @@ import gzip
 import os
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -62,3 +63,11 @@ def fashion_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "fashion"
     write_fashion_mnist(directory)
     return directory
+
+
+@pytest.fixture
+def mlflow_in_tmp(tmp_path: Path):
+    """MLflow runs of the test go to a database of its own."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    mlflow.set_tracking_uri(None)

@@ -1,4 +1,5 @@
-"""Models trained at once in threads: every result in order, the longest first, and the CPU's threads shared."""
+"""Where models run: the precision a setting gives and its autocast; models trained at once in threads, every
+result in order, the longest first, and the CPU's threads shared."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import threading
 import pytest
 import torch
 
-from mind_the_gap.devices import concurrent_workers, map_concurrently
+from mind_the_gap.devices import (
+    autocast,
+    concurrent_workers,
+    cpu_has_native_bf16,
+    map_concurrently,
+    precision_name,
+    resolve_precision,
+)
 
 
 @pytest.fixture
@@ -30,7 +38,8 @@ def test_items_run_in_rounds_longest_first_and_the_leftover_gets_every_thread(tw
     assert map_concurrently(work, [1, 5, 3], workers=2, cost=float) == [10, 50, 30]
     by_item = {item: (threads, main) for item, threads, main in seen}
     assert by_item[5] == by_item[3] == (1, False)  # the round of two: a thread each, one core each
-    assert by_item[1] == (2, True) and seen[-1][0] == 1  # the shortest, left over: alone, with both cores
+    assert by_item[1] == (2, True)
+    assert seen[-1][0] == 1
     assert torch.get_num_threads() == 2
 
 
@@ -53,7 +62,9 @@ def test_a_failure_asks_the_running_items_to_stop_and_gives_the_threads_back(two
     with pytest.raises(ValueError, match="student 3 diverged"):
         map_concurrently(work, [4, 3, 2, 1], workers=2, cost=float, on_failure=stop.set)
     # 4 was told to stop (and 2, if the freed thread took it before the failure was seen); 1 never started.
-    assert {3, 4} <= set(started) and 1 not in started and all(seen_stop)
+    assert {3, 4} <= set(started)
+    assert 1 not in started
+    assert all(seen_stop)
     assert torch.get_num_threads() == 2
 
 
@@ -63,3 +74,46 @@ def test_auto_trains_two_at_once_on_a_multicore_cpu_only(two_threads):
     assert concurrent_workers(3, torch.device("cuda")) == 3
     torch.set_num_threads(1)
     assert concurrent_workers("auto", torch.device("cpu")) == 1
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [
+        ({}, torch.float32),
+        ({"avx512_bf16": True}, torch.bfloat16),
+        ({"amx_bf16": True}, torch.bfloat16),
+        ({"avx512_bf16": False, "amx_bf16": False, "avx512_fp16": True}, torch.float32),
+    ],
+)
+def test_cpu_precision_follows_native_bf16(monkeypatch, capabilities: dict[str, bool], expected: torch.dtype):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    cpu = torch.device("cpu")
+    assert cpu_has_native_bf16() == (expected == torch.bfloat16)
+    assert resolve_precision("auto", cpu) == expected
+    assert resolve_precision("auto", cpu, allow_float16=True) == expected
+    assert resolve_precision("off", cpu) == resolve_precision("float32", cpu) == torch.float32
+    assert resolve_precision("bf16", cpu) == resolve_precision("bfloat16", cpu) == torch.bfloat16
+    assert resolve_precision("fp16", cpu) == torch.float16
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
+def test_cuda_precision_prefers_bf16_and_takes_fp16_only_where_allowed(monkeypatch, bf16: bool, expected: torch.dtype):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    cuda = torch.device("cuda")
+    assert resolve_precision("auto", cuda, allow_float16=True) == expected
+    assert resolve_precision("auto", cuda) == (torch.bfloat16 if bf16 else torch.float32)  # no gradient scaler
+    assert resolve_precision("off", cuda, allow_float16=True) == torch.float32
+    assert resolve_precision("auto", torch.device("mps"), allow_float16=True) == torch.float32
+
+
+def test_precision_names_are_those_of_the_student_keys():
+    assert [precision_name(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == ["fp32", "bf16", "fp16"]
+
+
+def test_autocast_only_below_float32():
+    cpu = torch.device("cpu")
+    with autocast(cpu, torch.float32):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(cpu, torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -1,11 +1,12 @@
-"""Where models run, whether bfloat16 pays there, and how many run at once: shared by the students' engine, the
-experiments and the generators."""
+"""Where models run, in which precision, and how many run at once: shared by the students' engine, the experiments
+and the generators."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 import torch
@@ -46,6 +47,41 @@ def has_fast_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_has_native_bf16()
+
+
+# The dtype each precision setting names: the students' ``training.amp`` and the diffusion model's ``precision``.
+PRECISION_DTYPES = {
+    "off": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_precision(setting: str, device: torch.device, *, allow_float16: bool = False) -> torch.dtype:
+    """The autocast dtype that a precision setting gives on ``device``; float32 means no autocast.
+
+    ``auto``: bfloat16 where it is faster than float32 (GPUs that have it, CPUs with native bf16), else float16 on
+    other CUDA GPUs when ``allow_float16`` (the caller scales its gradients for it), else float32.
+    """
+    if setting == "auto":
+        if has_fast_bf16(device):
+            return torch.bfloat16
+        return torch.float16 if allow_float16 and device.type == "cuda" else torch.float32
+    return PRECISION_DTYPES[setting]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """The short name of an autocast dtype, as a student's cache key holds it."""
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``; float32 runs as it is, without autocast."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def concurrent_workers(setting: str | int, device: torch.device) -> int:

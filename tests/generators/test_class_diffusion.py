@@ -17,7 +17,6 @@ from mind_the_gap.generators.class_diffusion import (
     ClassDiffusionConfig,
     ClassDiffusionGenerator,
     ClassDiffusionModel,
-    resolve_precision,
     train_class_diffusion,
 )
 
@@ -96,7 +95,8 @@ def test_images_depend_only_on_their_request(trained) -> None:
     model, _ = trained
     batch = requests(6)
     images = ClassDiffusionGenerator(model, batch_size=4).generate(batch)  # batches of 4 and 2
-    assert images.dtype == torch.uint8 and images.shape == (6, 3, SIZE, SIZE)
+    assert images.dtype == torch.uint8
+    assert images.shape == (6, 3, SIZE, SIZE)
     # Alone or in another batch, an image is the same up to a grey level: CPU kernels pick their summation order by
     # batch size, so exact equality across batch sizes is not something float arithmetic can promise.
     alone = ClassDiffusionGenerator(model, batch_size=1).generate(batch[::-1]).flip(0)
@@ -111,7 +111,8 @@ def test_save_load_round_trip(trained, tmp_path: Path) -> None:
     model.save(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "unet.safetensors"]
     loaded = ClassDiffusionModel.load(tmp_path / "model")
-    assert loaded.config == model.config and loaded.class_names == model.class_names
+    assert loaded.config == model.config
+    assert loaded.class_names == model.class_names
     original, reloaded = ClassDiffusionGenerator(model), ClassDiffusionGenerator(loaded)
     assert torch.equal(original.generate(requests()), reloaded.generate(requests()))
     assert original.describe() == reloaded.describe()
@@ -124,7 +125,8 @@ def test_guidance_scale_changes_images(trained) -> None:
     plain = ClassDiffusionGenerator(model, guidance_scale=1.0)
     guided = ClassDiffusionGenerator(model, guidance_scale=4.0)
     assert not torch.equal(plain.generate(requests()), guided.generate(requests()))
-    assert plain.describe()["guidance_scale"] == 1.0 and guided.describe()["guidance_scale"] == 4.0
+    assert plain.describe()["guidance_scale"] == 1.0
+    assert guided.describe()["guidance_scale"] == 4.0
 
 
 def test_img2img_strength(trained) -> None:
@@ -163,9 +165,8 @@ def test_bfloat16_sampling_is_deterministic(trained) -> None:
 def test_auto_precision_is_bfloat16_where_the_cpu_has_it(trained, monkeypatch, capabilities, expected) -> None:
     model, _ = trained
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    assert resolve_precision("auto", torch.device("cpu")) == expected
     assert ClassDiffusionGenerator(model, precision="auto", device="cpu").describe()["precision"] == expected
-    assert resolve_precision("float32", torch.device("cpu")) == "float32"
+    assert ClassDiffusionGenerator(model, precision="float32", device="cpu").describe()["precision"] == "float32"
 
 
 def test_bad_input_names_the_culprit(trained) -> None:

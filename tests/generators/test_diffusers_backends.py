@@ -64,7 +64,8 @@ def test_text_to_image_count_shape_dtype_and_determinism(tiny_sd: str):
     generator = StableDiffusionGenerator(tiny_sd, **TINY, output_size=16, channels=1, batch_size=3)
     batch = requests(5)
     images = generator.generate(batch)
-    assert images.shape == (5, 1, 16, 16) and images.dtype == torch.uint8
+    assert images.shape == (5, 1, 16, 16)
+    assert images.dtype == torch.uint8
     assert torch.equal(images, generator.generate(batch))
     assert_batch_independent(images[[3, 1]], generator.generate([batch[3], batch[1]]))
     assert not torch.equal(images[0], images[2])  # different seeds, different images
@@ -105,7 +106,8 @@ def test_img2img_denoises_real_images(tiny_sd: str):
     init = random_images(3, channels=1, size=28)
     generator = Img2ImgGenerator(tiny_sd, **TINY, strength=0.5, output_size=28, channels=1, batch_size=2)
     images = generator.generate(requests(3, init))
-    assert images.shape == (3, 1, 28, 28) and images.dtype == torch.uint8
+    assert images.shape == (3, 1, 28, 28)
+    assert images.dtype == torch.uint8
     assert torch.equal(images, generator.generate(requests(3, init)))
     assert_batch_independent(images[2:], generator.generate(requests(3, init)[2:]))
 
@@ -130,7 +132,8 @@ def test_unclip_makes_variations_of_real_images(tiny_unclip: str):
     init = random_images(3)
     generator = UnclipGenerator(tiny_unclip, **TINY, noise_level=10, output_size=16, batch_size=2)
     images = generator.generate(requests(3, init))
-    assert images.shape == (3, 3, 16, 16) and images.dtype == torch.uint8
+    assert images.shape == (3, 3, 16, 16)
+    assert images.dtype == torch.uint8
     assert torch.equal(images, generator.generate(requests(3, init)))
     assert_batch_independent(images[2:], generator.generate(requests(3, init)[2:]))
     assert generator.describe()["noise_level"] == 10
@@ -156,7 +159,8 @@ def test_missing_local_folder_fails_at_once_saying_how_to_provide_weights(tmp_pa
         with pytest.raises(ModelUnavailableError, match="local folder") as error:
             StableDiffusionGenerator(model_id, **TINY).generate(requests(1))
         assert time.perf_counter() - started < 30
-        assert model_id in str(error.value) and "\n" not in str(error.value)
+        assert model_id in str(error.value)
+        assert "\n" not in str(error.value)
 
 
 def test_hub_model_offline_fails_fast_saying_how_to_provide_weights(tmp_path: Path):
@@ -173,4 +177,6 @@ def test_hub_model_offline_fails_fast_saying_how_to_provide_weights(tmp_path: Pa
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("mind_the_gap.generators.diffusers_backends.ModelUnavailableError")
-    assert "'CompVis/stable-diffusion-v1-4'" in last and "HF_HUB_OFFLINE" in last and "local folder" in last
+    assert "'CompVis/stable-diffusion-v1-4'" in last
+    assert "HF_HUB_OFFLINE" in last
+    assert "local folder" in last

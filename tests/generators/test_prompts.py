@@ -80,9 +80,9 @@ def test_resolving_keeps_only_the_classes_asked_for():
         templates={"cat": ["{name}"], "trouser": ["{name}"]},
     )
     resolved = merged.resolve(["cat"])
-    assert (
-        resolved.hypernyms == {"cat": "feline"} and resolved.names == {} and resolved.templates == {"cat": ["{name}"]}
-    )
+    assert resolved.hypernyms == {"cat": "feline"}
+    assert resolved.names == {}
+    assert resolved.templates == {"cat": ["{name}"]}
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,7 +86,8 @@ def test_generate_writes_pngs_and_manifest_and_loads_back(tmp_path: Path):
     generator = FakeGenerator()
     requests = plan(4)
     stats = generate_into(tmp_path, requests, generator, batch_size=5, progress=False)
-    assert (stats.generated, stats.skipped, stats.rows_recovered) == (12, 0, 0) and stats.images_per_second > 0
+    assert (stats.generated, stats.skipped, stats.rows_recovered) == (12, 0, 0)
+    assert stats.images_per_second > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ankle_boot", "bag", "manifest-0-of-1.jsonl", "t-shirt_top"]
 
     manifest = merge_manifests(tmp_path)
@@ -104,9 +106,11 @@ def test_generate_writes_pngs_and_manifest_and_loads_back(tmp_path: Path):
 
     loaded = load_images(tmp_path, manifest, image_size=12, channels=3, class_names=CLASSES)
     assert torch.equal(loaded.images, generator.generate(requests))
-    assert loaded.labels.tolist() == [c for c in range(3) for _ in range(4)] and loaded.class_names == CLASSES
+    assert loaded.labels.tolist() == [c for c in range(3) for _ in range(4)]
+    assert loaded.class_names == CLASSES
     small = load_images(tmp_path, manifest, image_size=8, channels=1)
-    assert small.images.shape == (12, 1, 8, 8) and small.class_names == CLASSES
+    assert small.images.shape == (12, 1, 8, 8)
+    assert small.class_names == CLASSES
 
 
 def test_a_rerun_skips_everything_and_a_top_up_makes_only_the_missing_images(tmp_path: Path):
@@ -133,7 +137,9 @@ def test_a_rerun_skips_everything_and_a_top_up_makes_only_the_missing_images(tmp
 def test_two_shards_make_one_full_run(tmp_path: Path):
     generator, requests = FakeGenerator(), plan(5)
     first, second = shard_requests(requests, "0/2"), shard_requests(requests, "1/2")
-    assert first and second and sorted(first + second, key=requests.index) == requests
+    assert first
+    assert second
+    assert sorted(first + second, key=requests.index) == requests
     generate_into(tmp_path / "sharded", first, generator, batch_size=3, progress=False, shard="0/2")
     generate_into(tmp_path / "sharded", second, generator, batch_size=3, progress=False, shard="1/2")
     generate_into(tmp_path / "full", requests, generator, batch_size=3, progress=False)
@@ -162,7 +168,7 @@ def test_run_key_changes_with_any_parameter_but_not_with_key_order():
         "class_names": list(CLASSES),
     }
     key = run_key(params)
-    assert len(key) == 16 and int(key, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", key)  # a folder name: hex digits only
     assert run_key(dict(reversed(params.items()))) == key
     assert run_key({**params, "base_seed": 1}) != key
     assert run_key({**params, "generator": FakeGenerator(size=13).describe()}) != key
@@ -213,7 +219,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path):
     assert 13 <= written < 36
 
     stats = generate_into(directory, plan(12), FakeGenerator(), batch_size=3, progress=False)
-    assert stats.generated + stats.skipped == 36 and stats.skipped >= written - 1
+    assert stats.generated + stats.skipped == 36
+    assert stats.skipped >= written - 1
     generate_into(tmp_path / "reference", plan(12), FakeGenerator(), batch_size=3, progress=False)
     assert png_files(directory) == png_files(tmp_path / "reference")
     assert not leftovers(directory)
@@ -222,7 +229,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path):
 
 
 def test_class_folders_are_safe_and_distinct():
-    assert class_folder("t-shirt/top") == "t-shirt_top" and class_folder("..") == "_"
+    assert class_folder("t-shirt/top") == "t-shirt_top"
+    assert class_folder("..") == "_"
     assert class_folder("ankle boot") == "ankle_boot"
     clash = [ImageRequest(0, "a/b", 0, 1), ImageRequest(1, "a b", 0, 2)]
     with pytest.raises(ValueError, match="'a/b' and 'a b'"):
@@ -251,7 +259,8 @@ def test_tiny_stable_diffusion_through_the_store(tmp_path: Path, tiny_sd: str):
     stats = generate_into(tmp_path, plan(2), generator, batch_size=4, progress=False)
     assert stats.generated == 6
     manifest = merge_manifests(tmp_path)
-    assert set(manifest["model_id"]) == {tiny_sd} and set(manifest["steps"]) == {2}
+    assert set(manifest["model_id"]) == {tiny_sd}
+    assert set(manifest["steps"]) == {2}
     loaded = load_images(tmp_path, manifest, image_size=16, channels=1, class_names=CLASSES)
     assert loaded.images.shape == (6, 1, 16, 16)
     assert (loaded.images.int() - generator.generate(plan(2)).int()).abs().max() <= 1  # batch-size rounding

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.devices import cpu_has_native_bf16
 from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.training.augment import POLICY_GROUP, BatchAugment, local_shuffle
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
@@ -22,8 +21,8 @@ from mind_the_gap.training.engine import (
     _optimizer,
     evaluate,
     fit,
+    placement,
     planned_steps,
-    resolve_precision,
 )
 from mind_the_gap.training.student_cache import StudentStore, train_student
 
@@ -42,7 +41,8 @@ def test_same_seed_twice_gives_identical_metrics(tmp_path: Path):
         for i in range(2)
     ]
     assert _without_timing(results[0].history) == _without_timing(results[1].history)
-    assert results[0].test.top1 == results[1].test.top1 and results[0].test.loss == results[1].test.loss
+    assert results[0].test.top1 == results[1].test.top1
+    assert results[0].test.loss == results[1].test.loss
     other = train_student(StudentStore(tmp_path / "other"), STUDENT, FAST, train, test, seed=8, normalization=norm)
     assert other.history[-1]["train_loss"] != results[0].history[-1]["train_loss"]
 
@@ -91,9 +91,13 @@ def test_evaluate_top1_top5_per_class_and_confusion():
 
     config = FAST.model_copy(update={"eval_batch_size": 100})
     result = evaluate(Fixed(), data, Normalization((0.0,), (1.0,)), config)
-    assert result.top1 == pytest.approx(1 / 12) and result.top5 == 1.0
-    assert result.per_class_accuracy[0] == 0.5 and result.per_class_accuracy[1:] == [0.0] * 5
-    assert result.confusion.sum() == 12 and result.confusion[0, 0] == 1 and result.confusion[0, 1] == 1
+    assert result.top1 == pytest.approx(1 / 12)
+    assert result.top5 == 1.0
+    assert result.per_class_accuracy[0] == 0.5
+    assert result.per_class_accuracy[1:] == [0.0] * 5
+    assert result.confusion.sum() == 12
+    assert result.confusion[0, 0] == 1
+    assert result.confusion[0, 1] == 1
 
 
 def test_normalization_statistics_are_exact():
@@ -109,7 +113,8 @@ def test_augmentation_differs_per_image_and_is_seeded():
     augment = BatchAugment(["crop", "flip", "resized_crop", "color"])
     first = augment(images, torch.Generator().manual_seed(0))
     again = augment(images, torch.Generator().manual_seed(0))
-    assert first.shape == images.shape and torch.equal(first, again)
+    assert first.shape == images.shape
+    assert torch.equal(first, again)
     distinct = {tuple(x.flatten().tolist()) for x in first}
     assert len(distinct) > 32  # one draw per image, not one per batch
 
@@ -126,7 +131,8 @@ def test_color_jitter_scales_brightness_of_every_pixel():
     images[:, :, 0, 0] = 0.25  # one darker pixel: contrast moves it, brightness scales it with the rest
     out = BatchAugment(["color"])(images, torch.Generator().manual_seed(0))
     means = out.mean(dim=(1, 2, 3))
-    assert means.min() < 0.4 and means.max() > 0.6  # the whole image gets brighter or darker, not only its mean
+    assert means.min() < 0.4
+    assert means.max() > 0.6
     assert torch.all(out[:, :, 0, 0] < out[:, :, 1, 1])  # the darker pixel stays darker
 
 
@@ -136,7 +142,9 @@ def test_strong_policies_are_seeded_per_run_and_vary_within_a_batch(policy: str,
     images = torch.rand(1, channels, 16, 16).expand(64, -1, -1, -1).contiguous()
     augment = BatchAugment([policy])
     first = augment(images, torch.Generator().manual_seed(0))
-    assert first.shape == images.shape and 0 <= first.min() and first.max() <= 1
+    assert first.shape == images.shape
+    assert 0 <= first.min()
+    assert first.max() <= 1
     assert torch.equal(first, augment(images, torch.Generator().manual_seed(0)))
     assert not torch.equal(first, augment(images, torch.Generator().manual_seed(1)))
     groups = {tuple(group.flatten().tolist()) for group in first.split(POLICY_GROUP)}
@@ -156,7 +164,8 @@ def test_local_shuffle_permutes_pixels_within_their_squares_only():
     images = torch.rand(32, 1, 7, 7).expand(-1, 2, -1, -1)  # 7 px: the last row and column lie outside the squares
     out = local_shuffle(images, 2, 1.0, torch.Generator().manual_seed(0))
     assert not torch.equal(out, images)
-    assert torch.equal(out[:, :, 6], images[:, :, 6]) and torch.equal(out[:, :, :, 6], images[:, :, :, 6])
+    assert torch.equal(out[:, :, 6], images[:, :, 6])
+    assert torch.equal(out[:, :, :, 6], images[:, :, :, 6])
     square = lambda x: x[:, :, 2:4, 4:6].flatten(2)  # noqa: E731
     assert torch.equal(square(out).sort(-1).values, square(images).sort(-1).values)  # the same pixels, moved
     assert torch.equal(out[:, 0], out[:, 1])  # channels move together
@@ -185,11 +194,14 @@ def test_store_reuses_a_trained_student_until_its_inputs_change(tmp_path: Path):
     train, test = striped_images(16, seed=0), striped_images(4, seed=1)
     first = train_student(store, STUDENT, FAST, train, test, seed=0, normalization=UNIT)
     again = train_student(store, STUDENT, FAST.model_copy(update={"progress": True}), train, test, 0, UNIT)
-    assert not first.cache_hit and again.cache_hit
-    assert again.test.top1 == first.test.top1 and np.array_equal(again.test.confusion, first.test.confusion)
+    assert not first.cache_hit
+    assert again.cache_hit
+    assert again.test.top1 == first.test.top1
+    assert np.array_equal(again.test.confusion, first.test.confusion)
     assert again.normalization == first.normalization
     changed = train_student(store, STUDENT, FAST.model_copy(update={"lr": 0.01}), train, test, 0, UNIT)
-    assert not changed.cache_hit and changed.key != first.key
+    assert not changed.cache_hit
+    assert changed.key != first.key
     model = store.load_model(first.key, STUDENT, train)
     assert evaluate(model, test, first.normalization, FAST).top1 == first.test.top1
 
@@ -211,7 +223,8 @@ def test_min_steps_stretches_a_tiny_set_over_epochs_rounds():
     model = build_student(STUDENT, train.num_classes, 1, 16)
     steps = _count_training_steps(model)
     history = fit(model, train, config, seed=0, normalization=UNIT, val=val).history
-    assert planned_steps(len(train), config) == 10 and steps[0] == 10
+    assert planned_steps(len(train), config) == 10
+    assert steps[0] == 10
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["optimizer_steps"] for r in history] == [3, 7, 10]
     assert [r["data_passes"] for r in history] == pytest.approx([3 * 32 / 40, 7 * 32 / 40, 10 * 32 / 40])
@@ -255,34 +268,18 @@ def test_a_parameter_with_a_tiny_lr_scale_barely_moves():
     def moved(name: str) -> float:
         return ((after[name] - before[name]).norm() / before[name].norm()).item()
 
-    assert moved(slow) < 1e-5 and moved(fast) > 1e-2
+    assert moved(slow) < 1e-5
+    assert moved(fast) > 1e-2
 
 
-@pytest.mark.parametrize(
-    ("capabilities", "expected"),
-    [
-        ({}, torch.float32),
-        ({"avx512_bf16": True}, torch.bfloat16),
-        ({"amx_bf16": True}, torch.bfloat16),
-        ({"avx512_bf16": False, "amx_bf16": False, "avx512_fp16": True}, torch.float32),
-    ],
-)
-def test_cpu_precision_follows_native_bf16(monkeypatch, capabilities: dict[str, bool], expected: torch.dtype):
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    cpu = torch.device("cpu")
-    assert cpu_has_native_bf16() == (expected == torch.bfloat16)
-    assert resolve_precision(cpu, "auto") == expected
-    assert resolve_precision(cpu, "off") == torch.float32
-    assert resolve_precision(cpu, "bf16") == torch.bfloat16
-    assert resolve_precision(cpu, "fp16") == torch.float16
-
-
-@pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
-def test_cuda_precision_prefers_bf16(monkeypatch, bf16: bool, expected: torch.dtype):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
-    assert resolve_precision(torch.device("cuda"), "auto") == expected
-    assert resolve_precision(torch.device("cuda"), "off") == torch.float32
-    assert resolve_precision(torch.device("mps"), "auto") == torch.float32
+def test_placement_resolves_the_config_unless_given_a_resolved_device_and_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {})  # a CPU without native bf16
+    on_cuda = FAST.model_copy(update={"device": "cuda", "amp": "auto"})
+    assert placement(on_cuda) == (torch.device("cuda"), torch.float16)  # fit scales float16 gradients
+    assert placement(on_cuda, torch.device("cpu"), torch.bfloat16) == (torch.device("cpu"), torch.bfloat16)
+    assert placement(on_cuda, torch.device("cpu")) == (torch.device("cpu"), torch.float32)
 
 
 @pytest.mark.parametrize(("amp", "dtype"), [("off", torch.float32), ("bf16", torch.bfloat16)])
@@ -297,7 +294,8 @@ def test_cpu_training_runs_in_the_resolved_precision_and_channels_last(amp: str,
     model.register_forward_hook(record)
     config = FAST.model_copy(update={"amp": amp, "device": "cpu", "epochs": 1, "channels_last": True})
     fit(model, train, config, seed=0, normalization=Normalization((0.5,) * 3, (0.25,) * 3))
-    assert seen and all(entry == (dtype, True) for entry in seen)
+    assert seen
+    assert all(entry == (dtype, True) for entry in seen)
     assert model[1].conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -307,11 +305,13 @@ def test_real_normalization_is_the_real_pools_for_any_training_set():
     assert TrainConfig().normalization == "real"
     assert Normalization.resolve("real", synthetic, real) == real
     own = Normalization.resolve("train", synthetic, real)
-    assert own == Normalization.of(synthetic) and own != real
+    assert own == Normalization.of(synthetic)
+    assert own != real
     rgb = striped_images(2, channels=3)
     assert Normalization.resolve("imagenet", rgb, real) == Normalization(IMAGENET_MEAN, IMAGENET_STD)
     grey = Normalization.resolve("imagenet", synthetic, real)
-    assert grey.mean == pytest.approx((sum(IMAGENET_MEAN) / 3,)) and grey.std == pytest.approx((sum(IMAGENET_STD) / 3,))
+    assert grey.mean == pytest.approx((sum(IMAGENET_MEAN) / 3,))
+    assert grey.std == pytest.approx((sum(IMAGENET_STD) / 3,))
     assert Normalization.resolve("none", rgb, real) == Normalization((0.0,) * 3, (1.0,) * 3)
 
 
@@ -396,7 +396,8 @@ def test_a_stored_student_leaves_no_progress_file(tmp_path: Path):
     store = StudentStore(tmp_path)
     train, test = striped_images(16), striped_images(4, seed=1)
     result = train_student(store, StudentConfig(width=8), FAST.model_copy(update={"amp": "off"}), train, test, 0, UNIT)
-    assert store.result_path(result.key).is_file() and not store.progress_path(result.key).exists()
+    assert store.result_path(result.key).is_file()
+    assert not store.progress_path(result.key).exists()
 
 
 def _model(train: ImageSet) -> nn.Module:

@@ -13,7 +13,7 @@ import torch
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import map_concurrently
 from mind_the_gap.models.architectures import StudentConfig
-from mind_the_gap.training import student_cache
+from mind_the_gap.training import engine, student_cache
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import Evaluation, Normalization, evaluate
 from mind_the_gap.training.student_cache import (
@@ -80,7 +80,8 @@ def test_the_key_changes_with_the_training_code(trainer: Trainer, monkeypatch):
     assert trainer().cache_hit
     monkeypatch.setattr(student_cache, "code_version", lambda: "older training code")
     changed = trainer()
-    assert not changed.cache_hit and changed.key != first.key
+    assert not changed.cache_hit
+    assert changed.key != first.key
 
 
 def test_code_version_digests_the_training_source_and_torch(tmp_path: Path, monkeypatch, fresh_code_version):
@@ -89,7 +90,8 @@ def test_code_version_digests_the_training_source_and_torch(tmp_path: Path, monk
     module = types.ModuleType("training_code")
     module.__file__ = str(source)
     first = code_version((module,))
-    assert code_version((module,)) == first and len(first) == 16
+    assert code_version((module,)) == first
+    assert len(first) == 16
     source.write_text("STEPS = 2\n")
     code_version.cache_clear()
     edited = code_version((module,))
@@ -98,13 +100,14 @@ def test_code_version_digests_the_training_source_and_torch(tmp_path: Path, monk
     code_version.cache_clear()
     assert code_version((module,)) != edited
     names = {m.__name__.rsplit(".", 1)[-1] for m in TRAINING_MODULES}
-    assert {"engine", "augment", "transfer", "architectures", "units"} <= names
+    assert names == {"engine", "augment", "transfer", "architectures", "units", "devices", "student_cache"}
 
 
 def test_the_key_changes_with_the_normalization_that_the_test_set_is_seen_through(trainer: Trainer):
     own = Normalization.of(trainer.train)
     with_own, with_real = trainer(normalization=own), trainer(normalization=REAL)
-    assert not with_real.cache_hit and with_real.key != with_own.key
+    assert not with_real.cache_hit
+    assert with_real.key != with_own.key
     # The real pool's statistics, not the training set's, are those the student is tested with.
     assert with_real.normalization == REAL
     model = trainer.store.load_model(with_real.key, STUDENT, trainer.train)
@@ -117,9 +120,11 @@ def test_min_steps_enters_the_key_as_the_steps_it_gives(trainer: Trainer):
     first = trainer()  # 2 epochs of 2 steps
     for unchanged in (3, 4):
         again = trainer(FAST.model_copy(update={"min_steps": unchanged}))
-        assert again.cache_hit and again.key == first.key
+        assert again.cache_hit
+        assert again.key == first.key
     longer = trainer(FAST.model_copy(update={"min_steps": 5}))
-    assert not longer.cache_hit and longer.key != first.key
+    assert not longer.cache_hit
+    assert longer.key != first.key
     assert [r["optimizer_steps"] for r in longer.history] == [2, 5]  # round(5 / 2) = 2, then 5
 
 
@@ -128,19 +133,42 @@ def test_amp_enters_the_key_as_the_precision_it_gives(trainer: Trainer, monkeypa
     float32 = trainer()
     assert trainer(FAST.model_copy(update={"amp": "auto"})).key == float32.key
     bf16 = trainer(FAST.model_copy(update={"amp": "bf16"}))
-    assert not bf16.cache_hit and bf16.key != float32.key
+    assert not bf16.cache_hit
+    assert bf16.key != float32.key
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
     assert trainer(FAST.model_copy(update={"amp": "auto"})).key == bf16.key
+
+
+def test_a_student_resolves_its_device_and_precision_once(trainer: Trainer, monkeypatch):
+    calls = []
+
+    def counted(name: str):
+        resolve = getattr(engine, name)
+
+        def call(*args, **kwargs):
+            calls.append(name)
+            return resolve(*args, **kwargs)
+
+        return call
+
+    for name in ("resolve_device", "resolve_precision"):
+        monkeypatch.setattr(engine, name, counted(name))
+    val = striped_images(4, seed=2)
+    result = train_student(trainer.store, STUDENT, FAST, trainer.train, trainer.test, 0, REAL, val=val)
+    assert "val_accuracy" in result.history[-1]  # fit evaluated on val after every epoch, and then on the test set
+    assert calls == ["resolve_device", "resolve_precision"]
 
 
 def test_the_key_changes_with_the_parent_and_what_is_kept_from_it(trainer: Trainer):
     parents = [trainer(seed=seed).key for seed in (0, 1)]
     frozen = TransferConfig()
     child = trainer(transfer=Transfer(parents[0], "0-4", frozen))
-    assert not child.cache_hit and child.key not in parents
+    assert not child.cache_hit
+    assert child.key not in parents
     assert trainer(transfer=Transfer(parents[1], "0-4", frozen)).key != child.key
     same = trainer(transfer=Transfer(parents[0], "0,1-4", frozen))  # the kept units enter the key resolved
-    assert same.cache_hit and same.key == child.key
+    assert same.cache_hit
+    assert same.key == child.key
     others = [
         trainer(transfer=Transfer(parents[0], "0-3", frozen)),
         trainer(transfer=Transfer(parents[0], "0-4", TransferConfig(lower="finetune"))),
@@ -148,13 +176,15 @@ def test_the_key_changes_with_the_parent_and_what_is_kept_from_it(trainer: Train
         trainer(transfer=Transfer(parents[0], "0-4", frozen), student=StudentConfig(width=8, units="layers")),
     ]
     keys = [child.key, *(other.key for other in others)]
-    assert len(set(keys)) == len(keys) and not any(other.cache_hit for other in others)
+    assert len(set(keys)) == len(keys)
+    assert not any(other.cache_hit for other in others)
 
 
 def test_the_numbering_alone_does_not_change_a_fresh_students_key(trainer: Trainer):
     blocks = trainer()
     layers = trainer(student=StudentConfig(width=8, units="layers"))
-    assert layers.cache_hit and layers.key == blocks.key
+    assert layers.cache_hit
+    assert layers.key == blocks.key
 
 
 class EpochRecorder:
@@ -169,9 +199,12 @@ def test_a_cached_child_is_reused_and_replays_its_curves(trainer: Trainer):
     transfer = Transfer(trainer().key, "0-4", TransferConfig())
     first, recorder = trainer(transfer=transfer), EpochRecorder()
     again = trainer(transfer=transfer, tracker=recorder)
-    assert not first.cache_hit and again.cache_hit and again.key == first.key
+    assert not first.cache_hit
+    assert again.cache_hit
+    assert again.key == first.key
     assert again.history == first.history == recorder.records
-    assert again.test.top1 == first.test.top1 and np.array_equal(again.test.confusion, first.test.confusion)
+    assert again.test.top1 == first.test.top1
+    assert np.array_equal(again.test.confusion, first.test.confusion)
     assert again.normalization == first.normalization == REAL
 
 
@@ -183,8 +216,10 @@ def test_a_result_survives_its_json_round_trip():
     test = Evaluation(loss=1.0, top1=0.5, top5=1.0, per_class_accuracy=[0.5, 0.5], confusion=np.eye(2, dtype=np.int64))
     result = StudentResult("key", 0, history, test, REAL, 1.0, 100.0, 10)
     again = StudentResult.from_json(result.to_json())
-    assert again.metrics() == result.metrics() and again.normalization == REAL
-    assert result.metrics()["val_accuracy"] == 0.6 and result.metrics()["train_images_per_second"] == 100.0
+    assert again.metrics() == result.metrics()
+    assert again.normalization == REAL
+    assert result.metrics()["val_accuracy"] == 0.6
+    assert result.metrics()["train_images_per_second"] == 100.0
 
 
 @pytest.mark.parametrize("from_parent", [False, True], ids=["fresh", "from a parent"])
@@ -212,6 +247,7 @@ def test_students_trained_at_once_equal_those_trained_one_by_one(tmp_path: Path,
         return [{k: v for k, v in r.items() if k not in ("epoch_seconds", "images_per_second")} for r in result.history]
 
     for alone, together in zip(one_by_one, at_once, strict=True):
-        assert together.key == alone.key and learned(together) == learned(alone)
+        assert together.key == alone.key
+        assert learned(together) == learned(alone)
         assert together.test.loss == alone.test.loss
     assert learned(one_by_one[0]) != learned(one_by_one[1])

@@ -3,8 +3,6 @@ nothing changed reads the table instead of recomputing it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mind_the_gap.files import write_atomically
+from mind_the_gap.keys import content_key
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 def cached_table(directory: Path, parts: Mapping[str, Any], compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """``compute()``'s table, stored in ``directory`` under a key of ``parts`` (what the analysis reads: student
     keys, data fingerprints, settings, the code's version), or the stored one when the key is there."""
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    key = content_key(parts, 20, sort_keys=True, default=str)
     path = Path(directory) / f"{key}.csv"
     if path.is_file():
         try:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.devices import has_fast_bf16, resolve_device
+from mind_the_gap.devices import autocast, resolve_device, resolve_precision
 from mind_the_gap.files import write_atomically
 from mind_the_gap.generators.base import ImageRequest
 
@@ -84,11 +84,9 @@ class ClassDiffusionConfig(Config):
         return self
 
 
-def resolve_precision(precision: Precision, device: torch.device) -> Literal["float32", "bfloat16"]:
-    """``auto``: bfloat16 where it is faster than float32 (GPUs that have it, CPUs with native bf16)."""
-    if precision == "auto":
-        return "bfloat16" if has_fast_bf16(device) else "float32"
-    return precision
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32`` or ``bfloat16``: the precision as a generator's description and the trained model's key hold it."""
+    return str(dtype).removeprefix("torch.")
 
 
 def build_unet(config: ClassDiffusionConfig, channels: int, size: tuple[int, int], num_classes: int) -> UNet2DModel:
@@ -195,10 +193,6 @@ def _padded(config: ClassDiffusionConfig, size: tuple[int, int]) -> tuple[int, i
     return size[0] + top + bottom, size[1] + left + right
 
 
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
-
-
 def _noise_scheduler(config: ClassDiffusionConfig) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=config.num_train_timesteps,
@@ -237,7 +231,7 @@ def train_class_diffusion(
     if len(data) == 0:
         raise ValueError("train_class_diffusion needs at least one image, got an empty image set")
     device = resolve_device(device, "device")
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_precision(config.precision, device)  # never float16: there is no gradient scaler here
     padding = _padding(config, data.image_size)
     images, labels = data.images.to(device), data.labels.to(device)  # uint8 stays compact; batches convert
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -266,7 +260,7 @@ def train_class_diffusion(
         drop = torch.rand(config.batch_size, device=device, generator=generator) < config.class_dropout
         classes = torch.where(drop, data.num_classes, labels[index])
         target = noise if config.prediction_type == "epsilon" else scheduler.get_velocity(clean, noise, timesteps)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             prediction = unet(scheduler.add_noise(clean, noise, timesteps), timesteps, class_labels=classes).sample
         loss = F.mse_loss(prediction.float(), target)
         optimizer.zero_grad(set_to_none=True)
@@ -354,7 +348,7 @@ class ClassDiffusionGenerator:
             "image_size": list(self.model.image_size),
             "channels": self.model.channels,
             "class_names": list(self.model.class_names),
-            "precision": self.precision,
+            "precision": dtype_name(self.precision),
         }
 
     def generate(self, requests: Sequence[ImageRequest]) -> torch.Tensor:
@@ -407,7 +401,7 @@ class ClassDiffusionGenerator:
             classes = torch.cat([classes, torch.full_like(classes, self.model.num_classes)])
         for t in timesteps:
             inputs = torch.cat([sample, sample]) if guided else sample
-            with _autocast(self.device, self.precision):
+            with autocast(self.device, self.precision):
                 prediction = self.unet(inputs, t, class_labels=classes).sample.float()
             if guided:
                 conditional, unconditional = prediction.chunk(2)

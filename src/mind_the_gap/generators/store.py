@@ -9,7 +9,6 @@ moment resumes where it stopped, and shards (``shard_requests``) can run at the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import convert
 from mind_the_gap.generators.base import ImageGenerator, ImageRequest, image_seed
 from mind_the_gap.generators.prompts import PromptFn
+from mind_the_gap.keys import content_key
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
 MANIFEST_COLUMNS = ["file", "class_name", "class_index", "index", "prompt", "seed", "backend"]
@@ -54,10 +54,9 @@ def run_key(params: Mapping[str, Any]) -> str:
     size and (for img2img and unclip) a digest of the real images; leave out the number of images per class.
     """
     try:
-        text = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return content_key(params, 16, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"run_key needs JSON-serialisable parameters: {exc}") from exc
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def plan_requests(

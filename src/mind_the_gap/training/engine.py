@@ -7,7 +7,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.devices import has_fast_bf16, resolve_device
+from mind_the_gap.devices import autocast, resolve_device, resolve_precision
 from mind_the_gap.files import write_atomically
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.config import TrainConfig
@@ -104,28 +103,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_precision(device: torch.device, amp: str) -> torch.dtype:
-    """The autocast dtype for ``training.amp`` on ``device``; float32 means no autocast.
-
-    ``auto`` takes bf16 on GPUs that have it (else fp16) and on CPUs with native bf16, float32 elsewhere.
-    """
-    if amp == "off":
-        return torch.float32
-    if amp == "auto":
-        if has_fast_bf16(device):
-            return torch.bfloat16
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def precision_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+def placement(
+    config: TrainConfig, device: torch.device | None = None, precision: torch.dtype | None = None
+) -> tuple[torch.device, torch.dtype]:
+    """The device and autocast dtype a student runs with: those given, else those ``config`` resolves to here
+    (``fit`` scales float16 gradients, so ``training.amp: auto`` may take float16)."""
+    device = resolve_device(config.device) if device is None else device
+    return device, resolve_precision(config.amp, device, allow_float16=True) if precision is None else precision
 
 
 def _optimizer(model: nn.Module, config: TrainConfig, lr_scales: Mapping[str, float]) -> torch.optim.Optimizer:
@@ -221,6 +205,9 @@ def fit(
     description: str = "train",
     lr_scales: Mapping[str, float] | None = None,
     progress_file: Path | None = None,
+    *,
+    device: torch.device | None = None,
+    precision: torch.dtype | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``; evaluate on ``val`` after every round.
 
@@ -231,12 +218,12 @@ def fit(
     history) is saved there, and a run that finds it continues from it: a killed run resumes at its last round
     and, on the CPU, ends bit-identical to one never stopped. ``on_epoch`` then gets the resumed rounds first.
     Images stay uint8 on the device and are converted batch by batch; one seeded generator on the device drives
-    shuffling and augmentation, so a CPU run is repeatable to the bit.
+    shuffling and augmentation, so a CPU run is repeatable to the bit. ``device`` and ``precision``, when given, are
+    ``config``'s resolved once by the caller (see ``placement``).
     """
     if len(train) < 2:
         raise ValueError(f"cannot train on {len(train)} image(s)")
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp)
+    device, precision = placement(config, device, precision)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -288,7 +275,7 @@ def fit(
             index = next(batches)
             x = augment(images[index].float().div_(255), generator)
             x, y = _prepare_inputs(x, normalization, config.channels_last), labels[index]
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -323,7 +310,7 @@ def fit(
             "images_per_second": seen / seconds,
         }
         if val is not None and len(val):
-            evaluation = evaluate(model, val, normalization, config)
+            evaluation = evaluate(model, val, normalization, config, device=device, precision=precision)
             record |= {"val_loss": evaluation.loss, "val_accuracy": evaluation.top1}
         history.append(record)
         log.info(
@@ -359,24 +346,39 @@ def fit(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ImageSet, norm: Normalization, config: TrainConfig) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    data: ImageSet,
+    norm: Normalization,
+    config: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    precision: torch.dtype | None = None,
+) -> torch.Tensor:
     """Logits (float32, on the CPU) for every image of ``data``."""
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp)
+    device, precision = placement(config, device, precision)
     model.to(device).eval()
     outputs = []
     for chunk in data.images.split(config.eval_batch_size):
         x = _prepare_inputs(chunk.to(device).float().div_(255), norm, config.channels_last)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             outputs.append(model(x).float().cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0, data.num_classes)
 
 
-def evaluate(model: nn.Module, data: ImageSet, norm: Normalization, config: TrainConfig) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    data: ImageSet,
+    norm: Normalization,
+    config: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    precision: torch.dtype | None = None,
+) -> Evaluation:
     """Top-1 and top-5 accuracy, loss, per-class accuracy and the confusion matrix on ``data``."""
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty image set")
-    logits = predict(model, data, norm, config)
+    logits = predict(model, data, norm, config, device=device, precision=precision)
     labels = data.labels
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices

@@ -14,9 +14,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from mind_the_gap import devices
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.devices import GLOBAL_RNG, resolve_device
+from mind_the_gap.devices import GLOBAL_RNG, precision_name
 from mind_the_gap.files import write_atomically
+from mind_the_gap.keys import content_key
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
 from mind_the_gap.training import augment, engine, transfer
@@ -27,9 +29,8 @@ from mind_the_gap.training.engine import (
     Normalization,
     evaluate,
     fit,
+    placement,
     planned_steps,
-    precision_name,
-    resolve_precision,
     seed_everything,
 )
 from mind_the_gap.training.transfer import Transfer, start_from_parent
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 # Settings that change how a run looks or where it runs, not what it learns, are left out of the cache key;
 # `amp` and `min_steps` enter it resolved, as the precision and the number of steps they give.
 _NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size", "amp", "min_steps", "concurrent_students"}
-# The code that decides what a student learns, this module included: its source is part of every key, so that
-# students of older code are never reused.
-TRAINING_MODULES = (engine, augment, transfer, architectures, units, sys.modules[__name__])
+# The code that decides what a student learns (`devices` resolves its precision and autocasts), this module included:
+# its source is part of every key, so that students of older code are never reused.
+TRAINING_MODULES = (engine, augment, transfer, architectures, units, devices, sys.modules[__name__])
 
 
 @functools.cache
@@ -115,7 +116,7 @@ class StudentStore:
     @staticmethod
     def key(parts: dict[str, Any]) -> str:
         """The key of a student: a digest of everything it depends on."""
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+        return content_key(parts, 20, sort_keys=True)
 
     def checkpoint_path(self, key: str) -> Path:
         return self.directory / f"{key}.safetensors"
@@ -168,20 +169,21 @@ def train_student(
 ) -> StudentResult:
     """Train a student on ``train`` and test it on ``test``, or reuse the stored one with the same key.
 
-    A fresh student, or with ``transfer`` one that starts from a stored parent student.
+    A fresh student, or with ``transfer`` one that starts from a stored parent student. The device and precision
+    are resolved here, once, on the machine that trains it.
     """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
     with GLOBAL_RNG:
         seed_everything(seed)
         model = build_student(student, train.num_classes, train.channels, train.image_size[0])
-    device = resolve_device(training.device)
+    device, precision = placement(training)
     key = store.key(
         {
             "code": code_version(),
             "student": student.model_dump(mode="json", exclude={"units"}),  # the numbering only names units
             "training": training.model_dump(mode="json", exclude=_NOT_IN_KEY),
-            "precision": precision_name(resolve_precision(device, training.amp)),
+            "precision": precision_name(precision),
             "steps": planned_steps(len(train), training),
             "normalization": asdict(normalization),
             "seed": seed,
@@ -215,12 +217,14 @@ def train_student(
         on_epoch=tracker.log_epoch if tracker else None,
         description=description,
         progress_file=store.progress_path(key),
+        device=device,
+        precision=precision,
     )
     result = StudentResult(
         key=key,
         seed=seed,
         history=fitted.history,
-        test=evaluate(model, test, normalization, training),
+        test=evaluate(model, test, normalization, training, device=device, precision=precision),
         normalization=normalization,
         train_seconds=fitted.seconds,
         images_per_second=fitted.images_per_second,
