@@ -1,6 +1,8 @@
 """Project hooks: a run whose inputs other pipelines write says, in one line, which pipelines to run first; the
-report's inputs alone are optional, and arrive as None when their pipeline has not run; the report gets the wall
-time of each pipeline of the run."""
+report's inputs alone are optional, and arrive as None when their pipeline has not run; the wall time of each
+pipeline of the run is written to the catalog's ``run_times`` dataset, which the report reads.
+
+The registered pipelines are Kedro's (``kedro.framework.project.pipelines``), looked up when a run starts."""
 
 from __future__ import annotations
 
@@ -8,16 +10,20 @@ import json
 import os
 import time
 from graphlib import TopologicalSorter
+from pathlib import Path
 from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
+from kedro.framework.project import pipelines
 from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 
-from mind_the_gap.pipeline_registry import register_pipelines
-from mind_the_gap.pipelines.reporting.pipeline import OPTIONAL_INPUTS, RUN_TIMES
+from mind_the_gap.files import write_atomically
 from mind_the_gap.runners.dask import EARLIER_SECONDS_ENV
+
+# The namespace of the report's nodes: their inputs alone may be missing.
+REPORTING = "reporting"
 
 
 class MissingInputsError(RuntimeError):
@@ -59,11 +65,10 @@ def missing_inputs_message(selected: Pipeline, catalog: DataCatalog, registered:
 
 def optional_missing(pipeline: Pipeline, catalog: DataCatalog) -> set[str]:
     """The missing inputs of ``pipeline`` that only the report reads: it names their pipelines as not run."""
-    report = {node.name for node in pipeline.nodes if node.namespace == "reporting"}
     return {
         name
-        for name in _missing(pipeline, catalog) & set(OPTIONAL_INPUTS)
-        if all(node.name in report for node in pipeline.only_nodes_with_inputs(name).nodes)
+        for name in _missing(pipeline, catalog)
+        if all(node.namespace == REPORTING for node in pipeline.only_nodes_with_inputs(name).nodes)
     }
 
 
@@ -72,7 +77,7 @@ class MissingInputsHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         for name in optional_missing(pipeline, catalog):
             catalog[name] = None  # a MemoryDataset holding None: "not run" in the report
-        message = missing_inputs_message(pipeline, catalog, register_pipelines())
+        message = missing_inputs_message(pipeline, catalog, dict(pipelines))
         if message is None:
             return
         # Raised before the run starts, so no error hook ends the MLflow run kedro-mlflow has just opened.
@@ -82,29 +87,46 @@ class MissingInputsHook:
 
 
 class RunTimesHook:
-    """Wall seconds of each pipeline's nodes in this run, handed to the report node as its ``run_times`` input
-    (the sequential runner runs hooks; under ParallelRunner, which runs none, the report says so). Under the Dask
-    runner each cell is a `kedro run` of its own, handed the seconds of the cells before it."""
+    """Wall seconds of each pipeline's nodes in this run, written (atomically, as JSON) to the file of the catalog's
+    ``dataset`` when the run starts and after each node, in a run that has a node reading it: the report. Under the
+    Dask runner each cell is a `kedro run` of its own, handed the seconds of the cells before it; under
+    ParallelRunner, whose node hooks run in its worker processes, each worker knows its own nodes' times only. A
+    project without the dataset in its catalog gets no table."""
 
-    def __init__(self) -> None:
+    def __init__(self, dataset: str = "run_times") -> None:
+        self._dataset = dataset
+        self._path: Path | None = None  # the dataset's file, from the catalog's configuration
+        self._writes = False  # whether this run has a node that reads the table
         self._owner: dict[str, str] = {}
         self._started: dict[str, float] = {}
         self._seconds: dict[str, float] = {}
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
-        registered = {name: pipe for name, pipe in register_pipelines().items() if name != "__default__"}
-        self._owner = {node.name: name for name, pipe in registered.items() for node in pipe.nodes}
-        self._started, self._seconds = {}, json.loads(os.environ.get(EARLIER_SECONDS_ENV, "{}"))
+    def after_catalog_created(self, conf_catalog: dict[str, Any]) -> None:
+        filepath = conf_catalog.get(self._dataset, {}).get("filepath")
+        self._path = Path(filepath) if filepath else None
 
     @hook_impl
-    def before_node_run(self, node: Node, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        registered = {name: pipe for name, pipe in pipelines.items() if name != "__default__"}
+        self._owner = {node.name: name for name, pipe in registered.items() for node in pipe.nodes}
+        self._started, self._seconds = {}, json.loads(os.environ.get(EARLIER_SECONDS_ENV, "{}"))
+        self._writes = self._path is not None and any(self._dataset in node.inputs for node in pipeline.nodes)
+        self._write()  # before the hook that sets a missing report input to None looks (settings.HOOKS' order)
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
         self._started[node.name] = time.perf_counter()
-        return {RUN_TIMES: self.table()} if RUN_TIMES in node.inputs else None
 
     @hook_impl
     def after_node_run(self, node: Node) -> None:
         self._seconds[node.name] = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        self._write()
+
+    def _write(self) -> None:
+        if self._writes:
+            table = json.dumps(self.table(), indent=2)
+            write_atomically(self._path, lambda temp: temp.write_text(table))
 
     def table(self) -> list[dict[str, Any]]:
         """One row per pipeline with nodes finished so far in this run, in the order they first ran."""

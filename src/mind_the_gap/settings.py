@@ -5,6 +5,8 @@ from kedro.config import OmegaConfigLoader
 from mind_the_gap.hooks import MissingInputsHook, RunTimesHook
 from mind_the_gap.runners.dask import DASK_HOOK
 
+# Pluggy calls the last registered first: RunTimesHook writes the run's times before MissingInputsHook sets the
+# report's inputs that are not on disk to None.
 HOOKS = (MissingInputsHook(), RunTimesHook(), DASK_HOOK)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader

@@ -4,7 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipelines.reporting.nodes import build_report
 
-# The wall time of each pipeline of the run, which mind_the_gap.hooks.RunTimesHook hands to the report node.
+# The wall time of each pipeline of the run, which mind_the_gap.hooks.RunTimesHook writes before the report reads it.
 RUN_TIMES = "run_times"
 # What the report reads; any of them may be missing (a pipeline not run yet): see mind_the_gap.hooks.
 OPTIONAL_INPUTS = [
@@ -30,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 build_report,
-                [*OPTIONAL_INPUTS, "reporting_dir"],
+                {name: name for name in ["reporting_dir", *OPTIONAL_INPUTS]},
                 ["report_html", "report_markdown"],
                 name="build_report",
                 namespace="reporting",

@@ -1,6 +1,7 @@
-"""Result charts described once, as data, and drawn twice: by ``mind_the_gap.reporting`` as a matplotlib figure (the
-PNG of the Markdown report and of MLflow) and by ``mind_the_gap.interactive`` as a plotly figure (the HTML report,
-kedro-viz's preview), so the two never disagree. Colours and line styles are matplotlib's ("C0", "--")."""
+"""Result charts described once, as data, and drawn twice, so the two never disagree: by
+``mind_the_gap.results.figures`` as a matplotlib figure (the PNG of the Markdown report and of MLflow) and by
+``mind_the_gap.results.interactive`` as a plotly figure (the HTML report, kedro-viz's preview). Colours and line
+styles are matplotlib's ("C0", "--")."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mind_the_gap.analysis.statistics import (
+from mind_the_gap.analysis.distributions import (
     channel_histograms,
     class_histograms,
     frechet_distance,
@@ -27,14 +27,16 @@ def test_channel_histograms_count_every_pixel_per_channel():
     # Two 2x2 RGB images: channel 0 holds 0 then 255, channel 1 holds 10 twice, channel 2 holds 7 then 9.
     data = constant_set([[0, 10, 7], [255, 10, 9]], [0, 1])
     histograms = channel_histograms(data)
-    assert histograms.shape == (3, 256) and histograms.dtype == np.int64
+    assert histograms.shape == (3, 256)
+    assert histograms.dtype == np.int64
     assert histograms.sum(1).tolist() == [8, 8, 8]
-    assert histograms[0, 0] == histograms[0, 255] == 4 and histograms[1, 10] == 8
+    assert histograms[0, 0] == histograms[0, 255] == 4
+    assert histograms[1, 10] == 8
     assert histograms[2, 7] == histograms[2, 9] == 4
 
 
 def test_histograms_are_counted_across_slices(monkeypatch):
-    monkeypatch.setattr("mind_the_gap.analysis.statistics._SLICE_PIXELS", 5)  # one 1x2x2 image per slice
+    monkeypatch.setattr("mind_the_gap.analysis.distributions._SLICE_PIXELS", 5)  # one 1x2x2 image per slice
     images = torch.arange(12, dtype=torch.uint8).view(3, 1, 2, 2)
     data = ImageSet(images, torch.tensor([0, 1, 0]), ("a", "b"))
     assert channel_histograms(data)[0, :12].tolist() == [1] * 12
@@ -47,7 +49,8 @@ def test_class_histograms_split_the_channel_histograms_by_class():
     assert by_class.shape == (3, 3, 256)
     np.testing.assert_array_equal(by_class.sum(0), channel_histograms(data))
     assert by_class[1].sum() == 0  # no image of class 1
-    assert by_class[2, 0, 255] == 4 and by_class[0, 0, 0] == by_class[0, 0, 3] == 4
+    assert by_class[2, 0, 255] == 4
+    assert by_class[0, 0, 0] == by_class[0, 0, 3] == 4
 
 
 def test_moments_are_exact_from_the_counts():
@@ -56,7 +59,8 @@ def test_moments_are_exact_from_the_counts():
     np.testing.assert_allclose(mean, [0.5, 0.2, 0.6])
     np.testing.assert_allclose(std, [0.5, 0.0, 0.2], atol=1e-12)
     class_mean, class_std = histogram_moments(class_histograms(data))
-    assert class_mean.shape == (3, 3) and np.isnan(class_mean[1:]).all()  # classes without images
+    assert class_mean.shape == (3, 3)
+    assert np.isnan(class_mean[1:]).all()
     np.testing.assert_allclose(class_mean[0], mean)
 
 
@@ -110,7 +114,8 @@ def test_frechet_distance_of_one_dimensional_gaussians_has_the_closed_form():
 def test_frechet_distance_survives_singular_covariances():
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(3, 8)), rng.normal(size=(3, 8))  # rank 2 covariances of 8 dimensions
-    assert np.isfinite(frechet_distance(a, b)) and frechet_distance(a, b) > 0
+    assert np.isfinite(frechet_distance(a, b))
+    assert frechet_distance(a, b) > 0
 
 
 def test_frechet_distance_rejects_bad_shapes():

@@ -11,7 +11,7 @@ from matplotlib.colors import to_hex, to_rgba
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from mind_the_gap.charts import BarChart, Chart, Curve, Level, LineChart
+from mind_the_gap.results.charts import BarChart, Chart, Curve, Level, LineChart
 
 DASHES = {"-": "solid", "--": "dash", ":": "dot", "-.": "dashdot"}  # matplotlib's line styles in plotly
 PIXELS_PER_INCH = 100

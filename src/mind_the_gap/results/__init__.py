@@ -1,0 +1,1 @@
+"""Presentation: charts described once, drawn with matplotlib and plotly, and the report."""
