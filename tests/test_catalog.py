@@ -12,9 +12,9 @@ from kedro.io import DataCatalog
 from kedro_datasets.plotly import JSONDataset
 
 from mind_the_gap import settings
+from mind_the_gap.experiments.study import parent_keys
 from mind_the_gap.pipeline_registry import register_pipelines
-from mind_the_gap.pipelines.reporting.pipeline import RUN_TIMES
-from mind_the_gap.pipelines.student_runs import parent_keys
+from mind_the_gap.runners.grid import PER_CELL
 
 from .pipelines.conftest import make_project, project_catalog
 
@@ -27,11 +27,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> DataCatalog:
 
 
 def datasets(pipeline_name: str) -> set[str]:
-    # run_times is no dataset: the RunTimesHook hands it to the report node during the run.
-    return {name for name in PIPELINES[pipeline_name].datasets() if not name.startswith("params:")} - {
-        "parameters",
-        RUN_TIMES,
-    }
+    return {name for name in PIPELINES[pipeline_name].datasets() if not name.startswith("params:")} - {"parameters"}
 
 
 def location(catalog: DataCatalog, name: str) -> str | None:
@@ -57,7 +53,8 @@ def location(catalog: DataCatalog, name: str) -> str | None:
     ],
 )
 def test_names_resolve_to_their_files(catalog: DataCatalog, name: str, path: str):
-    assert name in catalog and location(catalog, name) == path
+    assert name in catalog
+    assert location(catalog, name) == path
 
 
 def test_summary_metrics_go_to_mlflow_under_their_experiments_name(catalog: DataCatalog):
@@ -71,7 +68,11 @@ def test_summary_metrics_go_to_mlflow_under_their_experiments_name(catalog: Data
 def test_every_dataset_a_pipeline_uses_has_a_catalog_entry(catalog: DataCatalog, pipeline: str):
     unlisted = sorted(name for name in datasets(pipeline) if name not in catalog)  # else a MemoryDataset, lost
     assert not unlisted
-    assert not [name for name in datasets(pipeline) if catalog.get_type(name).endswith("MemoryDataset")]
+    # Only what a builder makes in every run that needs it (the study) is kept in memory, and never copied.
+    built = {name for node in PIPELINES[pipeline].nodes if PER_CELL in node.tags for name in node.outputs}
+    in_memory = {name for name in datasets(pipeline) if catalog.get_type(name).endswith("MemoryDataset")}
+    assert in_memory == built
+    assert all(catalog.get(name)._copy_mode == "assign" for name in in_memory)
 
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
@@ -100,7 +101,8 @@ def test_interactive_figures_are_versioned_plotly_datasets_in_kedro_vizs_reporti
 ):
     name = f"{experiment}_interactive"
     config = catalog.config_resolver.resolve_pattern(name)
-    assert isinstance(catalog.get(name), JSONDataset) and config["versioned"] is True
+    assert isinstance(catalog.get(name), JSONDataset)
+    assert config["versioned"] is True
     assert location(catalog, name) == f"data/08_reporting/{experiment}.json"
     assert config["metadata"] == {"kedro-viz": {"layer": "reporting"}}
 

@@ -58,8 +58,10 @@ def test_every_pipelines_parameters_are_valid(paper: dict[str, typing.Any]):
 
 def test_the_paper_run_uses_imagenet100_and_nothing_of_fashion_mnist(paper: dict[str, typing.Any]):
     wnids = paper["dataset"]["classes"]
-    assert len(set(wnids)) == 100 and all(re.fullmatch(r"n\d{8}", wnid) for wnid in wnids)  # ImageNet-100's
-    assert paper["dataset"]["source"] == "imagefolder" and paper["dataset"]["image_size"] == 224
+    assert len(set(wnids)) == 100
+    assert all(re.fullmatch(r"n\d{8}", wnid) for wnid in wnids)
+    assert paper["dataset"]["source"] == "imagefolder"
+    assert paper["dataset"]["image_size"] == 224
     prompts = GenerationConfig.model_validate(paper["generation"]).prompts.resolve(wnids)
     assert set(prompts.hypernyms) == set(prompts.names) == set(wnids)  # every class named, no other class
     assert not FASHION_MNIST_CLASSES & (set(prompts.hypernyms) | set(prompts.names))

@@ -56,7 +56,8 @@ def test_unit_features_give_one_pooled_tensor_per_block():
 def test_unflattened_features_and_limit():
     model, data = tiny_student(), tiny_set()
     features = unit_features(model, data, NORM, pooled=False, limit=3)
-    assert tuple(features[0].shape) == (3, WIDTH * 8 * 8) and tuple(features[-1].shape) == (3, 3)
+    assert tuple(features[0].shape) == (3, WIDTH * 8 * 8)
+    assert tuple(features[-1].shape) == (3, 3)
     with torch.no_grad():
         stem = model.eval()[0](inputs(data)[:3])
     torch.testing.assert_close(features[0], stem.flatten(1))
@@ -65,7 +66,8 @@ def test_unflattened_features_and_limit():
 def test_layer_units_are_read_at_their_batchnorm_before_it_is_overwritten_in_place():
     model, data = tiny_student("layers"), tiny_set()
     features = unit_features(model, data, NORM, pooled=True, batch_size=3)
-    assert len(features) == 18 and all(len(f) == 10 for f in features)
+    assert len(features) == 18
+    assert all(len(f) == 10 for f in features)
     with torch.no_grad():
         x = model.eval()[0](inputs(data))
         bn1 = model[1].bn1(model[1].conv1(x))  # unit 1: block 1's first conv, read before the ReLU
@@ -80,7 +82,8 @@ def test_unit_features_restore_training_mode_and_remove_hooks():
     model.train()
     modes = [m.training for m in model.modules()]
     unit_features(model, tiny_set(), NORM, pooled=True)
-    assert [m.training for m in model.modules()] == modes and not modes[1]  # the frozen stem stayed in eval mode
+    assert [m.training for m in model.modules()] == modes
+    assert not modes[1]
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
@@ -165,7 +168,9 @@ def test_batchnorm_shift_per_unit():
     real_moments = batchnorm_input_moments(model, real, NORM)
     identical = batchnorm_shift_per_unit(real_moments, batchnorm_input_moments(model, same, NORM))
     shift = batchnorm_shift_per_unit(real_moments, batchnorm_input_moments(model, other, NORM))
-    assert shift.shape == (model.num_units,) and math.isnan(shift[-1]) and math.isnan(identical[-1])
+    assert shift.shape == (model.num_units,)
+    assert math.isnan(shift[-1])
+    assert math.isnan(identical[-1])
     np.testing.assert_allclose(identical[:-1], 0, atol=1e-9)
     assert (shift[:-1] > 0).all()
     with pytest.raises(ValueError, match="BatchNorm layers differ"):

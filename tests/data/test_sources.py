@@ -39,8 +39,10 @@ def test_truncated_idx_names_the_file(tmp_path: Path):
 
 def test_fashion_mnist_reads_official_splits(fashion_dir: Path):
     train, test = load_fashion_mnist(fashion_dir)
-    assert train.images.shape == (400, 1, 28, 28) and test.images.shape == (100, 1, 28, 28)
-    assert train.class_names[0] == "t-shirt/top" and train.num_classes == 10
+    assert train.images.shape == (400, 1, 28, 28)
+    assert test.images.shape == (100, 1, 28, 28)
+    assert train.class_names[0] == "t-shirt/top"
+    assert train.num_classes == 10
     assert train.class_counts().tolist() == [40] * 10
 
 
@@ -75,7 +77,8 @@ def test_image_folder_any_format_to_fixed_size(tmp_path: Path):
     config = DatasetConfig(source="imagefolder", path=make_folder(tmp_path / "imgs"), image_size=12, channels=3)
     train, test = load_source(config)
     assert test is None
-    assert train.images.shape == (12, 3, 12, 12) and train.images.dtype == torch.uint8
+    assert train.images.shape == (12, 3, 12, 12)
+    assert train.images.dtype == torch.uint8
     assert train.class_names == ("cat", "dog", "fox")
     assert train.class_counts().tolist() == [4, 4, 4]
     # Uniform images stay uniform through resize and crop: the pixel value identifies the class.
@@ -86,20 +89,24 @@ def test_image_folder_with_train_and_val_keeps_official_split(tmp_path: Path):
     make_folder(tmp_path / "inet" / "train", per_class=5)
     make_folder(tmp_path / "inet" / "val", per_class=2)
     train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet", image_size=8, channels=1))
-    assert len(train) == 15 and len(test) == 6 and train.channels == 1
+    assert len(train) == 15
+    assert len(test) == 6
+    assert train.channels == 1
 
 
 def test_image_folder_with_train_alone_splits_its_test_set_off_it(tmp_path: Path):
     make_folder(tmp_path / "inet" / "train", per_class=5)
     train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet", image_size=8))
-    assert test is None and train.class_names == ("cat", "dog", "fox")
+    assert test is None
+    assert train.class_names == ("cat", "dog", "fox")
 
 
 def test_a_class_named_train_is_a_class(tmp_path: Path):
     make_folder(tmp_path / "vehicles", classes=("bus", "car", "train"))
     make_folder(tmp_path / "vehicles" / "val", classes=("bus",))  # a class named "val" among them, too
     train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "vehicles", image_size=8))
-    assert test is None and train.class_names == ("bus", "car", "train", "val")
+    assert test is None
+    assert train.class_names == ("bus", "car", "train", "val")
 
 
 def test_deep_images_are_scaled_to_8_bits_not_clipped(tmp_path: Path):
@@ -126,7 +133,8 @@ def test_exif_orientation_is_applied(tmp_path: Path):
     Image.fromarray(image).save(tmp_path / "imgs" / "photo" / "a.jpg", exif=exif, quality=100)
     train, _ = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "imgs", image_size=10, channels=1))
     upright = train.images[0, 0].float()
-    assert upright[:4].mean() > 200 and upright[-4:].mean() < 50  # upright, the white half is on top
+    assert upright[:4].mean() > 200
+    assert upright[-4:].mean() < 50
 
 
 def test_hidden_files_and_folders_are_not_images(tmp_path: Path):
@@ -173,7 +181,8 @@ def test_only_the_classes_asked_for_are_decoded_in_the_order_given(tmp_path: Pat
     (root / "dog" / "notes.png").write_text("not an image")  # would stop the run if dog were decoded
     config = DatasetConfig(source="imagefolder", path=root, image_size=8, classes=["fox", "cat"], max_per_class=3)
     train, test = load_source(config)
-    assert train.class_names == ("fox", "cat") and train.class_counts().tolist() == [3, 3]
+    assert train.class_names == ("fox", "cat")
+    assert train.class_counts().tolist() == [3, 3]
     split = {"generator_pool": 0.0, "val": 0.34, "test": 0.34}
     splits = prepare_splits(train, test, DatasetConfig.model_validate(config.model_dump() | {"split": split}))
     assert all(part.class_names == ("fox", "cat") for part in splits.values())
@@ -243,7 +252,8 @@ def test_train_and_val_folders_resolve_to_one_size(tmp_path: Path):
     make_uniform_folder(tmp_path / "inet" / "train", (24, 24), per_class=4)
     make_uniform_folder(tmp_path / "inet" / "val", (24, 24), per_class=2)
     train, test = load_source(DatasetConfig(source="imagefolder", path=tmp_path / "inet"))
-    assert train.images.shape == (8, 3, 24, 24) and test.images.shape == (4, 3, 24, 24)
+    assert train.images.shape == (8, 3, 24, 24)
+    assert test.images.shape == (4, 3, 24, 24)
     (tmp_path / "inet" / "val" / "cat" / "img0.png").unlink()
     _save(tmp_path / "inet" / "val" / "cat" / "img0.png", "RGB", size=(16, 16))
     with pytest.raises(DataSourceError, match=r"train/cat/img0\.png 24x24, val/cat/img0\.png 16x16"):
@@ -293,9 +303,11 @@ def test_unknown_torchvision_dataset_is_named(tmp_path: Path):
 
 def test_a_set_already_of_the_asked_size_and_channels_is_not_copied():
     images = ImageSet(torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8), torch.arange(6) % 2, ("a", "b"))
-    assert convert(images, 8, 3) is images and convert(images, None, None) is images
+    assert convert(images, 8, 3) is images
+    assert convert(images, None, None) is images
     grey = convert(images, 4, 1)
-    assert grey.images.shape == (6, 1, 4, 4) and grey.images.dtype == torch.uint8
+    assert grey.images.shape == (6, 1, 4, 4)
+    assert grey.images.dtype == torch.uint8
 
 
 def test_decoding_fills_one_tensor_and_drops_unreadable_rows(tmp_path: Path):
@@ -308,4 +320,5 @@ def test_decoding_fills_one_tensor_and_drops_unreadable_rows(tmp_path: Path):
         for f in listing.files
         if f.name != "0_broken.png"
     ]
-    assert loaded.class_counts().tolist() == [3, 3, 3] and torch.equal(loaded.images, torch.stack(one_by_one))
+    assert loaded.class_counts().tolist() == [3, 3, 3]
+    assert torch.equal(loaded.images, torch.stack(one_by_one))

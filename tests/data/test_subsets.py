@@ -1,4 +1,5 @@
-"""nested_subsets: the fractions of the real pool data_efficiency trains on are stratified, nested and seeded."""
+"""nested_subsets: the fractions of the real pool data_efficiency trains on are stratified, nested and seeded; their
+indices, for jobs that name a subset of a stored set (the ablations' mixed sets)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.data.prepare import nested_subsets
+from mind_the_gap.data.prepare import nested_subset_indices, nested_subsets
 
 from ..conftest import striped_images
 
@@ -61,7 +62,8 @@ def test_each_subset_lies_inside_every_larger_one_in_the_pools_order():
 def test_the_whole_pool_is_the_set_itself_unchanged():
     pool = uneven_classes()
     whole = subsets(pool, [1.0, 0.5], seed=3)[1.0]
-    assert torch.equal(whole.images, pool.images) and torch.equal(whole.labels, pool.labels)
+    assert torch.equal(whole.images, pool.images)
+    assert torch.equal(whole.labels, pool.labels)
     assert whole.fingerprint() == pool.fingerprint()  # so its student is the real baseline's, from the cache
 
 
@@ -69,10 +71,27 @@ def test_the_same_seed_draws_the_same_subset_and_another_seed_another():
     pool = uneven_classes()
     first, again, other = (subsets(pool, [0.5], seed)[0.5] for seed in (0, 0, 1))
     assert rows(first) == rows(again)
-    assert rows(first) != rows(other) and other.class_counts().tolist() == first.class_counts().tolist()
+    assert rows(first) != rows(other)
+    assert other.class_counts().tolist() == first.class_counts().tolist()
 
 
 @pytest.mark.parametrize("fraction", [0, 1.5, -0.5])
 def test_a_fraction_outside_zero_to_one_is_refused(fraction: float):
     with pytest.raises(ValueError, match=rf"fractions must lie in \(0, 1\], got \[{fraction}\]"):
         subsets(uneven_classes(), [0.5, fraction])
+
+
+def test_the_indices_select_the_subsets_in_the_pools_order_and_draw_as_the_subsets_do():
+    pool = uneven_classes()
+    generator = torch.Generator().manual_seed(2)
+    indices = nested_subset_indices(pool.labels, pool.num_classes, [0.25, 1, 0.5], generator)
+    same_seed = torch.Generator().manual_seed(2)
+    nested = nested_subsets(pool, [0.25, 1, 0.5], same_seed)
+    assert list(indices) == [0.25, 1, 0.5]
+    for fraction, index in indices.items():
+        assert index.tolist() == sorted(index.tolist()), fraction
+        assert torch.equal(pool.subset(index).images, nested[fraction].images), fraction
+        assert torch.equal(pool.labels[index], nested[fraction].labels), fraction
+    assert torch.equal(indices[1], torch.arange(len(pool)))
+    # One draw each: a second subset from the same generator (the mixed sets' synthetic part) is the same too.
+    assert torch.equal(torch.randperm(10, generator=generator), torch.randperm(10, generator=same_seed))

@@ -31,7 +31,8 @@ def white_square(channels: int = 1) -> torch.Tensor:
 def test_patch_shuffling_keeps_each_images_pixels_and_moves_patches():
     images = random_images()
     shuffled = patch_shuffled(images, 3, torch.Generator().manual_seed(1))
-    assert shuffled.shape == images.shape and shuffled.dtype == torch.uint8
+    assert shuffled.shape == images.shape
+    assert shuffled.dtype == torch.uint8
     flat = lambda x: x.flatten(1).sort(1).values
     torch.testing.assert_close(flat(shuffled), flat(images))
     assert (shuffled != images).flatten(1).any(1).all()  # every image's patches moved
@@ -65,12 +66,14 @@ def test_patch_shuffling_rejects_bad_grids(grid):
 
 def test_edge_view_is_bright_on_the_border_and_black_elsewhere():
     edges = edge_view(white_square(channels=3))
-    assert edges.shape == (1, 3, 12, 12) and edges.dtype == torch.uint8
+    assert edges.shape == (1, 3, 12, 12)
+    assert edges.dtype == torch.uint8
     assert torch.equal(edges[:, 0], edges[:, 2])
     ring = torch.zeros(12, 12, dtype=torch.bool)
     ring[3:9, 3:9] = True
     ring[5:7, 5:7] = False  # Sobel answers on both sides of the square's outline
-    assert (edges[0, 0][ring] > 0).all() and edges.max() == 255
+    assert (edges[0, 0][ring] > 0).all()
+    assert edges.max() == 255
     assert (edges[0, 0][~ring] == 0).all()  # the flat inside and outside
 
 
@@ -85,7 +88,8 @@ def test_silhouette_view_is_the_mask_of_a_bright_object():
     mask = silhouette_view(images)
     expected = torch.zeros(12, 12, dtype=torch.uint8)
     expected[4:8, 4:8] = 255
-    assert mask.shape == images.shape and (mask == expected).all()
+    assert mask.shape == images.shape
+    assert (mask == expected).all()
 
 
 def test_silhouette_thresholds_each_image_on_its_own():
@@ -107,10 +111,12 @@ def test_load_cue_conflict_parses_geirhos_file_names(tmp_path):
     write_image(tmp_path / "t_shirt_top" / "t-shirt_top3-cat4.png", size=(30, 30))
     stimuli = load_cue_conflict(tmp_path, CLASSES, image_size=8, channels=3)
     assert stimuli.images.class_names == CLASSES
-    assert stimuli.images.images.shape == (3, 3, 8, 8) and stimuli.images.images.dtype == torch.uint8
+    assert stimuli.images.images.shape == (3, 3, 8, 8)
+    assert stimuli.images.images.dtype == torch.uint8
     assert stimuli.images.labels.tolist() == [1, 0, 2]  # files sorted by path: ankle_boot, cat, t_shirt_top
     assert stimuli.texture_labels.tolist() == [2, 1, 0]
-    assert (stimuli.images.images[0] == 100).all() and (stimuli.images.images[1, 0] == 200).all()
+    assert (stimuli.images.images[0] == 100).all()
+    assert (stimuli.images.images[1, 0] == 200).all()
     grey = load_cue_conflict(tmp_path, CLASSES, image_size=4, channels=1)
     assert grey.images.images.shape == (3, 1, 4, 4)
 

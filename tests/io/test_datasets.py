@@ -17,7 +17,8 @@ def test_image_set_round_trip_is_exact_and_leaves_no_temporary_file(tmp_path: Pa
     assert not dataset.exists()
     dataset.save(data)
     loaded = dataset.load()
-    assert torch.equal(loaded.images, data.images) and torch.equal(loaded.labels, data.labels)
+    assert torch.equal(loaded.images, data.images)
+    assert torch.equal(loaded.labels, data.labels)
     assert loaded.class_names == data.class_names
     assert [p.name for p in (tmp_path / "sets").iterdir()] == ["real_train.safetensors"]
 

@@ -33,7 +33,8 @@ def _in_layer_units(key: str) -> bool:
 def test_units_are_numbered_as_in_the_paper(arch, units, image_size, channels):
     model = build_student(StudentConfig(arch=arch, width=8), num_classes=7, in_channels=channels, image_size=image_size)
     assert model.num_units == units
-    assert unit_names(model)[0] == "stem" and unit_names(model)[-1] == "classifier"
+    assert unit_names(model)[0] == "stem"
+    assert unit_names(model)[-1] == "classifier"
     out = model.eval()(torch.randn(2, channels, image_size, image_size))
     assert out.shape == (2, 7)
 
@@ -41,8 +42,10 @@ def test_units_are_numbered_as_in_the_paper(arch, units, image_size, channels):
 def test_small_inputs_get_a_3x3_stem_without_max_pool():
     small = build_student(StudentConfig(arch="resnet18"), 10, 3, 32)
     large = build_student(StudentConfig(arch="resnet18"), 10, 3, 224)
-    assert small[0][0].kernel_size == (3, 3) and not any(isinstance(m, torch.nn.MaxPool2d) for m in small[0])
-    assert large[0][0].kernel_size == (7, 7) and any(isinstance(m, torch.nn.MaxPool2d) for m in large[0])
+    assert small[0][0].kernel_size == (3, 3)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in small[0])
+    assert large[0][0].kernel_size == (7, 7)
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in large[0])
 
 
 def test_resnet50_blocks_are_bottlenecks():
@@ -102,7 +105,8 @@ def test_freezing_stops_gradients_updates_and_norm_statistics():
         assert changed == (i > 4), f"unit {i}"
     assert all(p.grad is None for p in model[:5].parameters())
     unfreeze_units(model, "0-4")
-    assert frozen_units(model) == [] and all(p.requires_grad for p in model.parameters())
+    assert frozen_units(model) == []
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_copy_units_is_exact_and_only_those_units():
@@ -187,7 +191,8 @@ def test_layers_numbering_puts_the_shortcut_with_the_blocks_last_conv(arch):
         last = 3 if isinstance(model[i], Bottleneck) else 2
         unit = owner[f"{i}.conv{last}.weight"]
         shortcut_units = {u for name, u in owner.items() if name.startswith(f"{i}.downsample.")}
-        assert shortcut_units == {unit} and owner[f"{i}.bn{last}.weight"] == unit
+        assert shortcut_units == {unit}
+        assert owner[f"{i}.bn{last}.weight"] == unit
         assert unit_names(model)[unit] == f"block{i}.conv{last}"
         assert model.unit_paths[unit] == (f"{i}.conv{last}", f"{i}.bn{last}", f"{i}.downsample")
 
@@ -257,8 +262,10 @@ def test_freezing_layer_units_stops_exactly_those_convs_and_norms():
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {name for name, _ in model.named_parameters() if _in_layer_units(name)}
     model.train()
-    assert not model.get_submodule("3.bn2").training and not model.get_submodule("3.downsample.1").training
-    assert model.get_submodule("3.bn1").training and model.get_submodule("1.bn1").training
+    assert not model.get_submodule("3.bn2").training
+    assert not model.get_submodule("3.downsample.1").training
+    assert model.get_submodule("3.bn1").training
+    assert model.get_submodule("1.bn1").training
     before = {k: v.clone() for k, v in model.state_dict().items()}
     after = _train_a_little(model)
     for key in before:
@@ -283,7 +290,8 @@ def test_reinit_of_layer_units_touches_exactly_those_convs_and_norms():
         assert torch.equal(value, perturbed[key]) != _in_layer_units(key), key
     for norm in ("1.bn2", "3.bn2", "3.downsample.1"):
         module = model.get_submodule(norm)
-        assert torch.equal(module.running_var, torch.ones_like(module.running_var)) and module.num_batches_tracked == 0
+        assert torch.equal(module.running_var, torch.ones_like(module.running_var))
+        assert module.num_batches_tracked == 0
 
 
 def test_copy_between_numberings_is_refused():

@@ -18,8 +18,10 @@ from kedro.io import DataCatalog
 
 from mind_the_gap import settings
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.experiments.baselines import BaselinesConfig
+from mind_the_gap.experiments.study import Study, build_study
 from mind_the_gap.models.architectures import StudentConfig
-from mind_the_gap.pipelines.baselines.nodes import BaselinesConfig, train_baselines
+from mind_the_gap.pipelines.baselines.nodes import train_baselines
 from mind_the_gap.pipelines.data_processing.nodes import measure_real_statistics
 from mind_the_gap.training.config import TrainConfig
 
@@ -107,16 +109,9 @@ class TinyExperiment:
     synthetic_runs: pd.DataFrame
 
     @property
-    def shared(self) -> dict[str, object]:
-        """The inputs every student-training node takes, by argument name."""
-        return {
-            "val": self.val,
-            "test": self.test,
-            "store": self.store,
-            "real_statistics": self.real_statistics,
-            "student": STUDENT,
-            "training": TRAINING,
-        }
+    def study(self) -> Study:
+        """What every student-training node shares."""
+        return build_study(self.val, self.test, self.store, self.real_statistics, STUDENT, TRAINING)
 
 
 @pytest.fixture(scope="session")
@@ -126,9 +121,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> TinyExp
     statistics = measure_real_statistics(real_train)
     store = tmp_path_factory.mktemp("students")
     config = BaselinesConfig(seeds=BASELINE_SEEDS)
+    study = build_study(val, test, store, statistics, STUDENT, TRAINING)
     with tracking_to(tracking_uri):
         runs = {
-            cell: train_baselines(cell, data, val, test, store, statistics, STUDENT, TRAINING, config)
+            cell: train_baselines(cell, data, study, config)
             for cell, data in (("real", real_train), ("synthetic", synthetic_train))
         }
     return TinyExperiment(real_train, val, test, synthetic_train, statistics, store, runs["real"], runs["synthetic"])

@@ -7,17 +7,11 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-from matplotlib.figure import Figure
 
-from mind_the_gap.pipelines.data_efficiency.nodes import (
-    ConvergenceCheck,
-    DataEfficiencyConfig,
-    summarize_data_efficiency,
-    train_finetuned,
-    train_from_scratch,
-)
+from mind_the_gap.analysis.statistics import mean_ci95
+from mind_the_gap.experiments.data_efficiency import ConvergenceCheck, DataEfficiencyConfig
+from mind_the_gap.pipelines.data_efficiency.nodes import summarize_data_efficiency, train_finetuned, train_from_scratch
 from mind_the_gap.pipelines.data_efficiency.pipeline import create_pipeline
-from mind_the_gap.reporting import mean_ci95
 from mind_the_gap.training.student_cache import StudentStore
 
 from .conftest import STUDENT, TinyExperiment
@@ -34,15 +28,19 @@ def optimizer_steps(tiny: TinyExperiment, runs: pd.DataFrame) -> list[int]:
 
 def test_scratch_on_the_whole_pool_is_the_real_baseline_student(tiny: TinyExperiment, tracking: str):
     config = DataEfficiencyConfig(seeds=[0, 1], fractions=[1, 0.5], convergence_check=None)
-    runs = train_from_scratch(tiny.real_train, data_efficiency=config, **tiny.shared)
+    runs = train_from_scratch(tiny.real_train, tiny.study, config)
 
     assert runs[["seed", "fraction"]].values.tolist() == [[0, 1.0], [0, 0.5], [1, 1.0], [1, 0.5]]
-    assert runs["pipeline"].eq("data_efficiency").all() and runs["cell"].eq("scratch").all()
-    assert runs["strategy"].eq("scratch").all() and runs["last_units"].eq("").all()
-    assert runs["fraction_label"].tolist() == ["1", "1/2"] * 2 and runs["real_images"].tolist() == [96, 48] * 2
+    assert runs["pipeline"].eq("data_efficiency").all()
+    assert runs["cell"].eq("scratch").all()
+    assert runs["strategy"].eq("scratch").all()
+    assert runs["last_units"].eq("").all()
+    assert runs["fraction_label"].tolist() == ["1", "1/2"] * 2
+    assert runs["real_images"].tolist() == [96, 48] * 2
     whole = runs[runs["fraction"] == 1].set_index("seed")
     baseline = tiny.real_runs.set_index("seed")
-    assert whole["student_key"].to_dict() == baseline["student_key"].to_dict() and whole["cache_hit"].all()
+    assert whole["student_key"].to_dict() == baseline["student_key"].to_dict()
+    assert whole["cache_hit"].all()
     assert whole["test_accuracy"].to_dict() == baseline["test_accuracy"].to_dict()
     assert not runs.loc[runs["fraction"] == 0.5, "student_key"].isin(baseline["student_key"]).any()
     assert optimizer_steps(tiny, runs) == [POOL_STEPS] * 4  # half the pool takes as many steps as all of it
@@ -64,19 +62,21 @@ def test_every_student_trains_at_least_min_steps(tiny: TinyExperiment, tracking:
     config = DataEfficiencyConfig(
         seeds=[0], fractions=[1, 0.5, 0.25], last_units=[2], min_steps=min_steps, convergence_check=None
     )
-    scratch = train_from_scratch(tiny.real_train, data_efficiency=config, **tiny.shared)
+    scratch = train_from_scratch(tiny.real_train, tiny.study, config)
     assert scratch["real_images"].tolist() == [96, 48, 24]  # 2 and 1 steps a pass over the two subsets
     assert optimizer_steps(tiny, scratch) == steps
-    finetuned = train_finetuned(tiny.synthetic_runs, tiny.real_train, data_efficiency=config, **tiny.shared)
+    finetuned = train_finetuned(tiny.synthetic_runs, tiny.real_train, tiny.study, config)
     assert optimizer_steps(tiny, finetuned) == steps
 
 
 def test_finetuning_keeps_the_lower_units_of_the_synthetic_student(tiny: TinyExperiment, tracking: str):
     config = DataEfficiencyConfig(seeds=[0], fractions=[0.5], last_units=[2, "all"])
-    runs = train_finetuned(tiny.synthetic_runs, tiny.real_train, data_efficiency=config, **tiny.shared)
+    runs = train_finetuned(tiny.synthetic_runs, tiny.real_train, tiny.study, config)
 
-    assert runs["cell"].eq("finetune").all() and runs["strategy"].tolist() == ["last 2", "all"]
-    assert runs["last_units"].tolist() == ["2", "all"] and runs["real_images"].tolist() == [48, 48]
+    assert runs["cell"].eq("finetune").all()
+    assert runs["strategy"].tolist() == ["last 2", "all"]
+    assert runs["last_units"].tolist() == ["2", "all"]
+    assert runs["real_images"].tolist() == [48, 48]
     store = StudentStore(tiny.store)
     parent = store.load_model(tiny.synthetic_runs.set_index("seed").loc[0, "student_key"], STUDENT, tiny.real_train)
     parent_weights = dict(parent.named_parameters())
@@ -106,24 +106,25 @@ def test_last_units_beyond_the_student_are_refused_before_training(tiny: TinyExp
     stored = set(tiny.store.iterdir())
     config = DataEfficiencyConfig(seeds=[0], fractions=[0.5], last_units=[1, last_units])
     with pytest.raises(ValueError, match=rf"data_efficiency.last_units \[{last_units}\].*10 units.*1-9 or all"):
-        train_finetuned(tiny.synthetic_runs, tiny.real_train, data_efficiency=config, **tiny.shared)
+        train_finetuned(tiny.synthetic_runs, tiny.real_train, tiny.study, config)
     assert set(tiny.store.iterdir()) == stored
 
 
 def test_a_seed_without_a_synthetic_student_names_baselines_seeds(tiny: TinyExperiment):
     config = DataEfficiencyConfig(seeds=[0, 7], fractions=[0.5], last_units=[1])
     with pytest.raises(ValueError, match=r"synthetic baseline students of seed\(s\) \[7\].*baselines.seeds"):
-        train_finetuned(tiny.synthetic_runs, tiny.real_train, data_efficiency=config, **tiny.shared)
+        train_finetuned(tiny.synthetic_runs, tiny.real_train, tiny.study, config)
 
 
 def test_the_convergence_check_trains_scratch_students_again_with_more_steps(tiny: TinyExperiment, tracking: str):
     check = ConvergenceCheck(budget_factor=3, seeds=[1])
     config = DataEfficiencyConfig(seeds=[0, 1], fractions=[0.5], convergence_check=check)
-    runs = train_from_scratch(tiny.real_train, data_efficiency=config, **tiny.shared)
+    runs = train_from_scratch(tiny.real_train, tiny.study, config)
     assert runs[["strategy", "seed"]].values.tolist() == [["scratch", 0], ["scratch", 1], ["scratch 3x steps", 1]]
     assert optimizer_steps(tiny, runs) == [POOL_STEPS, POOL_STEPS, 3 * POOL_STEPS]
     longer, shorter = runs.iloc[2], runs.iloc[1]  # the same subset of the same seed, three times the steps
-    assert longer["real_images"] == shorter["real_images"] and longer["student_key"] != shorter["student_key"]
+    assert longer["real_images"] == shorter["real_images"]
+    assert longer["student_key"] != shorter["student_key"]
     with pytest.raises(ValueError, match=r"convergence_check.seeds \[2\] are not in data_efficiency.seeds"):
         DataEfficiencyConfig(seeds=[0, 1], convergence_check=ConvergenceCheck(seeds=[2]))
 
@@ -174,14 +175,23 @@ def test_summary_gives_the_distance_to_the_real_students_and_whether_more_steps_
     assert summary.loc[("scratch", "1/2"), "more_steps_gain_pp"] == pytest.approx(5.0)
     assert summary["converged"].dropna().to_dict() == {("scratch", "1"): True, ("scratch", "1/2"): False}
     assert summary.loc[("last 2", "1/2"), "real_images"] == 400
-    assert summary.loc[("scratch 2x steps", "1/2"), "n"] == 1 and summary.loc[("scratch", "1/2"), "n"] == 2
+    assert summary.loc[("scratch 2x steps", "1/2"), "n"] == 1
+    assert summary.loc[("scratch", "1/2"), "n"] == 2
     assert metrics["last 2.1/2.below_real_pp"] == {"value": pytest.approx(5.0), "step": 0}
     assert metrics["scratch.1/2.test_accuracy_mean"]["value"] == pytest.approx(0.65)
-    assert isinstance(figure, Figure)
+    # The PNG's figure: a line per strategy over the real images used, on a log2 axis, under the baselines.
+    (axes,) = figure.axes
+    assert axes.get_title() == "Data efficiency: fine-tuning the last units on a little real data"
+    assert axes.get_xscale() == "log"
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert list(lines["from scratch on the subset"].get_xdata()) == [400, 800]
+    assert list(lines["from scratch on the subset"].get_ydata()) == pytest.approx([0.65, 0.85])
+    assert {"synthetic student, last 2 units fine-tuned", "real-only, every real image"} <= set(lines)
     # The interactive figure: a line per strategy over the real images used, its CI as a band around it.
     scratch_line = next(t for t in interactive.data if t.name == "from scratch on the subset")
     _, ci = mean_ci95([0.6, 0.7])
-    assert scratch_line.x == (400, 800) and scratch_line.y == pytest.approx((0.65, 0.85))
+    assert scratch_line.x == (400, 800)
+    assert scratch_line.y == pytest.approx((0.65, 0.85))
     assert scratch_line.customdata == pytest.approx((ci, 0.0))  # one seed's CI, or none, shown as 0
     band = next(t for t in interactive.data if t.fill == "toself" and t.legendgroup == scratch_line.legendgroup)
     assert band.y == pytest.approx((0.65 + ci, 0.85, 0.85, 0.65 - ci))
@@ -194,7 +204,7 @@ def test_summary_gives_the_distance_to_the_real_students_and_whether_more_steps_
 
 def test_both_strategies_are_namespaces_and_only_finetuning_reads_the_synthetic_students():
     pipeline = create_pipeline()
-    nodes = {node.namespace: node for node in pipeline.nodes}
+    nodes = {node.namespace: node for node in pipeline.nodes if node.name != "build_study"}
     assert set(nodes) == {"data_efficiency.scratch", "data_efficiency.finetune", "data_efficiency"}
     assert nodes["data_efficiency.scratch"].outputs == ["data_efficiency.scratch.runs"]
     assert not any(name.startswith("baselines_") for name in nodes["data_efficiency.scratch"].inputs)

@@ -7,18 +7,12 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-from matplotlib.figure import Figure
 
+from mind_the_gap.analysis.statistics import mean_ci95
+from mind_the_gap.experiments.layer_swap import LayerSwapConfig, resolve_cuts, swap_ranges
 from mind_the_gap.models.architectures import StudentConfig
-from mind_the_gap.pipelines.layer_swap.nodes import (
-    LayerSwapConfig,
-    resolve_cuts,
-    summarize_layer_swap,
-    swap_ranges,
-    train_layer_swap,
-)
+from mind_the_gap.pipelines.layer_swap.nodes import summarize_layer_swap, train_layer_swap
 from mind_the_gap.pipelines.layer_swap.pipeline import create_pipeline
-from mind_the_gap.reporting import mean_ci95
 from mind_the_gap.training.student_cache import StudentStore
 
 from .conftest import STUDENT, TinyExperiment
@@ -60,16 +54,20 @@ def test_a_cell_trains_one_tracked_student_per_cut_and_seed(
     parents = tiny.real_runs if source == "real" else tiny.synthetic_runs
     other_train = tiny.synthetic_train if source == "real" else tiny.real_train
     config = LayerSwapConfig(seeds=[0, 1], cuts=[7, 3])
-    runs = train_layer_swap(arrangement, source, parents, other_train, layer_swap=config, **tiny.shared)
+    runs = train_layer_swap(arrangement, source, parents, other_train, tiny.study, config)
 
-    assert len(runs) == 4 and runs["student_key"].is_unique
-    assert runs["pipeline"].eq("layer_swap").all() and runs["cell"].eq(f"{arrangement}_from_{source}").all()
+    assert len(runs) == 4
+    assert runs["student_key"].is_unique
+    assert runs["pipeline"].eq("layer_swap").all()
+    assert runs["cell"].eq(f"{arrangement}_from_{source}").all()
     assert runs[["cut", "seed"]].values.tolist() == [[3, 0], [3, 1], [7, 0], [7, 1]]
     assert runs["kept"].tolist() == [kept[0]] * 2 + [kept[1]] * 2
     assert runs["trained"].tolist() == [trained[0]] * 2 + [trained[1]] * 2
-    assert runs["from"].eq(source).all() and runs["trained_on"].eq(other).all()
+    assert runs["from"].eq(source).all()
+    assert runs["trained_on"].eq(other).all()
     assert runs["real_units"].tolist() == (runs["kept"] if source == "real" else runs["trained"]).tolist()
-    assert runs["test_accuracy"].between(0, 1).all() and not runs["student_key"].isin(parents["student_key"]).any()
+    assert runs["test_accuracy"].between(0, 1).all()
+    assert not runs["student_key"].isin(parents["student_key"]).any()
 
     tracked = mlflow.search_runs(experiment_names=["Default"], filter_string="tags.pipeline = 'layer_swap'")
     first = tracked.drop_duplicates("tags.student_key").set_index("tags.student_key").loc[runs["student_key"][0]]
@@ -85,7 +83,7 @@ def test_a_cell_trains_one_tracked_student_per_cut_and_seed(
 
 def test_kept_units_are_the_parents_and_the_rest_is_trained_anew(tiny: TinyExperiment, tracking: str):
     config = LayerSwapConfig(seeds=[1], cuts=[3])
-    runs = train_layer_swap("prefix", "real", tiny.real_runs, tiny.synthetic_train, layer_swap=config, **tiny.shared)
+    runs = train_layer_swap("prefix", "real", tiny.real_runs, tiny.synthetic_train, tiny.study, config)
     store = StudentStore(tiny.store)
     child = store.load_model(runs["student_key"][0], STUDENT, tiny.real_train)
     parent = store.load_model(tiny.real_runs.set_index("seed").loc[1, "student_key"], STUDENT, tiny.real_train)
@@ -100,7 +98,7 @@ def test_kept_units_are_the_parents_and_the_rest_is_trained_anew(tiny: TinyExper
 def test_a_seed_without_a_baseline_student_names_baselines_seeds(tiny: TinyExperiment, tracking: str):
     config = LayerSwapConfig(seeds=[0, 5], cuts=[3])
     with pytest.raises(ValueError, match=r"seed\(s\) \[5\].*baselines.seeds"):
-        train_layer_swap("prefix", "real", tiny.real_runs, tiny.synthetic_train, layer_swap=config, **tiny.shared)
+        train_layer_swap("prefix", "real", tiny.real_runs, tiny.synthetic_train, tiny.study, config)
 
 
 def baseline_runs(cell: str, accuracies: list[float]) -> pd.DataFrame:
@@ -140,34 +138,49 @@ def test_summary_places_each_cell_between_the_synthetic_and_the_real_students():
     assert baselines.loc["synthetic", "test_accuracy_mean"] == pytest.approx(0.55)
     assert baselines["gap_recovered"].to_dict() == {"real": 1.0, "synthetic": 0.0}
     assert baselines["from"].to_dict() == {"real": "real", "synthetic": "synthetic"}
-    assert baselines.loc["real", "real_units"] == "0-9" and baselines.loc["synthetic", "real_units"] == ""
+    assert baselines.loc["real", "real_units"] == "0-9"
+    assert baselines.loc["synthetic", "real_units"] == ""
     cells = table[table["arrangement"] != "baseline"].set_index("cell")
     assert cells.loc["prefix_from_real", "gap_recovered"] == pytest.approx(0.5)
     assert cells.loc["suffix_from_synthetic", "gap_recovered"] == pytest.approx(1.0)
-    assert cells.loc["suffix_from_synthetic", "real_units"] == "0-6" and cells["n"].eq(2).all()
+    assert cells.loc["suffix_from_synthetic", "real_units"] == "0-6"
+    assert cells["n"].eq(2).all()
     assert metrics["prefix_from_real.0-2.gap_recovered"] == {"value": pytest.approx(0.5), "step": 0}
     assert metrics["prefix_from_real.0-2.test_accuracy_mean"]["value"] == pytest.approx(0.7)
-    assert isinstance(figure, Figure)
+    # The PNG's figure: accuracy against cut, a line per cell through its cuts, between the baselines.
+    (axes,) = figure.axes
+    assert axes.get_title() == "Layer swap: which units carry the gap"
+    cells = {bars.get_label(): bars.lines[0] for bars in axes.containers}  # each cell's line with its error bars
+    png_prefix = cells["units 0..k-1 kept from the real student, the rest trained on synthetic"]
+    assert list(png_prefix.get_xdata()) == [0, 3, NARROW_UNITS]
+    assert list(png_prefix.get_ydata()) == pytest.approx([0.55, 0.70, 0.85])
+    assert {line.get_label() for line in axes.get_lines()} >= {"real-only", "synthetic-only"}
 
     # The interactive figure: each line runs from a baseline through its cell's cuts to the other baseline.
     lines = {trace.name: trace for trace in interactive.data}
     prefix = lines["units 0..k-1 kept from the real student, the rest trained on synthetic"]
     suffix = lines["units k..last kept from the synthetic student, the rest trained on real"]
-    assert prefix.x == (0, 3, NARROW_UNITS) and prefix.y == pytest.approx((0.55, 0.70, 0.85))
+    assert prefix.x == (0, 3, NARROW_UNITS)
+    assert prefix.y == pytest.approx((0.55, 0.70, 0.85))
     _, ci = mean_ci95([0.80, 0.90])
-    assert suffix.y == pytest.approx((0.55, 0.85, 0.85)) and suffix.error_y.array == pytest.approx((0, ci, 0))
-    assert suffix.line.dash == "dash" and prefix.line.dash == "solid"
+    assert suffix.y == pytest.approx((0.55, 0.85, 0.85))
+    assert suffix.error_y.array == pytest.approx((0, ci, 0))
+    assert suffix.line.dash == "dash"
+    assert prefix.line.dash == "solid"
     assert interactive.layout.xaxis.ticktext[7] == "7<br>block7"
     real_only = next(shape for shape in interactive.layout.shapes if shape.name == "real-only")
     band = next(shape for shape in interactive.layout.shapes if shape.type == "rect" and shape.y1 > 0.8)
-    assert real_only.y0 == pytest.approx(0.85) and (band.y0, band.y1) == pytest.approx((0.85 - ci, 0.85 + ci))
+    assert real_only.y0 == pytest.approx(0.85)
+    assert (band.y0, band.y1) == pytest.approx((0.85 - ci, 0.85 + ci))
 
 
 def test_summary_of_cells_without_students_keeps_the_baseline_rows():
     real, synthetic = baseline_runs("real", [0.9]), baseline_runs("synthetic", [0.5])
     table, metrics, _, interactive = summarize_layer_swap(real, synthetic, STUDENT, pd.DataFrame(), pd.DataFrame())
-    assert table["arrangement"].tolist() == ["baseline", "baseline"] and metrics == {}
-    assert interactive.data == () and {shape.name for shape in interactive.layout.shapes} >= {"real-only"}
+    assert table["arrangement"].tolist() == ["baseline", "baseline"]
+    assert metrics == {}
+    assert interactive.data == ()
+    assert {shape.name for shape in interactive.layout.shapes} >= {"real-only"}
 
 
 def test_every_cell_is_a_namespace_reading_its_parents_and_the_other_source():
@@ -176,8 +189,9 @@ def test_every_cell_is_a_namespace_reading_its_parents_and_the_other_source():
     assert set(trainers) == {f"layer_swap.{a}_from_{s}" for a in ("prefix", "suffix") for s in ("real", "synthetic")}
     for namespace, node in trainers.items():
         source, other = ("real", "synthetic") if namespace.endswith("_real") else ("synthetic", "real")
-        assert {f"baselines_{source}_runs", f"{other}_train", "real_val", "real_test"} <= set(node.inputs)
-        assert f"{source}_train" not in node.inputs and node.outputs == [f"{namespace}.runs"]
+        assert {f"baselines_{source}_runs", f"{other}_train", "study"} <= set(node.inputs)
+        assert f"{source}_train" not in node.inputs
+        assert node.outputs == [f"{namespace}.runs"]
     (summary,) = pipeline.only_nodes_with_outputs("layer_swap_summary").nodes
     assert {f"{namespace}.runs" for namespace in trainers} <= set(summary.inputs)
     assert set(summary.outputs) == {

@@ -129,12 +129,16 @@ def test_the_grid_is_one_study_in_mlflow_each_cell_a_child_run_on_either_worker(
     parent = parents.iloc[0]
     assert parent["status"] == "FINISHED"
     cells, students = _study(runs, parent["run_id"])
-    assert set(cells["cell"]) == CELLS and set(cells["name"]) == CELLS and (cells["status"] == "FINISHED").all()
+    assert set(cells["cell"]) == CELLS
+    assert set(cells["name"]) == CELLS
+    assert (cells["status"] == "FINISHED").all()
     assert cells["worker"].nunique() == 2  # the cells ran on both workers
     # Each student nested under its cell, named and tagged as in a sequential run, with its test accuracy.
-    assert len(students) == 8 and (students["pipeline"] == "layer_swap").all()
+    assert len(students) == 8
+    assert (students["pipeline"] == "layer_swap").all()
     student_cells = students["parent"].map(dict(zip(cells["run_id"], cells["cell"], strict=True)))
-    assert set(student_cells) == CELLS - {"layer_swap"} and students["test_accuracy"].between(0, 1).all()
+    assert set(student_cells) == CELLS - {"layer_swap"}
+    assert students["test_accuracy"].between(0, 1).all()
     assert {"layer_swap/kept=0-4 real/rest synthetic/seed0", "layer_swap/kept=5-9 synthetic/rest real/seed1"} <= set(
         students["name"]
     )
@@ -155,7 +159,8 @@ def test_the_distributed_grid_equals_the_sequential_one_bit_for_bit(grid: Grid):
     for cell in CELLS - {"layer_swap"}:
         name = f"{cell.removeprefix('layer_swap.')}_runs.csv"
         distributed, sequential = (pd.read_csv(p / RUNS / name) for p in (grid.distributed, grid.sequential))
-        assert not distributed["cache_hit"].any() and not sequential["cache_hit"].any()
+        assert not distributed["cache_hit"].any()
+        assert not sequential["cache_hit"].any()
         pd.testing.assert_frame_equal(distributed[LEARNED], sequential[LEARNED], check_exact=True)
 
 
@@ -186,7 +191,8 @@ def test_with_no_scheduler_named_the_runner_starts_and_stops_a_cluster_of_its_ow
     runs = _runs(grid.mlflow)
     parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
     cells, students = _study(runs, parent["run_id"])
-    assert cells["worker"].nunique() == 2 and set(cells["worker"]).isdisjoint(_runs_workers(runs, parent["run_id"]))
+    assert cells["worker"].nunique() == 2
+    assert set(cells["worker"]).isdisjoint(_runs_workers(runs, parent["run_id"]))
     assert len(students) == 8  # every student reused from the first run, and logged under its cell again
 
 
@@ -232,7 +238,8 @@ def test_a_worker_killed_mid_cell_stops_its_cell_which_resumes_its_students_on_a
     try:
         deadline = time.monotonic() + 300
         while len(list(store.glob("*.progress.pt"))) < 2:  # both workers' first students are past an epoch
-            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read() if run.stdout else ""
+            assert run.poll() is None, run.stdout.read() if run.stdout else ""
+            assert time.monotonic() < deadline, "no worker's first student finished an epoch in 300 s"
             time.sleep(0.1)
         with Client(scheduler) as client:
             workers = set(client.run(os.getpid).values())
@@ -251,7 +258,8 @@ def test_a_worker_killed_mid_cell_stops_its_cell_which_resumes_its_students_on_a
     runs = _runs(grid.mlflow)
     parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
     cells, students = _study(runs, parent["run_id"])
-    assert sorted(cells["cell"]) == sorted(CELLS) and (cells["status"] == "FINISHED").all()  # one run per cell
+    assert sorted(cells["cell"]) == sorted(CELLS)
+    assert (cells["status"] == "FINISHED").all()
     assert (students["status"] == "FINISHED").sum() == 8
 
 
@@ -274,8 +282,10 @@ def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_other
 
     assert run.returncode != 0
     output = " ".join((run.stdout + run.stderr).split())
-    assert "2 of 5 cells failed" in output and "not run, as they need a failed cell: layer_swap" in output
-    assert "cell layer_swap.prefix_from_synthetic failed" in output and "seed(s) [0, 1]" in output
+    assert "2 of 5 cells failed" in output
+    assert "not run, as they need a failed cell: layer_swap" in output
+    assert "cell layer_swap.prefix_from_synthetic failed" in output
+    assert "seed(s) [0, 1]" in output
     runs = _runs(grid.mlflow)
     parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
     assert parent["status"] == "FAILED"

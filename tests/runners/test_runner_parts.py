@@ -20,7 +20,7 @@ from mind_the_gap.runners.dask import (
     cell_environment,
     worker_environments,
 )
-from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
+from mind_the_gap.runners.grid import PER_CELL, Cell, grid_cells, memory_handoffs
 
 
 def identity(x):
@@ -75,7 +75,9 @@ def test_every_registered_pipeline_cuts_into_cells_in_dependency_order():
         for cell in cells:
             assert set(cell.upstream) <= seen, (name, cell)
             seen.add(cell.name)
-        assert sorted(n for c in cells for n in c.nodes) == sorted(n.name for n in pipeline.nodes)
+        builders = {n.name for n in pipeline.nodes if PER_CELL in n.tags}
+        scheduled = [n for c in cells for n in c.nodes if n not in builders]
+        assert sorted(scheduled) == sorted(n.name for n in pipeline.nodes if n.name not in builders)
     layer_swap = {c.name for c in grid_cells(pipelines["layer_swap"])}
     assert layer_swap == {
         "layer_swap",
@@ -98,6 +100,28 @@ def test_a_dataset_one_cell_hands_another_in_memory_is_named(tmp_path: Path):
     )
     catalog = DataCatalog({"saved": CSVDataset(filepath=str(tmp_path / "a.csv")), "kept_in_memory": MemoryDataset()})
     assert memory_handoffs(pipeline, grid_cells(pipeline), catalog) == ["kept_in_memory"]
+
+
+def test_a_per_cell_builder_runs_in_each_cell_that_reads_it_and_hands_nothing_over(tmp_path: Path):
+    pipeline = Pipeline(
+        [
+            Node(identity, "raw", "saved", name="prepare"),
+            Node(identity, "saved", "bundle", name="build", tags=[PER_CELL]),
+            Node(pair, ["bundle", "saved"], "a_out", name="train", namespace="a"),
+            Node(pair, ["bundle", "a_out"], "b_out", name="train", namespace="b"),
+            Node(identity, "raw", "c_out", name="alone", namespace="c"),
+        ]
+    )
+    cells = {c.name: c for c in grid_cells(pipeline)}
+    assert set(cells) == {"prepare", "a", "b", "c"}
+    assert cells["a"].nodes == ("build", "a.train")
+    assert cells["b"].nodes == ("build", "b.train")
+    assert cells["c"].nodes == ("c.alone",)
+    assert cells["a"].upstream == ("prepare",)  # it waits for what the builder reads
+    assert cells["b"].upstream == ("a", "prepare")
+    catalog = DataCatalog({"saved": CSVDataset(filepath=str(tmp_path / "a.csv")), "bundle": MemoryDataset()})
+    # The bundle is built in each cell that reads it; what one cell hands another is still named.
+    assert memory_handoffs(pipeline, list(cells.values()), catalog) == ["a_out"]
 
 
 def test_local_workers_share_the_cores_or_take_one_gpu_each():
@@ -167,7 +191,10 @@ def test_a_cells_run_times_include_those_of_the_cells_before_it(monkeypatch):
 def test_a_cell_runs_without_the_memory_setting_dask_gives_its_workers():
     worker = {"PATH": "/usr/bin", "OMP_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": "65536"}
     env = cell_environment(worker, "layer_swap.prefix_from_real", {"prepare_real_data": 2.0}, run_id="abc")
-    assert "MALLOC_TRIM_THRESHOLD_" not in env and env["OMP_NUM_THREADS"] == "1" and env["PATH"] == "/usr/bin"
-    assert env[CELL_ENV] == "layer_swap.prefix_from_real" and env["MLFLOW_RUN_ID"] == "abc"
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert env["PATH"] == "/usr/bin"
+    assert env[CELL_ENV] == "layer_swap.prefix_from_real"
+    assert env["MLFLOW_RUN_ID"] == "abc"
     assert json.loads(env[EARLIER_SECONDS_ENV]) == {"prepare_real_data": 2.0}
     assert "MLFLOW_RUN_ID" not in cell_environment(worker, "a", {}, run_id=None)

@@ -111,7 +111,8 @@ def test_without_reinit_every_unit_starts_from_the_parent(family: Family):
 def test_a_finetuned_child_trains_its_kept_units_at_the_scaled_rate(family: Family, monkeypatch):
     transfer = Transfer(family.parent, "0-4", TransferConfig(lower="finetune", lr_scale=0.1))
     model, scales = family.start(transfer)
-    assert frozen_units(model) == [] and all(p.requires_grad for p in model.parameters())
+    assert frozen_units(model) == []
+    assert all(p.requires_grad for p in model.parameters())
     assert scales == {name: 0.1 for name, unit in model.unit_of_parameter().items() if unit <= 4}
     fit, used_scales = student_cache.fit, []
 

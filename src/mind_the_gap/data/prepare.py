@@ -174,18 +174,27 @@ def _rank_within_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def nested_subsets(images: ImageSet, fractions: list[float], generator: torch.Generator) -> dict[float, ImageSet]:
     """Stratified subsets, each inside every larger one: per class, the first ceil(fraction x class size) images
     (at least one) of one seeded shuffle. A fraction of 1 is the whole set, in its order."""
+    indices = nested_subset_indices(images.labels, images.num_classes, fractions, generator)
+    return {fraction: images.subset(index) for fraction, index in indices.items()}
+
+
+def nested_subset_indices(
+    labels: torch.Tensor, num_classes: int, fractions: list[float], generator: torch.Generator
+) -> dict[float, torch.Tensor]:
+    """The indices, in increasing order, of ``nested_subsets``' subsets of a set with these labels: only labels are
+    read, so a job can name its subset without holding its images."""
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad:
         raise ValueError(f"subset fractions must lie in (0, 1], got {bad}")
-    order = torch.randperm(len(images), generator=generator)
-    labels = images.labels[order]
-    rank = _rank_within_class(labels, images.num_classes)
-    counts = images.class_counts().double()
-    subsets = {}
+    order = torch.randperm(len(labels), generator=generator)
+    shuffled = labels[order]
+    rank = _rank_within_class(shuffled, num_classes)
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    indices = {}
     for fraction in fractions:
         size = (counts * fraction - 1e-9).ceil().long().clamp(min=1)  # 800 x 0.1 is 80, not 80.000...1
-        subsets[fraction] = images.subset(order[rank < size[labels]].sort().values)
-    return subsets
+        indices[fraction] = order[rank < size[shuffled]].sort().values
+    return indices
 
 
 def stratified_split(

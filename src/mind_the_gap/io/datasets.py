@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
-from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.files import write_atomically
+from mind_the_gap.data.imageset import ImageSet, load_image_set, save_image_set
 
 
 class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
@@ -28,19 +24,13 @@ class ImageSetDataset(AbstractDataset[ImageSet, ImageSet]):
         return {"filepath": str(self._filepath)}
 
     def _load(self) -> ImageSet:
-        path = Path(self._filepath)
         try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as f:
-                class_names = tuple(json.loads(f.metadata()["class_names"]))
-            return ImageSet(tensors["images"], tensors["labels"], class_names)
-        except (SafetensorError, OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
-            raise DatasetError(f"cannot read image set {path}: {exc}") from exc
+            return load_image_set(Path(self._filepath))
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from exc
 
     def _save(self, data: ImageSet) -> None:
-        tensors = {"images": data.images.contiguous(), "labels": data.labels.contiguous()}
-        metadata = {"class_names": json.dumps(list(data.class_names))}
-        write_atomically(Path(self._filepath), lambda temp: save_file(tensors, str(temp), metadata=metadata))
+        save_image_set(data, Path(self._filepath))
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()

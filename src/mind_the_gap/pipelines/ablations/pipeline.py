@@ -4,9 +4,8 @@ seeds); the texture-vs-shape tests and the diversity measure; one summary over e
 from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipelines.ablations import nodes
+from mind_the_gap.pipelines.wiring import study_node
 
-SHARED = ["real_val", "real_test", "student_store", "real_statistics"]
-PARAMETERS = ["params:student", "params:training", "params:ablations"]
 REAL_SETS = ["real_train", "synthetic_train"]  # factors that train on the existing sets
 GENERATED = ["generation_sets", "synthetic_images_dir", "params:generation", "real_train"]  # factors that generate
 
@@ -22,7 +21,7 @@ FACTORS = {
 
 def _factor(factor: str) -> Pipeline:
     generate, train, inputs = FACTORS[factor]
-    steps = [Node(train, [*inputs, *SHARED, *PARAMETERS], "runs", name="train_students")]
+    steps = [Node(train, [*inputs, "study", "params:ablations"], "runs", name="train_students")]
     if generate is not None:
         steps.insert(
             0,
@@ -33,12 +32,12 @@ def _factor(factor: str) -> Pipeline:
                 name="generate",
             ),
         )
-    external = {"real_train", "synthetic_train", "synthetic_images_dir", "generator_model", *SHARED}
+    external = {"real_train", "synthetic_train", "synthetic_images_dir", "generator_model", "study"}
     return Pipeline(
         steps,
         namespace=f"ablations.{factor}",
         inputs=external & {i for s in steps for i in s.inputs},
-        parameters={"params:generation", *PARAMETERS} & {i for s in steps for i in s.inputs},
+        parameters={"params:generation", "params:ablations"} & {i for s in steps for i in s.inputs},
     )
 
 
@@ -49,10 +48,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             "baselines_real_runs",
             "baselines_synthetic_runs",
             "ablations.texture_shape.runs",
-            "real_test",
-            "student_store",
+            "study",
             "analysis_store",
-            *PARAMETERS,
+            "params:ablations",
         ],
         "ablations_texture_shape_views",
         name="evaluate_texture_shape",
@@ -67,9 +65,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             "real_train",
             "synthetic_train",
             "baselines_real_runs",
-            "student_store",
+            "study",
             "analysis_store",
-            *PARAMETERS,
+            "params:ablations",
         ],
         ["ablations_diversity", "ablations_diversity_metrics"],
         name="measure_diversity",
@@ -87,4 +85,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="summarize",
         namespace="ablations",
     )
-    return Pipeline([*(_factor(factor) for factor in FACTORS), views, diversity, summary])
+    return Pipeline([study_node(), *(_factor(factor) for factor in FACTORS), views, diversity, summary])

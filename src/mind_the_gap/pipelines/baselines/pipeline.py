@@ -3,28 +3,23 @@
 from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipelines.baselines.nodes import measure_recognisability, summarize_baselines, train_baselines
-from mind_the_gap.pipelines.student_runs import bind
+from mind_the_gap.pipelines.wiring import bind, study_node
 
 # cell -> the training set its students learn from
 CELLS = {"real": "real_train", "synthetic": "synthetic_train"}
-SHARED = ["real_val", "real_test", "student_store", "real_statistics"]
-PARAMETERS = {"params:student", "params:training", "params:baselines"}
 
 
 def _cell(cell: str, training_set: str) -> Pipeline:
     train = Node(
-        bind(train_baselines, cell=cell),
-        ["train", *SHARED, "params:student", "params:training", "params:baselines"],
-        "runs",
-        name="train_students",
+        bind(train_baselines, cell=cell), ["train", "study", "params:baselines"], "runs", name="train_students"
     )
     # The runs tables leave the namespace under plain names: other experiments read them.
     return Pipeline(
         [train],
         namespace=f"baselines.{cell}",
-        inputs={"train": training_set, **{s: s for s in SHARED}},
+        inputs={"train": training_set, "study": "study"},
         outputs={"runs": f"baselines_{cell}_runs"},
-        parameters=PARAMETERS,
+        parameters={"params:baselines"},
     )
 
 
@@ -38,16 +33,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     )
     recognisability = Node(
         measure_recognisability,
-        [
-            "baselines_real_runs",
-            "synthetic_train",
-            "student_store",
-            "params:student",
-            "params:training",
-            "params:baselines",
-        ],
+        ["baselines_real_runs", "synthetic_train", "study", "params:baselines"],
         ["synthetic_recognisability", "synthetic_recognisability_metrics", "synthetic_samples"],
         name="measure_recognisability",
         namespace="baselines",
     )
-    return Pipeline([*(_cell(cell, data) for cell, data in CELLS.items()), summary, recognisability])
+    return Pipeline([study_node(), *(_cell(cell, data) for cell, data in CELLS.items()), summary, recognisability])

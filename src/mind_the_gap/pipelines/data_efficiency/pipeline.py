@@ -4,22 +4,20 @@ and the trade-off summary."""
 from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipelines.data_efficiency.nodes import summarize_data_efficiency, train_finetuned, train_from_scratch
-
-SHARED = ["real_train", "real_val", "real_test", "student_store", "real_statistics"]
-PARAMETERS = ["params:student", "params:training", "params:data_efficiency"]
+from mind_the_gap.pipelines.wiring import study_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     scratch = Node(
         train_from_scratch,
-        [*SHARED, *PARAMETERS],
+        ["real_train", "study", "params:data_efficiency"],
         "data_efficiency.scratch.runs",
         name="train_students",
         namespace="data_efficiency.scratch",
     )
     finetune = Node(
         train_finetuned,
-        ["baselines_synthetic_runs", *SHARED, *PARAMETERS],
+        ["baselines_synthetic_runs", "real_train", "study", "params:data_efficiency"],
         "data_efficiency.finetune.runs",
         name="train_students",
         namespace="data_efficiency.finetune",
@@ -37,4 +35,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="summarize",
         namespace="data_efficiency",
     )
-    return Pipeline([scratch, finetune, summary])
+    return Pipeline([study_node(), scratch, finetune, summary])

@@ -7,7 +7,7 @@ import pandas as pd
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import SPLITS, DatasetConfig, load_source, prepare_splits
-from mind_the_gap.reporting import sample_grid
+from mind_the_gap.results.figures import sample_grid
 from mind_the_gap.training.engine import Normalization
 
 SAMPLES_PER_CLASS = 10  # real training images per class in the sample grid, as the synthetic grid shows

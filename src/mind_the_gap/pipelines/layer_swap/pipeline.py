@@ -3,29 +3,21 @@ training every cut and seed; the summary and figure over all cells."""
 
 from kedro.pipeline import Node, Pipeline
 
-from mind_the_gap.pipelines.layer_swap.nodes import OTHER, summarize_layer_swap, train_layer_swap
-from mind_the_gap.pipelines.student_runs import bind
-
-ARRANGEMENTS = ("prefix", "suffix")
-SOURCES = ("real", "synthetic")
-SHARED = ["real_val", "real_test", "student_store", "real_statistics"]
-PARAMETERS = ["params:student", "params:training", "params:layer_swap"]
-CELLS = [f"{arrangement}_from_{source}" for arrangement in ARRANGEMENTS for source in SOURCES]
+from mind_the_gap.experiments.layer_swap import ARRANGEMENTS, CELLS, OTHER, SOURCES
+from mind_the_gap.pipelines.layer_swap.nodes import summarize_layer_swap, train_layer_swap
+from mind_the_gap.pipelines.wiring import bind, study_node
 
 
 def _cell(arrangement: str, source: str) -> Pipeline:
     train = Node(
         bind(train_layer_swap, arrangement=arrangement, source=source),
-        ["parent_runs", "other_train", *SHARED, *PARAMETERS],
+        ["parent_runs", "other_train", "study", "params:layer_swap"],
         "runs",
         name="train_students",
     )
-    inputs = {"parent_runs": f"baselines_{source}_runs", "other_train": f"{OTHER[source]}_train"}
+    inputs = {"parent_runs": f"baselines_{source}_runs", "other_train": f"{OTHER[source]}_train", "study": "study"}
     return Pipeline(
-        [train],
-        namespace=f"layer_swap.{arrangement}_from_{source}",
-        inputs=inputs | {s: s for s in SHARED},
-        parameters=set(PARAMETERS),
+        [train], namespace=f"layer_swap.{arrangement}_from_{source}", inputs=inputs, parameters={"params:layer_swap"}
     )
 
 
@@ -37,4 +29,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="summarize",
         namespace="layer_swap",
     )
-    return Pipeline([*(_cell(a, s) for a in ARRANGEMENTS for s in SOURCES), summary])
+    return Pipeline([study_node(), *(_cell(a, s) for a in ARRANGEMENTS for s in SOURCES), summary])

@@ -9,14 +9,15 @@ from mind_the_gap.pipelines.normalization.nodes import (
     profile_units,
     train_with_synthetic_statistics,
 )
+from mind_the_gap.pipelines.wiring import study_node
 
 BASELINES = ["baselines_real_runs", "baselines_synthetic_runs"]
-PARAMETERS = ["params:student", "params:training", "params:normalization"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
+            study_node(),
             Node(
                 measure_input_statistics,
                 ["real_train", "synthetic_train"],
@@ -26,15 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 profile_units,
-                [
-                    *BASELINES,
-                    "real_train",
-                    "synthetic_train",
-                    "real_test",
-                    "student_store",
-                    "analysis_store",
-                    *PARAMETERS,
-                ],
+                [*BASELINES, "real_train", "synthetic_train", "study", "analysis_store", "params:normalization"],
                 [
                     "normalization_unit_profile",
                     "normalization_figure",
@@ -46,7 +39,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 train_with_synthetic_statistics,
-                ["synthetic_train", "real_val", "real_test", "student_store", "real_statistics", *PARAMETERS],
+                ["synthetic_train", "study", "params:normalization"],
                 "normalization.synthetic_statistics.runs",
                 name="train_students",
                 namespace="normalization.synthetic_statistics",
@@ -57,11 +50,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     *BASELINES,
                     "normalization.synthetic_statistics.runs",
                     "real_train",
-                    "real_test",
-                    "student_store",
+                    "study",
                     "analysis_store",
-                    "real_statistics",
-                    *PARAMETERS,
+                    "params:normalization",
                 ],
                 ["normalization_summary", "normalization_per_seed", "normalization_metrics"],
                 name="compare_normalizations",

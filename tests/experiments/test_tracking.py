@@ -10,13 +10,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mind_the_gap.devices import map_concurrently
+from mind_the_gap.experiments.tracking import MlflowStudentRun
 from mind_the_gap.models.architectures import StudentConfig
-from mind_the_gap.tracking import MlflowStudentRun
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.engine import Normalization
 from mind_the_gap.training.student_cache import StudentResult, StudentStore, train_student
 
-from .conftest import striped_images
+from ..conftest import striped_images
 
 EPOCHS = 3
 STUDENT = StudentConfig(width=8)
@@ -41,7 +41,7 @@ def _tracked_student(store: StudentStore) -> tuple[str, StudentResult]:
     """Train (or reuse) a tiny student inside its own MLflow run, as every pipeline does; the run id and result."""
     train, val, test = striped_images(16), striped_images(4, seed=1), striped_images(4, seed=2)
     params = {"student": STUDENT.model_dump(mode="json"), "training": FAST.model_dump(mode="json"), "seed": 0}
-    with MlflowStudentRun("real seed 0", TAGS, params) as run:
+    with MlflowStudentRun("real seed 0", TAGS).start(params) as run:
         result = train_student(store, STUDENT, FAST, train, test, 0, Normalization.of(train), val=val, tracker=run)
         run.log_result(result, test.class_names)
     return run.run.info.run_id, result
@@ -69,15 +69,18 @@ def test_curves_span_the_epochs_and_final_metrics_sit_at_the_last(client: Mlflow
         assert _steps(client, run_id, final) == [EPOCHS], final
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.test.top1)
     assert run.data.tags.items() >= TAGS.items()
-    assert run.data.tags["student_key"] == result.key and run.data.tags["cache_hit"] == "false"
-    assert run.data.params["training.lr"] == "0.05" and run.data.params["student.width"] == "8"
+    assert run.data.tags["student_key"] == result.key
+    assert run.data.tags["cache_hit"] == "false"
+    assert run.data.params["training.lr"] == "0.05"
+    assert run.data.params["student.width"] == "8"
 
 
 def test_a_reused_student_replays_the_same_curves(client: MlflowClient, tmp_path: Path):
     store = StudentStore(tmp_path / "students")
     _tracked_student(store)
     run_id, result = _tracked_student(store)
-    assert result.cache_hit and client.get_run(run_id).data.tags["cache_hit"] == "true"
+    assert result.cache_hit
+    assert client.get_run(run_id).data.tags["cache_hit"] == "true"
     assert _steps(client, run_id, "train_loss") == list(range(1, EPOCHS + 1))
     assert _steps(client, run_id, "test_accuracy") == [EPOCHS]
 
@@ -87,7 +90,7 @@ def test_students_trained_at_once_log_to_their_own_runs_under_the_parent(client:
     train, test = striped_images(16), striped_images(4, seed=2)
     params = {"student": STUDENT.model_dump(mode="json"), "training": FAST.model_dump(mode="json")}
     with mlflow.start_run(run_name="kedro run") as parent:
-        runs = [MlflowStudentRun(f"seed {seed}", TAGS, params | {"seed": seed}) for seed in (0, 1)]
+        runs = [MlflowStudentRun(f"seed {seed}", TAGS).start(params | {"seed": seed}) for seed in (0, 1)]
 
         def train_one(seed: int) -> str:
             with runs[seed] as run:
@@ -98,7 +101,9 @@ def test_students_trained_at_once_log_to_their_own_runs_under_the_parent(client:
         run_ids = map_concurrently(train_one, [0, 1], workers=2, cost=float)
     for seed, run_id in enumerate(run_ids):
         run = client.get_run(run_id)
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
-        assert run.data.params["seed"] == str(seed) and run.info.run_name == f"seed {seed}"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.params["seed"] == str(seed)
+        assert run.info.run_name == f"seed {seed}"
         assert _steps(client, run_id, "train_loss") == list(range(1, EPOCHS + 1))
     assert mlflow.active_run() is None

@@ -17,20 +17,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH as MAX_PARAMS_PER_BATCH
 
-from mind_the_gap.reporting import confusion_figure
+from mind_the_gap.config import flatten
+from mind_the_gap.results.figures import confusion_figure
 from mind_the_gap.training.student_cache import StudentResult
-
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested parameters as dotted keys: {"training": {"lr": 0.1}} -> {"training.lr": 0.1}."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat |= flatten(value, f"{name}.")
-        else:
-            flat[name] = value
-    return flat
 
 
 def metric_name(text: str) -> str:
@@ -48,14 +37,20 @@ class MlflowStudentRun:
 
     _database = threading.Lock()
 
-    def __init__(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]):
+    def __init__(self, name: str, tags: Mapping[str, str]):
         self.name, self.tags = name, dict(tags)
-        self.params = flatten(params)
+        self.params: dict[str, Any] = {}
         parent = mlflow.active_run()
         self.parent_run_id = parent.info.run_id if parent else None
         # Without an active run, the experiment MLflow would start one in (MLFLOW_EXPERIMENT_NAME/ID or the default).
         self.experiment_id = parent.info.experiment_id if parent else mlflow.tracking.fluent._get_experiment_id()
         self.client = MlflowClient()
+
+    def start(self, params: Mapping[str, Any]) -> MlflowStudentRun:
+        """The run, to enter with ``with``, that records ``params`` when it starts (they are known once the student's
+        training set is gathered, in the thread that trains it)."""
+        self.params = flatten(params)
+        return self
 
     def __enter__(self) -> MlflowStudentRun:
         tags = self.tags | ({MLFLOW_PARENT_RUN_ID: self.parent_run_id} if self.parent_run_id else {})

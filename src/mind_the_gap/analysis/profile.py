@@ -1,0 +1,169 @@
+"""Where real and synthetic differ inside the student, unit by unit, to set beside the layer-swap curve.
+
+Per unit of the baseline students, mean ± 95% CI over seeds: the shift of BatchNorm input statistics between real
+and synthetic images in the same real-trained student; linear CKA between real- and synthetic-trained students on
+real test images (real-vs-real students of other seeds as the reference level); linear probes on each unit's pooled
+features of real images. And, for the whole network, the Fréchet distance between real and synthetic images in the
+real-trained students' penultimate features.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+
+from mind_the_gap.analysis import distributions, representations
+from mind_the_gap.analysis.distributions import frechet_distance
+from mind_the_gap.analysis.representations import (
+    batchnorm_input_moments,
+    batchnorm_shift_per_unit,
+    linear_cka,
+    linear_probe_accuracy,
+    unit_features,
+)
+from mind_the_gap.analysis.statistics import mean_ci95
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import resolve_device
+from mind_the_gap.experiments.study import SeedsConfig, Study, load_students, parent_keys
+from mind_the_gap.models.architectures import UnitNet, unit_names
+from mind_the_gap.training import engine
+from mind_the_gap.training.engine import Normalization
+from mind_the_gap.training.student_cache import code_version
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[tuple[str, int], tuple[str, int]]  # two students, each (source, seed)
+
+
+class ProfileConfig(SeedsConfig):
+    """The seeds whose baseline students are profiled, and how many images each measure reads."""
+
+    analysis_images: int = Field(2000, ge=2, description="images per source for activation statistics, CKA, Fréchet")
+    probe_images: int = Field(2000, ge=2, description="real training and test images per linear probe")
+
+
+def spread(data: ImageSet, count: int) -> ImageSet:
+    """``count`` images spread evenly over the set (every k-th): a sample without randomness to seed."""
+    step = max(1, len(data) // count)
+    return data.subset(torch.arange(0, len(data), step)[:count])
+
+
+def cka_pairs(seeds: list[int]) -> dict[str, list[Pair]]:
+    """Which students CKA compares: real vs synthetic of the same seed, and students of one source across seeds
+    (the reference: how similar two students of the same data are)."""
+    across = list(itertools.combinations(seeds, 2))
+    return {
+        "cka_real_synthetic": [(("real", s), ("synthetic", s)) for s in seeds],
+        "cka_real_real": [(("real", a), ("real", b)) for a, b in across],
+        "cka_synthetic_synthetic": [(("synthetic", a), ("synthetic", b)) for a, b in across],
+    }
+
+
+def profile_key(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    study: Study,
+    config: ProfileConfig,
+) -> dict[str, Any]:
+    """What the profile reads, as the parts of its analysis-cache key: the students' keys, the images'
+    fingerprints, the settings and the version of the code it runs."""
+    students = {
+        source: parent_keys(runs, config.seeds, source, "normalization")
+        for source, runs in (("real", real_runs), ("synthetic", synthetic_runs))
+    }
+    return {
+        "analysis": "profile_units",
+        "code": code_version((distributions, representations, engine, sys.modules[__name__])),
+        "config": config.model_dump(mode="json"),
+        "students": students,
+        "data": [d.fingerprint() for d in (real_train, synthetic_train, study.test)],
+    }
+
+
+def unit_profile(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    study: Study,
+    config: ProfileConfig,
+) -> pd.DataFrame:
+    """One row per unit of the baseline students of ``config.seeds`` (in ``real_runs`` and ``synthetic_runs``):
+    ``<measure>_mean``, ``_ci95`` and ``_n`` (seeds or pairs of students) for ``bn_shift``, the ``cka_*`` pairs
+    and the ``probe_*`` accuracies; and ``frechet_real_synthetic`` and ``frechet_real_train_test`` (real training
+    vs real test images, the reference level), one value for the whole network on every row."""
+    seeds, training, test = config.seeds, study.training, study.test
+    real_students = load_students(real_runs, seeds, "real", study, test)
+    synthetic_students = load_students(synthetic_runs, seeds, "synthetic", study, test)
+    device = resolve_device(training.device)
+    real_sample = spread(real_train, config.analysis_images)
+    synthetic_sample = spread(synthetic_train, config.analysis_images)
+    test_sample = spread(test, config.analysis_images)
+    probe_train = spread(real_train, config.probe_images)
+    probe_test = spread(test, config.probe_images)
+
+    def features(model: UnitNet, data: ImageSet, norm: Normalization, pooled: bool) -> list[torch.Tensor]:
+        return unit_features(model.to(device), data, norm, pooled=pooled, batch_size=training.eval_batch_size)
+
+    records: dict[str, list[np.ndarray]] = {}
+    frechet, frechet_reference = [], []
+    flat: dict[tuple[str, int], list[torch.Tensor]] = {}
+    for seed in seeds:
+        real_model, real_result = real_students[seed]
+        norm = real_result.normalization
+        shift = batchnorm_shift_per_unit(
+            batchnorm_input_moments(real_model.to(device), real_sample, norm, training.eval_batch_size),
+            batchnorm_input_moments(real_model, synthetic_sample, norm, training.eval_batch_size),
+        )
+        records.setdefault("bn_shift", []).append(shift)
+        penultimate = -2  # the last block's pooled output: what the classifier reads
+        real_features = features(real_model, real_sample, norm, pooled=True)[penultimate].double().numpy()
+        synthetic_features = features(real_model, synthetic_sample, norm, pooled=True)[penultimate].double().numpy()
+        test_features = features(real_model, test_sample, norm, pooled=True)[penultimate].double().numpy()
+        frechet.append(frechet_distance(real_features, synthetic_features))
+        frechet_reference.append(frechet_distance(real_features, test_features))
+        for source, (model, result) in (("real", real_students[seed]), ("synthetic", synthetic_students[seed])):
+            flat[(source, seed)] = features(model, test_sample, result.normalization, pooled=False)
+            train_x = features(model, probe_train, result.normalization, pooled=True)
+            test_x = features(model, probe_test, result.normalization, pooled=True)
+            records.setdefault(f"probe_{source}", []).append(
+                np.array(
+                    [
+                        linear_probe_accuracy(
+                            a.numpy(), probe_train.labels.numpy(), b.numpy(), probe_test.labels.numpy(), seed=seed
+                        )
+                        for a, b in zip(train_x, test_x, strict=True)
+                    ]
+                )
+            )
+    for name, pairs in cka_pairs(seeds).items():
+        for (source_a, seed_a), (source_b, seed_b) in pairs:
+            a, b = flat[(source_a, seed_a)], flat[(source_b, seed_b)]
+            records.setdefault(name, []).append(np.array([linear_cka(x, y) for x, y in zip(a, b, strict=True)]))
+    records["probe_gap"] = [r - s for r, s in zip(records["probe_real"], records["probe_synthetic"], strict=True)]
+
+    names = unit_names(real_students[seeds[0]][0])
+    table = pd.DataFrame({"unit": range(len(names)), "name": names})
+    for name, values in records.items():
+        per_unit = np.stack(values)  # (pairs or seeds, units)
+        stats = [mean_ci95(column[~np.isnan(column)]) for column in per_unit.T]
+        table[f"{name}_mean"], table[f"{name}_ci95"] = zip(*stats, strict=True)
+        table[f"{name}_n"] = (~np.isnan(per_unit)).sum(0)
+    for name, values in (("frechet_real_synthetic", frechet), ("frechet_real_train_test", frechet_reference)):
+        mean, ci = mean_ci95(values)
+        table[f"{name}_mean"], table[f"{name}_ci95"] = mean, ci  # one value for the whole network, on every row
+    log.info(
+        "Fréchet distance in penultimate features: real-synthetic %.3f, real train-test %.3f",
+        np.mean(frechet),
+        np.mean(frechet_reference),
+    )
+    return table

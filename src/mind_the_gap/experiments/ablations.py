@@ -1,0 +1,336 @@
+"""Ablations: the other suspects for the gap, each a factor whose variants train students over the seeds.
+
+- augmentation: no augmentation or a strong policy instead of the standard crop and flip, for both sources.
+- texture_shape: a training variant that pushes toward shape (local pixel shuffles), for both sources; every
+  student tested on shape-only (edges) and texture-only (patch-shuffled) views of the real test set.
+- oracle: synthetic images conditioned on real ones (img2img at several strengths) instead of on the class alone.
+- diversity: synthetic sets generated at several guidance scales (more guidance, less variety), each with its
+  diversity, its synthetic-only students and the two key layer-swap students (first or last units learned from real).
+- mixing: real and synthetic images mixed at a fixed total size, and all real images plus the synthetic set.
+
+Variants that equal a baseline (standard augmentation, the generation's own guidance scale, real shares 0 and 1)
+reuse the baseline students from the store.
+
+Jobs name their data: the stored sets ``real_train`` and ``synthetic_train`` (``SETS``), and for the oracle and
+diversity factors each generated variant's set under the variant's name (``strength 0.5``, ``guidance 2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+
+from mind_the_gap.analysis.statistics import summarize as summarize_metrics
+from mind_the_gap.config import Config
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.prepare import nested_subset_indices
+from mind_the_gap.experiments.study import (
+    SeedsConfig,
+    SetView,
+    StudentJob,
+    as_metrics,
+    parent_keys,
+    summarize_runs,
+    views,
+)
+from mind_the_gap.generators.config import GenerationConfig
+from mind_the_gap.generators.synthesis import generate_set, load_set
+from mind_the_gap.models.architectures import StudentConfig, student_unit_names
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.transfer import Transfer, TransferConfig
+
+Source = Literal["real", "synthetic"]
+Policy = Literal["none", "rand_augment", "trivial_augment", "auto_augment"]
+SETS: dict[Source, str] = {"real": "real_train", "synthetic": "synthetic_train"}  # each source's stored set
+
+
+class AugmentationAblation(Config):
+    policies: list[Policy] = Field(
+        ["none", "rand_augment", "trivial_augment", "auto_augment"],
+        description="none, or a strong policy on top of the standard crop and flip",
+    )
+    sources: list[Source] = ["real", "synthetic"]
+
+
+class TextureShapeAblation(Config):
+    sources: list[Source] = ["real", "synthetic"]
+    texture_grid: int = Field(4, ge=2, description="the texture view: patches per side, shuffled")
+    cue_conflict_dir: str | None = Field(None, description="a folder of cue-conflict images in Geirhos et al.'s layout")
+
+
+class OracleAblation(Config):
+    strengths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        [0.25, 0.5, 0.75, 1.0], description="img2img: 0 would be the real image itself, 1 pure noise"
+    )
+    unclip: bool = Field(False, description="also Stable unCLIP conditioned on each real image (needs its weights)")
+
+
+class DiversityAblation(Config):
+    guidance_scales: list[Annotated[float, Field(ge=0)]] = [1.0, 2.0, 4.0, 8.0]
+    spread_images: int = Field(256, ge=2, description="images per class whose pairwise feature distances are averaged")
+    first_units: int = Field(3, ge=1, description="layer swap: the first units learned from real, the rest kept")
+    last_units: int = Field(3, ge=1, description="layer swap: the last units learned from real, the rest kept")
+
+
+class MixingAblation(Config):
+    real_shares: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [0.1, 0.25, 0.5], description="at the real pool's size; 0 and 1 are the baselines"
+    )
+    add_synthetic: bool = Field(True, description="also every real image plus the whole synthetic set")
+
+
+class AblationsConfig(SeedsConfig, TransferConfig):
+    """The seeds, each factor's variants, and how the diversity factor's layer-swap students keep units."""
+
+    augmentation: AugmentationAblation = AugmentationAblation()
+    texture_shape: TextureShapeAblation = TextureShapeAblation()
+    oracle: OracleAblation = OracleAblation()
+    diversity: DiversityAblation = DiversityAblation()
+    mixing: MixingAblation = MixingAblation()
+
+
+def _job(
+    factor: str,
+    variant: str,
+    trained_on: str,
+    seed: int,
+    train: tuple[SetView, ...],
+    sets: Mapping[str, ImageSet],
+    real_images: int | None = None,
+    **extra: Any,
+) -> StudentJob:
+    size = sum(view.size(sets) for view in train)
+    columns = {"factor": factor, "variant": variant, "trained_on": trained_on, "train_images": size}
+    if real_images is not None:
+        columns["real_images"] = real_images
+    name = f"ablations/{factor}/{variant}/{trained_on}/seed{seed}"
+    return StudentJob(name, seed, train, columns=columns, **extra)
+
+
+def plan_augmentation(sets: Mapping[str, ImageSet], training: TrainConfig, config: AblationsConfig) -> list[StudentJob]:
+    """Students of each source with no augmentation, or with a strong policy added to the standard one."""
+    jobs = []
+    for policy in config.augmentation.policies:
+        augment = [] if policy == "none" else [*training.augment, policy]
+        recipe = training.model_copy(update={"augment": augment})
+        jobs += [
+            _job("augmentation", policy, source, seed, views(SETS[source]), sets, training=recipe)
+            for source in config.augmentation.sources
+            for seed in config.seeds
+        ]
+    return jobs
+
+
+def plan_texture_shape(
+    sets: Mapping[str, ImageSet], training: TrainConfig, config: AblationsConfig
+) -> list[StudentJob]:
+    """Students of each source trained with local pixel shuffles on top of the standard augmentation."""
+    recipe = training.model_copy(update={"augment": [*training.augment, "local_shuffle"]})
+    return [
+        _job("texture_shape", "local_shuffle", source, seed, views(SETS[source]), sets, training=recipe)
+        for source in config.texture_shape.sources
+        for seed in config.seeds
+    ]
+
+
+def oracle_generations(generation: GenerationConfig, config: AblationsConfig) -> dict[str, GenerationConfig]:
+    """Per oracle variant, its generation: each image denoised from a noised real training image of its class by the
+    generation's own model (the offline generator, or Stable Diffusion), and with ``unclip`` one from Stable
+    unCLIP's embedding of the real image."""
+    offline = generation.backend == "class_diffusion" or (
+        generation.backend == "img2img" and generation.img2img_model == "class_diffusion"
+    )
+    model = "class_diffusion" if offline else "stable_diffusion"
+    configs = {
+        f"strength {s:g}": generation.model_copy(update={"backend": "img2img", "img2img_model": model, "strength": s})
+        for s in config.oracle.strengths
+    }
+    if config.oracle.unclip:
+        configs["unclip"] = generation.model_copy(update={"backend": "unclip"})
+    return configs
+
+
+def diversity_generations(generation: GenerationConfig, config: AblationsConfig) -> dict[str, GenerationConfig]:
+    """Per guidance scale, the generation as the generation pipeline makes it otherwise (the generation's own scale
+    gives its very images, reused from disk)."""
+    return {
+        f"guidance {g:g}": generation.model_copy(update={"guidance_scale": g}) for g in config.diversity.guidance_scales
+    }
+
+
+def generate_variants(
+    generations: Mapping[str, GenerationConfig], generator_model: dict[str, Any], real_train: ImageSet, output_dir: Path
+) -> pd.DataFrame:
+    """Every variant's images, generated (or reused) into ``output_dir``: one manifest with a ``variant`` column."""
+    manifests = []
+    for variant, generation in generations.items():
+        manifest, _ = generate_set(generation, generator_model, real_train, output_dir)
+        manifests.append(manifest.assign(variant=variant))
+    return pd.concat(manifests, ignore_index=True) if manifests else pd.DataFrame(columns=["variant"])
+
+
+def load_variants(
+    manifest: pd.DataFrame, output_dir: Path, real_train: ImageSet, generation: GenerationConfig
+) -> dict[str, ImageSet]:
+    """Each variant's generated set, in the manifest's order of variants."""
+    return {
+        variant: load_set(rows, output_dir, real_train, generation)
+        for variant, rows in manifest.groupby("variant", sort=False)
+    }
+
+
+def diversity_sets(
+    manifest: pd.DataFrame,
+    output_dir: Path,
+    generation: GenerationConfig,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+) -> tuple[dict[str, Any], Callable[[], dict[str, ImageSet]]]:
+    """The sets whose diversity is measured: what identifies each (the generated ones by their generation's run key
+    and size), and how to load them all, the real training pool first (the generated ones are read from disk only
+    when the measurement is not cached)."""
+    generated = {variant: [rows["run_key"].iloc[0], len(rows)] for variant, rows in manifest.groupby("variant")}
+    keys = {"real": real_train.fingerprint(), "synthetic": synthetic_train.fingerprint(), **generated}
+
+    def load() -> dict[str, ImageSet]:
+        variants = load_variants(manifest, output_dir, real_train, generation)
+        return {"real": real_train, "synthetic (generation)": synthetic_train, **variants}
+
+    return keys, load
+
+
+def plan_oracle(variants: Mapping[str, ImageSet], config: AblationsConfig) -> list[StudentJob]:
+    """Synthetic-only students on each oracle variant's set."""
+    return [
+        _job("oracle", variant, "synthetic", seed, views(variant), variants)
+        for variant in variants
+        for seed in config.seeds
+    ]
+
+
+def plan_diversity(
+    variants: Mapping[str, ImageSet], student: StudentConfig, config: AblationsConfig
+) -> list[StudentJob]:
+    """Synthetic-only students on each guidance scale's set (the parents of ``plan_diversity_swaps``' students)."""
+    num_units, units = len(student_unit_names(student)), config.diversity
+    if units.first_units >= num_units or units.last_units >= num_units:
+        raise ValueError(
+            f"ablations.diversity.first_units and last_units must leave a unit kept: the student has {num_units}"
+        )
+    return [
+        _job("diversity", variant, "synthetic", seed, views(variant), variants)
+        for variant in variants
+        for seed in config.seeds
+    ]
+
+
+def plan_diversity_swaps(
+    runs: pd.DataFrame,
+    variants: Iterable[str],
+    sets: Mapping[str, ImageSet],
+    student: StudentConfig,
+    config: AblationsConfig,
+) -> list[StudentJob]:
+    """Per guidance scale, from each of ``plan_diversity``'s students (in ``runs``) the two key layer-swap students:
+    the first or the last units trained on ``real_train`` and the rest kept from the synthetic student."""
+    num_units, units = len(student_unit_names(student)), config.diversity
+    transfer = TransferConfig.model_validate(config.model_dump(include=set(TransferConfig.model_fields)))
+    swaps = {
+        f"first {units.first_units} real": f"{units.first_units}-{num_units - 1}",
+        f"last {units.last_units} real": f"0-{num_units - units.last_units - 1}",
+    }
+    jobs = []
+    for variant in variants:
+        parents = parent_keys(runs[runs["variant"] == variant], config.seeds, "synthetic", "ablations.diversity")
+        for label, kept in swaps.items():
+            jobs += [
+                _job(
+                    "diversity",
+                    variant,
+                    f"{label}, rest synthetic",
+                    seed,
+                    views(SETS["real"]),
+                    sets,
+                    transfer=Transfer(parents[seed], kept, transfer),
+                )
+                for seed in config.seeds
+            ]
+    return jobs
+
+
+def plan_mixing(sets: Mapping[str, ImageSet], config: AblationsConfig) -> list[StudentJob]:
+    """Students on real and synthetic images mixed at the real pool's size (stratified subsets, the real one then
+    the synthetic one drawn from one generator per seed and share), and on every real image plus the whole synthetic
+    set."""
+    real_set, synthetic_set = SETS["real"], SETS["synthetic"]
+    real_train, synthetic_train = sets[real_set], sets[synthetic_set]
+    jobs = []
+    for seed in config.seeds:
+        for share in config.mixing.real_shares:
+            generator = torch.Generator().manual_seed(seed)
+            real = nested_subset_indices(real_train.labels, real_train.num_classes, [share], generator)[share]
+            # The synthetic part fills the rest of the real pool's size, whatever the synthetic set's own size.
+            fraction = (len(real_train) - len(real)) / len(synthetic_train)
+            if fraction > 1:
+                raise ValueError(
+                    f"ablations.mixing: a real share of {share} needs {len(real_train) - len(real)} "
+                    f"synthetic images, the synthetic set has {len(synthetic_train)}"
+                )
+            labels, num_classes = synthetic_train.labels, synthetic_train.num_classes
+            synthetic = nested_subset_indices(labels, num_classes, [fraction], generator)[fraction]
+            train = (SetView(real_set, real), SetView(synthetic_set, synthetic))
+            jobs.append(
+                _job("mixing", f"{share:.0%} real", "real + synthetic", seed, train, sets, real_images=len(real))
+            )
+        if config.mixing.add_synthetic:
+            train = (SetView(real_set), SetView(synthetic_set))
+            variant = "all real + all synthetic"
+            jobs.append(_job("mixing", variant, "real + synthetic", seed, train, sets, real_images=len(real_train)))
+    return jobs
+
+
+def summarize(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    texture_shape_views: pd.DataFrame,
+    factor_runs: Iterable[pd.DataFrame],
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """One row per factor, variant and training data: test accuracy mean ± 95% CI over seeds, the gap to the
+    real-only baselines (``gap_pp``), where both sources ran a variant the gap between them under it, and the
+    texture-vs-shape views' accuracies."""
+    baselines = pd.concat(
+        [real_runs.assign(trained_on=real_runs["cell"]), synthetic_runs.assign(trained_on=synthetic_runs["cell"])],
+        ignore_index=True,
+    )
+    baselines = baselines.assign(factor="baseline", variant="standard")
+    runs = pd.concat([baselines, *factor_runs], ignore_index=True)
+    by = ["factor", "variant", "trained_on"]
+    summary, metrics = summarize_runs(runs.assign(pipeline="ablations"), by=by)
+    accuracy = summary.set_index(by)["test_accuracy_mean"]
+    real = accuracy.get(("baseline", "standard", "real"), np.nan)
+    summary["gap_pp"] = 100 * (real - summary["test_accuracy_mean"])
+    pairs = {
+        (f, v): accuracy.get((f, v, "real"), np.nan) - accuracy.get((f, v, "synthetic"), np.nan)
+        for f, v in summary[["factor", "variant"]].itertuples(index=False)
+    }
+    variants = summary[["factor", "variant"]].itertuples(index=False)
+    summary["gap_between_sources_pp"] = [100 * pairs[tuple(key)] for key in variants]
+    if len(texture_shape_views):
+        columns = texture_shape_views.columns
+        measured = [c for c in columns if c.endswith(("_accuracy", "_bias")) and c != "test_accuracy"]
+        view_summary = summarize_metrics(texture_shape_views, by=["variant", "trained_on"], metrics=measured)
+        summary = summary.merge(
+            view_summary.drop(columns=["n"]).assign(
+                factor=lambda t: np.where(t["variant"] == "standard", "baseline", "texture_shape")
+            ),
+            on=by,
+            how="left",
+        )
+    gaps = {f"{row.factor}.{row.variant}.{row.trained_on}.gap_pp": row.gap_pp for row in summary.itertuples()}
+    return summary, metrics | as_metrics(gaps)

@@ -1,0 +1,260 @@
+"""What every experiment that trains students shares: the study, its students as jobs, a cell of them trained, and
+the summary.
+
+An experiment is a grid of cells (a baseline variant, a layer-swap arrangement, a data-efficiency strategy); each
+cell trains a list of students (over seeds and the cell's own settings), each described by a ``StudentJob`` that
+names its training data and is trained here, each as a nested MLflow run. Nothing here needs Kedro: a notebook
+builds a ``Study``, plans jobs with an experiment's ``plan`` and calls ``train_cell``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from pydantic import Field
+
+from mind_the_gap.analysis.statistics import summarize
+from mind_the_gap.config import Config
+from mind_the_gap.data.imageset import ImageSet, concat
+from mind_the_gap.devices import concurrent_workers, map_concurrently, resolve_device
+from mind_the_gap.experiments.tracking import MlflowStudentRun, metric_name
+from mind_the_gap.models.architectures import StudentConfig, UnitNet
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.engine import Normalization, planned_steps
+from mind_the_gap.training.student_cache import StudentResult, StudentStore, train_student
+from mind_the_gap.training.transfer import Transfer
+
+METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "train_accuracy", "train_seconds"]
+
+
+class SeedsConfig(Config):
+    """How many students each cell trains per setting: one per seed."""
+
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
+
+
+@dataclass(frozen=True)
+class Study:
+    """What every student of a study shares: the real validation and test sets, the store of trained students, the
+    student and its training recipe, and the real training pool's statistics (every student's input normalisation
+    by default)."""
+
+    val: ImageSet
+    test: ImageSet
+    store: Path
+    student: StudentConfig
+    training: TrainConfig
+    real_statistics: Normalization
+
+    @property
+    def students(self) -> StudentStore:
+        return StudentStore(self.store)
+
+
+def build_study(
+    val: ImageSet,
+    test: ImageSet,
+    store: Path,
+    real_statistics: Mapping[str, Sequence[float]],
+    student: StudentConfig,
+    training: TrainConfig,
+) -> Study:
+    """The study from its parts as the catalog stores them."""
+    statistics = Normalization(tuple(real_statistics["mean"]), tuple(real_statistics["std"]))
+    return Study(val, test, Path(store), student, training, statistics)
+
+
+@dataclass(frozen=True)
+class SetView:
+    """The images of the stored set ``name`` at ``index`` (every image, in order, where ``index`` is None)."""
+
+    name: str
+    index: torch.Tensor | None = None
+
+    def size(self, sets: Mapping[str, ImageSet]) -> int:
+        return len(sets[self.name]) if self.index is None else len(self.index)
+
+
+@dataclass(frozen=True)
+class StudentJob:
+    """One student of a cell: its run name, seed, training data (views of stored sets, joined in order), optional
+    parent, the cell's columns and, where it differs from the study's, its training recipe.
+
+    A job names its data, it does not hold it: the images are gathered when the student trains.
+    """
+
+    name: str
+    seed: int
+    train: tuple[SetView, ...]
+    transfer: Transfer | None = None
+    columns: Mapping[str, Any] = field(default_factory=dict)  # in the runs table and as MLflow tags
+    training: TrainConfig | None = None
+
+    def size(self, sets: Mapping[str, ImageSet]) -> int:
+        return sum(view.size(sets) for view in self.train)
+
+    def training_set(self, sets: Mapping[str, ImageSet]) -> ImageSet:
+        parts = [sets[v.name] if v.index is None else sets[v.name].subset(v.index) for v in self.train]
+        return parts[0] if len(parts) == 1 else concat(*parts)
+
+
+def views(name: str, index: torch.Tensor | None = None) -> tuple[SetView, ...]:
+    """A job's training data when it is one view of one stored set."""
+    return (SetView(name, index),)
+
+
+def train_cell(
+    study: Study, pipeline: str, cell: str, jobs: Iterable[StudentJob], sets: Mapping[str, ImageSet]
+) -> pd.DataFrame:
+    """Train (or reuse) every student of a cell, each a nested MLflow run; one row per student.
+
+    ``sets`` holds the stored sets the jobs name. ``training.concurrent_students`` students train at once (the
+    longest first), each logging to its own run.
+    """
+    jobs = list(jobs)
+    # MLflow runs are created here, under the run active in this thread (the `kedro run`'s), whichever thread then
+    # trains the student.
+    tags = [{"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}} for job in jobs]
+    runs = [MlflowStudentRun(job.name, job_tags) for job, job_tags in zip(jobs, tags, strict=True)]
+    stop = threading.Event()  # set when a student of the cell fails or the run is interrupted
+
+    def train(index: int) -> dict[str, Any]:
+        job, run = jobs[index], runs[index]
+        recipe = job.training or study.training
+        data = job.training_set(sets)
+        normalization = Normalization.resolve(recipe.normalization, data, study.real_statistics)
+        with run.start(_run_params(study, job, recipe, data, normalization)):
+            result = train_student(
+                study.students,
+                study.student,
+                recipe,
+                data,
+                study.test,
+                job.seed,
+                normalization,
+                val=study.val,
+                transfer=job.transfer,
+                tracker=_StopWhenAsked(run, stop, job.name),
+                description=job.name,
+            )
+            run.log_result(result, study.test.class_names)
+        return {
+            "pipeline": pipeline,
+            "cell": cell,
+            **job.columns,
+            "seed": job.seed,
+            "student_key": result.key,
+            "cache_hit": result.cache_hit,
+            **result.metrics(),
+        }
+
+    workers = concurrent_workers(study.training.concurrent_students, resolve_device(study.training.device))
+    steps = lambda i: planned_steps(jobs[i].size(sets), jobs[i].training or study.training)  # noqa: E731
+    return pd.DataFrame(map_concurrently(train, range(len(jobs)), workers, cost=steps, on_failure=stop.set))
+
+
+def _run_params(
+    study: Study, job: StudentJob, recipe: TrainConfig, data: ImageSet, normalization: Normalization
+) -> dict[str, Any]:
+    """A student's MLflow parameters: what it is, what it learns from and how."""
+    params = {
+        "student": study.student.model_dump(mode="json"),
+        "training": recipe.model_dump(mode="json"),
+        "seed": job.seed,
+        "data": {
+            "train_images": len(data),
+            "val_images": len(study.val),
+            "test_images": len(study.test),
+            "image_size": data.image_size[0],
+            "channels": data.channels,
+            "num_classes": data.num_classes,
+        },
+        "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
+    }
+    if job.transfer is not None:
+        params["transfer"] = {
+            "parent": job.transfer.parent,
+            "kept": job.transfer.kept,
+            **job.transfer.config.model_dump(),
+        }
+    return params
+
+
+class StudentStopped(RuntimeError):
+    """A student stopped after an epoch because another student of its cell failed or the run was interrupted."""
+
+
+@dataclass
+class _StopWhenAsked:
+    """Logs a student's epochs and stops it after the one in progress once ``stop`` is set: its progress is saved
+    by then, so the next run resumes it."""
+
+    run: MlflowStudentRun
+    stop: threading.Event
+    name: str
+
+    def log_epoch(self, record: dict[str, float]) -> None:
+        self.run.log_epoch(record)
+        if self.stop.is_set():
+            raise StudentStopped(f"{self.name}: stopped after epoch {int(record['epoch'])}, as the run stops")
+
+
+def as_metrics(values: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """Summary values as metrics of the `kedro run`'s MLflow run (finite ones, under names MLflow accepts)."""
+    return {
+        metric_name(name): {"value": float(value), "step": 0}
+        for name, value in values.items()
+        if value is not None and math.isfinite(float(value))
+    }
+
+
+def summarize_runs(
+    runs: pd.DataFrame, by: list[str], label: list[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Mean and 95% CI over seeds per group, as a table and as metrics for the `kedro run`'s MLflow run, named
+    by the ``label`` columns (by default every ``by`` column but the pipeline): ``real.test_accuracy_mean``."""
+    summary = summarize(runs, by=by, metrics=[m for m in METRICS if m in runs])
+    label = label or [k for k in by if k != "pipeline"]
+    values = {
+        ".".join([*(str(getattr(row, k)) for k in label), column]): getattr(row, column)
+        for row in summary.itertuples()
+        for column in summary.columns
+        if column.endswith(("_mean", "_ci95")) and pd.notna(getattr(row, column))
+    }
+    return summary, as_metrics(values)
+
+
+def parent_keys(runs: pd.DataFrame, seeds: Iterable[int], source: str, pipeline: str) -> dict[int, str]:
+    """The key of the student of each seed in a cell's runs table; an error naming what to run for a missing seed."""
+    keys = dict(zip(runs["seed"].astype(int), runs["student_key"].astype(str), strict=True))
+    missing = sorted(set(seeds) - set(keys))
+    if missing:
+        raise ValueError(
+            f"{pipeline} needs the {source} baseline students of seed(s) {missing}, which baselines did not train: "
+            f"add them to baselines.seeds and run `kedro run --pipeline baselines`"
+        )
+    return keys
+
+
+def load_students(
+    runs: pd.DataFrame, seeds: Iterable[int], source: str, study: Study, like: ImageSet
+) -> dict[int, tuple[UnitNet, StudentResult]]:
+    """The trained student of each seed in a cell's runs table, with what it measured, built for images like
+    ``like``'s; an error naming what to run when one is missing."""
+    store, wanted = study.students, set(seeds)
+    students = {}
+    for seed, key in parent_keys(runs, wanted, source, "this analysis").items():
+        if seed not in wanted:
+            continue
+        result = store.load_result(key)
+        if result is None:
+            raise ValueError(f"the {source} student {key} of seed {seed} is not in {study.store}: run its pipeline")
+        students[seed] = (store.load_model(key, study.student, like), result)
+    return students
