@@ -26,9 +26,7 @@ from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.pipelines.ablations.nodes import (
     evaluate_texture_shape,
     summarize_ablations,
-    train_augmentation,
-    train_mixing,
-    train_texture_shape,
+    train_on_pools,
 )
 from mind_the_gap.pipelines.ablations.pipeline import FACTORS, create_pipeline
 
@@ -45,11 +43,11 @@ CONFIG = AblationsConfig.model_validate(
 
 
 def test_augmentation_replaces_or_extends_the_standard_recipe(tiny: TinyExperiment, tracking):
-    runs = train_augmentation(tiny.real_train, tiny.synthetic_train, tiny.study, CONFIG)
+    runs = train_on_pools("augmentation", tiny.real_train, tiny.synthetic_train, tiny.study, CONFIG)
     assert runs[["variant", "trained_on"]].values.tolist() == [["none", "synthetic"], ["trivial_augment", "synthetic"]]
     assert runs["test_accuracy"].between(0, 1).all()
     assert not runs["cache_hit"].any()
-    again = train_augmentation(tiny.real_train, tiny.synthetic_train, tiny.study, CONFIG)
+    again = train_on_pools("augmentation", tiny.real_train, tiny.synthetic_train, tiny.study, CONFIG)
     assert again["cache_hit"].all()
     assert again["student_key"].tolist() == runs["student_key"].tolist()
     # The policies train students other than the baselines, whose recipe is the standard one.
@@ -58,13 +56,13 @@ def test_augmentation_replaces_or_extends_the_standard_recipe(tiny: TinyExperime
 
 def test_mixed_sets_keep_the_pool_size_and_the_real_share(tiny: TinyExperiment, tracking):
     synthetic = concat(tiny.synthetic_train, tiny.synthetic_train)  # twice the real pool's size
-    runs = train_mixing(tiny.real_train, synthetic, tiny.study, CONFIG)
+    runs = train_on_pools("mixing", tiny.real_train, synthetic, tiny.study, CONFIG)
     rows = runs.set_index("variant")
     assert rows.loc["25% real", "train_images"] == len(tiny.real_train)
     assert rows.loc["25% real", "real_images"] == len(tiny.real_train) // 4
     assert rows.loc["all real + all synthetic", "train_images"] == len(tiny.real_train) + len(synthetic)
     with pytest.raises(ValueError, match="needs 72 synthetic images, the synthetic set has 48"):
-        train_mixing(tiny.real_train, tiny.synthetic_train.subset(torch.arange(48)), tiny.study, CONFIG)
+        train_on_pools("mixing", tiny.real_train, tiny.synthetic_train.subset(torch.arange(48)), tiny.study, CONFIG)
 
 
 def test_a_mixed_job_names_the_subsets_one_generator_per_seed_draws_real_then_synthetic(tiny: TinyExperiment):
@@ -124,7 +122,7 @@ def test_concat_keeps_order_and_refuses_other_classes():
 
 
 def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking, tmp_path: Path):
-    runs = train_texture_shape(tiny.real_train, tiny.synthetic_train, tiny.study, CONFIG)
+    runs = train_on_pools("texture_shape", tiny.real_train, tiny.synthetic_train, tiny.study, CONFIG)
     assert set(runs["trained_on"]) == {"real", "synthetic"}
     assert runs["variant"].eq("local_shuffle").all()
     config = CONFIG.model_copy(update={"seeds": BASELINE_SEEDS[:1]})

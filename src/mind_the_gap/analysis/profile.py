@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 
 from mind_the_gap.analysis import distributions, representations
+from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.distributions import frechet_distance
 from mind_the_gap.analysis.representations import (
     batchnorm_input_moments,
@@ -35,7 +36,7 @@ from mind_the_gap.experiments.study import SeedsConfig, Study, load_students, pa
 from mind_the_gap.models.architectures import UnitNet, unit_names
 from mind_the_gap.training import engine
 from mind_the_gap.training.engine import Normalization
-from mind_the_gap.training.student_cache import code_version
+from mind_the_gap.training.student_cache import StudentResult, code_version
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +67,6 @@ def cka_pairs(seeds: list[int]) -> dict[str, list[Pair]]:
     }
 
 
-def profile_key(
-    real_runs: pd.DataFrame,
-    synthetic_runs: pd.DataFrame,
-    real_train: ImageSet,
-    synthetic_train: ImageSet,
-    study: Study,
-    config: ProfileConfig,
-) -> dict[str, Any]:
-    """What the profile reads, as the parts of its analysis-cache key: the students' keys, the images'
-    fingerprints, the settings and the version of the code it runs."""
-    students = {
-        source: parent_keys(runs, config.seeds, source, "normalization")
-        for source, runs in (("real", real_runs), ("synthetic", synthetic_runs))
-    }
-    return {
-        "analysis": "profile_units",
-        "code": code_version((distributions, representations, engine, sys.modules[__name__])),
-        "config": config.model_dump(mode="json"),
-        "students": students,
-        "data": [d.fingerprint() for d in (real_train, synthetic_train, study.test)],
-    }
-
-
 def unit_profile(
     real_runs: pd.DataFrame,
     synthetic_runs: pd.DataFrame,
@@ -96,14 +74,52 @@ def unit_profile(
     synthetic_train: ImageSet,
     study: Study,
     config: ProfileConfig,
+    analyses: Path,
 ) -> pd.DataFrame:
     """One row per unit of the baseline students of ``config.seeds`` (in ``real_runs`` and ``synthetic_runs``):
     ``<measure>_mean``, ``_ci95`` and ``_n`` (seeds or pairs of students) for ``bn_shift``, the ``cka_*`` pairs
     and the ``probe_*`` accuracies; and ``frechet_real_synthetic`` and ``frechet_real_train_test`` (real training
-    vs real test images, the reference level), one value for the whole network on every row."""
+    vs real test images, the reference level), one value for the whole network on every row.
+
+    Cached in ``analyses`` by the students' keys, the images' fingerprints, the settings and the code it runs."""
+    students = {
+        source: parent_keys(runs, config.seeds, source, "normalization")
+        for source, runs in (("real", real_runs), ("synthetic", synthetic_runs))
+    }
+    key = {
+        "analysis": "profile_units",
+        "code": code_version((distributions, representations, engine, sys.modules[__name__])),
+        "config": config.model_dump(mode="json"),
+        "students": students,
+        "data": [d.fingerprint() for d in (real_train, synthetic_train, study.test)],
+    }
+    test = study.test
+    return cached_table(
+        analyses,
+        key,
+        lambda: _profile(
+            load_students(real_runs, config.seeds, "real", study, test),
+            load_students(synthetic_runs, config.seeds, "synthetic", study, test),
+            real_train,
+            synthetic_train,
+            study,
+            config,
+        ),
+    )
+
+
+Students = dict[int, tuple[UnitNet, StudentResult]]
+
+
+def _profile(
+    real_students: Students,
+    synthetic_students: Students,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    study: Study,
+    config: ProfileConfig,
+) -> pd.DataFrame:
     seeds, training, test = config.seeds, study.training, study.test
-    real_students = load_students(real_runs, seeds, "real", study, test)
-    synthetic_students = load_students(synthetic_runs, seeds, "synthetic", study, test)
     device = resolve_device(training.device)
     real_sample = spread(real_train, config.analysis_images)
     synthetic_sample = spread(synthetic_train, config.analysis_images)

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.profile import ProfileConfig
 from mind_the_gap.analysis.statistics import summarize
 from mind_the_gap.data.imageset import ImageSet
@@ -83,27 +84,6 @@ def profile_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     return as_metrics(per_unit | frechet)
 
 
-def variants_key(
-    real_runs: pd.DataFrame,
-    synthetic_runs: pd.DataFrame,
-    synthetic_statistics_runs: pd.DataFrame,
-    real_train: ImageSet,
-    study: Study,
-    config: NormalizationConfig,
-) -> dict[str, Any]:
-    """What ``compare_variants`` reads, as the parts of its analysis-cache key: the students' keys, the images'
-    fingerprints, the settings, the real statistics and the version of the code it runs."""
-    runs = {"real": real_runs, "synthetic": synthetic_runs, "synthetic-statistics": synthetic_statistics_runs}
-    return {
-        "analysis": "compare_normalizations",
-        "code": code_version((adapt, engine, sys.modules[__name__])),
-        "config": config.model_dump(mode="json"),
-        "students": {source: parent_keys(rows, config.seeds, source, "normalization") for source, rows in runs.items()},
-        "data": [real_train.fingerprint(), study.test.fingerprint()],
-        "real_statistics": {"mean": list(study.real_statistics.mean), "std": list(study.real_statistics.std)},
-    }
-
-
 def compare_variants(
     real_runs: pd.DataFrame,
     synthetic_runs: pd.DataFrame,
@@ -111,14 +91,32 @@ def compare_variants(
     real_train: ImageSet,
     study: Study,
     config: NormalizationConfig,
+    analyses: Path,
 ) -> pd.DataFrame:
     """Test accuracy on real images of every variant and seed: one row each, with its ``variant`` and
     ``description``.
 
     Variants: the baselines (real statistics everywhere); synthetic statistics at train and test time (the students
     of ``plan``); each source's own (those students tested on real images normalised with real statistics); and the
-    baseline synthetic students after AdaBN on unlabelled real training images, for every ``adabn_units``.
+    baseline synthetic students after AdaBN on unlabelled real training images, for every ``adabn_units``. Cached in
+    ``analyses`` by the students' keys, the images, the settings, the real statistics and the code it runs.
     """
+    runs = {"real": real_runs, "synthetic": synthetic_runs, "synthetic-statistics": synthetic_statistics_runs}
+    key = {
+        "analysis": "compare_normalizations",
+        "code": code_version((adapt, engine, sys.modules[__name__])),
+        "config": config.model_dump(mode="json"),
+        "students": {source: parent_keys(rows, config.seeds, source, "normalization") for source, rows in runs.items()},
+        "data": [real_train.fingerprint(), study.test.fingerprint()],
+        "real_statistics": {"mean": list(study.real_statistics.mean), "std": list(study.real_statistics.std)},
+    }
+    return cached_table(analyses, key, lambda: _per_seed(runs, real_train, study, config))
+
+
+def _per_seed(
+    runs: dict[str, pd.DataFrame], real_train: ImageSet, study: Study, config: NormalizationConfig
+) -> pd.DataFrame:
+    real_runs, synthetic_runs, synthetic_statistics_runs = runs["real"], runs["synthetic"], runs["synthetic-statistics"]
     seeds, training, test = config.seeds, study.training, study.test
     device = resolve_device(training.device)
     rows = []

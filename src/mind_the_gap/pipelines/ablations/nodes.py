@@ -20,54 +20,38 @@ from mind_the_gap.results.ablations import ablations_chart
 from mind_the_gap.results.figures import matplotlib_figure
 from mind_the_gap.results.interactive import plotly_figure
 
+# The factors whose students train on the real pool and the synthetic set as they are, and how each plans them.
+POOL_PLANS = {
+    "augmentation": lambda sets, study, config: ablations.plan_augmentation(sets, study.training, config),
+    "texture_shape": lambda sets, study, config: ablations.plan_texture_shape(sets, study.training, config),
+    "mixing": lambda sets, study, config: ablations.plan_mixing(sets, config),
+}
 
-def train_augmentation(
-    real_train: ImageSet, synthetic_train: ImageSet, study: Study, config: AblationsConfig
+
+def train_on_pools(
+    factor: str, real_train: ImageSet, synthetic_train: ImageSet, study: Study, config: AblationsConfig
 ) -> pd.DataFrame:
-    """Students of each source with no augmentation, or with a strong policy added to the standard one."""
+    """A factor's students on the real pool and the synthetic set: with no augmentation or a strong policy, with
+    local pixel shuffles, or on the two mixed."""
     sets = {SETS["real"]: real_train, SETS["synthetic"]: synthetic_train}
-    jobs = ablations.plan_augmentation(sets, study.training, config)
-    return train_cell(study, "ablations", "augmentation", jobs, sets)
+    return train_cell(study, "ablations", factor, POOL_PLANS[factor](sets, study, config), sets)
 
 
-def train_texture_shape(
-    real_train: ImageSet, synthetic_train: ImageSet, study: Study, config: AblationsConfig
-) -> pd.DataFrame:
-    """Students of each source trained with local pixel shuffles on top of the standard augmentation."""
-    sets = {SETS["real"]: real_train, SETS["synthetic"]: synthetic_train}
-    jobs = ablations.plan_texture_shape(sets, study.training, config)
-    return train_cell(study, "ablations", "texture_shape", jobs, sets)
+# The factors that generate their own sets, and the generation settings of each of their variants.
+GENERATIONS = {"oracle": ablations.oracle_generations, "diversity": ablations.diversity_generations}
 
 
-def train_mixing(
-    real_train: ImageSet, synthetic_train: ImageSet, study: Study, config: AblationsConfig
-) -> pd.DataFrame:
-    """Students on real and synthetic images mixed at the real pool's size, and on every image of both."""
-    sets = {SETS["real"]: real_train, SETS["synthetic"]: synthetic_train}
-    return train_cell(study, "ablations", "mixing", ablations.plan_mixing(sets, config), sets)
-
-
-def generate_oracle_sets(
+def generate_variant_sets(
+    factor: str,
     generation: GenerationConfig,
     generator_model: dict[str, Any],
     real_train: ImageSet,
     output_dir: Path,
     config: AblationsConfig,
 ) -> pd.DataFrame:
-    """One synthetic set per img2img strength (and with ``unclip`` one from Stable unCLIP): one manifest."""
-    generations = ablations.oracle_generations(generation, config)
-    return ablations.generate_variants(generations, generator_model, real_train, output_dir)
-
-
-def generate_diversity_sets(
-    generation: GenerationConfig,
-    generator_model: dict[str, Any],
-    real_train: ImageSet,
-    output_dir: Path,
-    config: AblationsConfig,
-) -> pd.DataFrame:
-    """One synthetic set per guidance scale: one manifest."""
-    generations = ablations.diversity_generations(generation, config)
+    """One synthetic set per variant of the factor (img2img strengths and Stable unCLIP for the oracle, guidance
+    scales for the diversity): one manifest."""
+    generations = GENERATIONS[factor](generation, config)
     return ablations.generate_variants(generations, generator_model, real_train, output_dir)
 
 

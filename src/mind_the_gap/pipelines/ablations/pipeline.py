@@ -4,18 +4,18 @@ seeds); the texture-vs-shape tests and the diversity measure; one summary over e
 from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap.pipelines.ablations import nodes
-from mind_the_gap.pipelines.wiring import study_node
+from mind_the_gap.pipelines.wiring import bind, study_node
 
 REAL_SETS = ["real_train", "synthetic_train"]  # factors that train on the existing sets
 GENERATED = ["generation_sets", "synthetic_images_dir", "params:generation", "real_train"]  # factors that generate
 
 # factor -> (its generation node, or None; its training node; the training node's own inputs)
 FACTORS = {
-    "augmentation": (None, nodes.train_augmentation, REAL_SETS),
-    "texture_shape": (None, nodes.train_texture_shape, REAL_SETS),
-    "oracle": (nodes.generate_oracle_sets, nodes.train_oracle, GENERATED),
-    "diversity": (nodes.generate_diversity_sets, nodes.train_diversity, GENERATED),
-    "mixing": (None, nodes.train_mixing, REAL_SETS),
+    "augmentation": (None, bind(nodes.train_on_pools, factor="augmentation"), REAL_SETS),
+    "texture_shape": (None, bind(nodes.train_on_pools, factor="texture_shape"), REAL_SETS),
+    "oracle": (bind(nodes.generate_variant_sets, factor="oracle"), nodes.train_oracle, GENERATED),
+    "diversity": (bind(nodes.generate_variant_sets, factor="diversity"), nodes.train_diversity, GENERATED),
+    "mixing": (None, bind(nodes.train_on_pools, factor="mixing"), REAL_SETS),
 }
 
 

@@ -10,7 +10,6 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mind_the_gap.analysis import input_statistics, profile
-from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments import normalization
 from mind_the_gap.experiments.normalization import NormalizationConfig
@@ -43,8 +42,7 @@ def profile_units(
 ) -> tuple[pd.DataFrame, plt.Figure, go.Figure, Metrics]:
     """The baseline students' per-unit profile (cached in ``analyses``), drawn as a PNG's figure and an
     interactive one."""
-    inputs = (real_runs, synthetic_runs, real_train, synthetic_train, study, config)
-    table = cached_table(analyses, profile.profile_key(*inputs), lambda: profile.unit_profile(*inputs))
+    table = profile.unit_profile(real_runs, synthetic_runs, real_train, synthetic_train, study, config, analyses)
     chart = profile_chart(table)
     return table, matplotlib_figure(chart), plotly_figure(chart), normalization.profile_metrics(table)
 
@@ -68,8 +66,7 @@ def compare_normalizations(
 ) -> tuple[pd.DataFrame, pd.DataFrame, Metrics]:
     """Test accuracy on real images of each normalisation variant and AdaBN, mean ± 95% CI over seeds, with each
     one's gap to the real-only students; and the per-seed rows (cached in ``analyses``)."""
-    inputs = (real_runs, synthetic_runs, synthetic_statistics_runs, real_train, study, config)
-    per_seed = cached_table(
-        analyses, normalization.variants_key(*inputs), lambda: normalization.compare_variants(*inputs)
+    per_seed = normalization.compare_variants(
+        real_runs, synthetic_runs, synthetic_statistics_runs, real_train, study, config, analyses
     )
     return normalization.summarize_variants(per_seed)
