@@ -7,9 +7,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mind_the_gap.experiments.study import StudentJob, build_study, train_cell, views
+from mind_the_gap.experiments.study import SetsOnDemand, StudentJob, build_study, train_cell, views
 from mind_the_gap.training.transfer import Transfer, TransferConfig
 
+from ..conftest import striped_images
 from ..pipelines.conftest import STUDENT, TRAINING, TinyExperiment
 
 
@@ -32,3 +33,26 @@ def test_when_a_student_fails_the_others_stop_after_their_epoch_and_resume_later
     assert not rows["cache_hit"][0]
     assert not list(store.glob("*.progress.pt"))
     assert len(list(store.glob("*.json"))) == 1
+
+
+def test_sets_on_demand_are_read_when_a_student_needs_them_and_let_go_after():
+    reads: list[str] = []
+
+    def loader(name: str, seed: int):
+        return lambda: reads.append(name) or striped_images(2, seed=seed)
+
+    sets = SetsOnDemand({f"v{i}": loader(f"v{i}", i) for i in range(3)}, {f"v{i}": 8 for i in range(3)}, keep=2)
+    jobs = [StudentJob(f"v{i}/seed{seed}", seed, views(f"v{i}")) for i in range(3) for seed in (0, 1)]
+    assert [job.size(sets) for job in jobs] == [8] * 6
+    assert reads == []  # sizes are known without reading a set
+    first = jobs[0].training_set(sets)
+    assert jobs[1].training_set(sets) is first  # the second seed reuses the set read for the first
+    for job in jobs[2:]:
+        job.training_set(sets)
+    assert reads == ["v0", "v1", "v2"]
+    assert list(sets._recent) == ["v1", "v2"]  # at most two held
+    sets["v0"]
+    assert reads == ["v0", "v1", "v2", "v0"]
+    with_pool = sets.after({"pool": first})
+    assert list(with_pool)[0] == "pool"
+    assert with_pool.size("pool") == len(first)

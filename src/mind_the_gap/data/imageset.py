@@ -68,18 +68,39 @@ class ImageSet:
     def fingerprint(self) -> str:
         """A short content hash of the pixels, labels and class names: the key of anything derived from the set.
 
-        Hashed in slices of whole images, so a set of many gigabytes is never copied.
+        Computed once per set (hashed in slices of whole images, so a set of many gigabytes is never copied), or
+        read from the set's file, or derived from the set it is a view of (``with_fingerprint``).
         """
-        digest = hashlib.blake2b(digest_size=12)
-        for chunk in self.images.split(4096):
-            digest.update(chunk.contiguous().numpy())
-        digest.update(self.labels.contiguous().numpy())
-        digest.update(json.dumps(self.class_names).encode())
-        return digest.hexdigest()
+        if "_fingerprint" not in self.__dict__:
+            digest = hashlib.blake2b(digest_size=12)
+            for chunk in self.images.split(4096):
+                digest.update(chunk.contiguous().numpy())
+            digest.update(self.labels.contiguous().numpy())
+            digest.update(json.dumps(self.class_names).encode())
+            self.with_fingerprint(digest.hexdigest())
+        return self.__dict__["_fingerprint"]
+
+    def with_fingerprint(self, fingerprint: str) -> ImageSet:
+        """This set, its fingerprint known already (from its file, or as a view of a set whose fingerprint is known):
+        the set is frozen, so its fingerprint is computed at most once."""
+        self.__dict__["_fingerprint"] = fingerprint
+        return self
+
+
+def view_fingerprint(parts: list[tuple[str, torch.Tensor | None]]) -> str:
+    """The fingerprint of the images of sets (by their fingerprints) at indices (None: every image), joined in
+    order: derived without reading a pixel, so a student's training set is never hashed again."""
+    digest = hashlib.blake2b(b"view", digest_size=12)
+    for fingerprint, index in parts:
+        digest.update(fingerprint.encode())
+        digest.update(b"all" if index is None else index.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def concat(*sets: ImageSet) -> ImageSet:
-    """The images of several sets of the same classes, in order."""
+    """The images of several sets of the same classes, in order (one set is itself: no copy)."""
+    if len(sets) == 1:
+        return sets[0]
     names = sets[0].class_names
     if any(s.class_names != names for s in sets) or len({s.images.shape[1:] for s in sets}) > 1:
         raise ValueError("cannot mix image sets of different classes, sizes or channels")
@@ -87,19 +108,21 @@ def concat(*sets: ImageSet) -> ImageSet:
 
 
 def load_image_set(path: str | Path) -> ImageSet:
-    """The image set in a safetensors file written by ``save_image_set``; a clear error naming the file otherwise."""
+    """The image set in a safetensors file written by ``save_image_set``, with the fingerprint saved beside it; a
+    clear error naming the file otherwise."""
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
-            class_names = tuple(json.loads(f.metadata()["class_names"]))
-        return ImageSet(tensors["images"], tensors["labels"], class_names)
+            metadata = f.metadata()
+        data = ImageSet(tensors["images"], tensors["labels"], tuple(json.loads(metadata["class_names"])))
     except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError, ValueError) as exc:
         raise ValueError(f"cannot read image set {path}: {exc}") from exc
+    return data.with_fingerprint(metadata["fingerprint"]) if "fingerprint" in metadata else data
 
 
 def save_image_set(data: ImageSet, path: str | Path) -> None:
-    """``data`` in one safetensors file (uint8 images, int64 labels, class names in the metadata), written to a
-    temporary file and moved into place, so a killed run never leaves half a file behind."""
+    """``data`` in one safetensors file (uint8 images, int64 labels, the class names and the fingerprint in the
+    metadata), written to a temporary file and moved into place, so a killed run never leaves half a file behind."""
     tensors = {"images": data.images.contiguous(), "labels": data.labels.contiguous()}
-    metadata = {"class_names": json.dumps(list(data.class_names))}
+    metadata = {"class_names": json.dumps(list(data.class_names)), "fingerprint": data.fingerprint()}
     write_atomically(Path(path), lambda temp: save_file(tensors, str(temp), metadata=metadata))

@@ -18,6 +18,7 @@ diversity factors each generated variant's set under the variant's name (``stren
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import nested_subset_indices
 from mind_the_gap.experiments.study import (
     SeedsConfig,
+    SetsOnDemand,
     SetView,
     StudentJob,
     as_metrics,
@@ -177,12 +179,11 @@ def generate_variants(
 
 def load_variants(
     manifest: pd.DataFrame, output_dir: Path, real_train: ImageSet, generation: GenerationConfig
-) -> dict[str, ImageSet]:
-    """Each variant's generated set, in the manifest's order of variants."""
-    return {
-        variant: load_set(rows, output_dir, real_train, generation)
-        for variant, rows in manifest.groupby("variant", sort=False)
-    }
+) -> SetsOnDemand:
+    """Each variant's generated set, in the manifest's order of variants, read from disk when a student needs it."""
+    groups = dict(list(manifest.groupby("variant", sort=False)))
+    loaders = {variant: partial(load_set, rows, output_dir, real_train, generation) for variant, rows in groups.items()}
+    return SetsOnDemand(loaders, {variant: len(rows) for variant, rows in groups.items()})
 
 
 def diversity_sets(
@@ -191,16 +192,16 @@ def diversity_sets(
     generation: GenerationConfig,
     real_train: ImageSet,
     synthetic_train: ImageSet,
-) -> tuple[dict[str, Any], Callable[[], dict[str, ImageSet]]]:
+) -> tuple[dict[str, Any], Callable[[], Mapping[str, ImageSet]]]:
     """The sets whose diversity is measured: what identifies each (the generated ones by their generation's run key
     and size), and how to load them all, the real training pool first (the generated ones are read from disk only
     when the measurement is not cached)."""
     generated = {variant: [rows["run_key"].iloc[0], len(rows)] for variant, rows in manifest.groupby("variant")}
     keys = {"real": real_train.fingerprint(), "synthetic": synthetic_train.fingerprint(), **generated}
 
-    def load() -> dict[str, ImageSet]:
+    def load() -> Mapping[str, ImageSet]:
         variants = load_variants(manifest, output_dir, real_train, generation)
-        return {"real": real_train, "synthetic (generation)": synthetic_train, **variants}
+        return variants.after({"real": real_train, "synthetic (generation)": synthetic_train})
 
     return keys, load
 

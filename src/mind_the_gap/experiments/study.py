@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from pydantic import Field
 
 from mind_the_gap.analysis.statistics import summarize
 from mind_the_gap.config import Config
-from mind_the_gap.data.imageset import ImageSet, concat
+from mind_the_gap.data.imageset import ImageSet, concat, view_fingerprint
 from mind_the_gap.devices import concurrent_workers, map_concurrently, resolve_device
 from mind_the_gap.experiments.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.models.architectures import StudentConfig, UnitNet
@@ -71,6 +72,42 @@ def build_study(
     return Study(val, test, Path(store), student, training, statistics)
 
 
+class SetsOnDemand(Mapping[str, ImageSet]):
+    """Stored sets by name, each read when a student needs it and kept while it is among the ``keep`` most recently
+    used, so that a factor's generated sets are never all in memory at once; their sizes are known without reading.
+    """
+
+    def __init__(self, loaders: Mapping[str, Callable[[], ImageSet]], sizes: Mapping[str, int], keep: int = 2):
+        self._loaders, self._sizes, self._keep = dict(loaders), dict(sizes), keep
+        self._recent: OrderedDict[str, ImageSet] = OrderedDict()
+        self._lock = threading.Lock()  # students of a cell ask from several threads
+
+    def __getitem__(self, name: str) -> ImageSet:
+        load = self._loaders[name]
+        with self._lock:
+            if name not in self._recent:
+                self._recent[name] = load()
+            self._recent.move_to_end(name)
+            data = self._recent[name]
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+        return data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def size(self, name: str) -> int:
+        return self._sizes[name]
+
+    def after(self, sets: Mapping[str, ImageSet]) -> SetsOnDemand:
+        """These sets, already in memory, first; then this mapping's."""
+        loaders = {name: (lambda data=data: data) for name, data in sets.items()} | self._loaders
+        return SetsOnDemand(loaders, {name: len(data) for name, data in sets.items()} | self._sizes, self._keep)
+
+
 @dataclass(frozen=True)
 class SetView:
     """The images of the stored set ``name`` at ``index`` (every image, in order, where ``index`` is None)."""
@@ -79,7 +116,13 @@ class SetView:
     index: torch.Tensor | None = None
 
     def size(self, sets: Mapping[str, ImageSet]) -> int:
-        return len(sets[self.name]) if self.index is None else len(self.index)
+        if self.index is not None:
+            return len(self.index)
+        return sets.size(self.name) if isinstance(sets, SetsOnDemand) else len(sets[self.name])
+
+    def whole(self, sets: Mapping[str, ImageSet]) -> bool:
+        """Whether the view is its set, every image in order: the set itself serves, with no copy."""
+        return self.index is None or torch.equal(self.index, torch.arange(len(sets[self.name])))
 
 
 @dataclass(frozen=True)
@@ -101,8 +144,12 @@ class StudentJob:
         return sum(view.size(sets) for view in self.train)
 
     def training_set(self, sets: Mapping[str, ImageSet]) -> ImageSet:
-        parts = [sets[v.name] if v.index is None else sets[v.name].subset(v.index) for v in self.train]
-        return parts[0] if len(parts) == 1 else concat(*parts)
+        """The images the student trains on, its fingerprint derived from its sets' without hashing the images."""
+        if len(self.train) == 1 and self.train[0].whole(sets):
+            return sets[self.train[0].name]
+        parts = [(sets[v.name], None if v.whole(sets) else v.index) for v in self.train]
+        images = concat(*(data if index is None else data.subset(index) for data, index in parts))
+        return images.with_fingerprint(view_fingerprint([(data.fingerprint(), index) for data, index in parts]))
 
 
 def views(name: str, index: torch.Tensor | None = None) -> tuple[SetView, ...]:
@@ -155,7 +202,9 @@ def train_cell(
             **result.metrics(),
         }
 
-    workers = concurrent_workers(study.training.concurrent_students, resolve_device(study.training.device))
+    workers = concurrent_workers(
+        study.training.concurrent_students, resolve_device(study.training.device, allow_cpu=study.training.allow_cpu)
+    )
     steps = lambda i: planned_steps(jobs[i].size(sets), jobs[i].training or study.training)  # noqa: E731
     return pd.DataFrame(map_concurrently(train, range(len(jobs)), workers, cost=steps, on_failure=stop.set))
 

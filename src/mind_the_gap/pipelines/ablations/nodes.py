@@ -79,7 +79,7 @@ def train_diversity(
     """Per guidance scale: synthetic-only students, then from each the two key layer-swap students, the first or
     the last units trained on real images and the rest kept from the synthetic student."""
     variants = ablations.load_variants(manifest, output_dir, real_train, generation)
-    sets = {**variants, SETS["real"]: real_train}
+    sets = variants.after({SETS["real"]: real_train})
     runs = train_cell(study, "ablations", "diversity", ablations.plan_diversity(variants, study.student, config), sets)
     swaps = ablations.plan_diversity_swaps(runs, variants, sets, study.student, config)
     return pd.concat([runs, train_cell(study, "ablations", "diversity", swaps, sets)], ignore_index=True)
