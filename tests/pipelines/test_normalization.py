@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mind_the_gap.analysis import profile
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments.normalization import NormalizationConfig
 from mind_the_gap.pipelines.normalization.nodes import (
@@ -18,6 +19,7 @@ from mind_the_gap.pipelines.normalization.nodes import (
     train_with_synthetic_statistics,
 )
 from mind_the_gap.pipelines.normalization.pipeline import create_pipeline
+from mind_the_gap.results.sections import study_report
 
 from .conftest import BASELINE_SEEDS, TinyExperiment
 
@@ -47,6 +49,12 @@ def test_input_statistics_per_class_and_channel_against_hand_computed_ones(tiny:
     assert metrics["input.wasserstein.channel0"]["value"] == pytest.approx(overall["wasserstein"])
 
 
+def normalization_text(profile_table: pd.DataFrame, figures: Path) -> str:
+    """The text of the report's normalization section for a per-unit profile."""
+    sections = study_report(figures, normalization_unit_profile=profile_table).sections
+    return next(section.text for section in sections if section.title == "Normalization")
+
+
 def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny: TinyExperiment, tmp_path: Path):
     analyses = tmp_path / "analyses"
     table, figure, interactive, metrics = profile_units(
@@ -63,6 +71,12 @@ def test_profile_lines_up_with_the_units_and_uses_other_seeds_as_reference(tiny:
     assert np.isnan(table["bn_shift_mean"].iloc[-1])  # the classifier has no BatchNorm
     assert table["frechet_real_synthetic_mean"].nunique() == 1
     assert table["frechet_real_synthetic_mean"].iloc[0] > 0
+    # 32 images per set in the 64 penultimate dimensions of a width-8 student: the report says so.
+    assert table["frechet_images"].eq(32).all()
+    assert table["frechet_dimensions"].eq(64).all()
+    caveat = "rest on 32 images per set, fewer than the 64 dimensions: they are biased upward"
+    assert caveat in normalization_text(table, tmp_path)
+    assert "Fréchet" not in normalization_text(table.assign(frechet_images=64), tmp_path)
     assert metrics["unit9.probe_real_mean"]["value"] == pytest.approx(table["probe_real_mean"].iloc[9])
     assert metrics["frechet_real_synthetic_mean"]["value"] == pytest.approx(
         table["frechet_real_synthetic_mean"].iloc[0]
@@ -104,7 +118,34 @@ def test_a_student_compared_with_itself_has_no_statistics_shift_and_full_similar
     )
     assert np.allclose(table["bn_shift_mean"].iloc[:-1], 0)
     assert np.allclose(table["cka_real_synthetic_mean"], 1)  # the "synthetic" students are the real ones here
-    assert np.allclose(table["frechet_real_synthetic_mean"], 0, atol=1e-3)  # sqrtm of a singular covariance
+    assert np.allclose(table["frechet_real_synthetic_mean"], 0, atol=1e-9)  # exact, with 32 images in 64 dimensions
+
+
+def test_profile_reduces_every_units_features_before_it_keeps_them(tiny: TinyExperiment, tmp_path: Path, monkeypatch):
+    # CKA reads each unit's full feature map one minibatch at a time, reduced to an (n, n) matrix inside the forward
+    # pass; every other measure reads pooled features: nothing grows with the number of images but the pooled ones.
+    cka_batches, pooled_calls = [], []
+    grams, features = profile.unit_grams, profile.unit_features
+
+    def counted_grams(model, images, normalization):
+        cka_batches.append(len(images))
+        return grams(model, images, normalization)
+
+    def checked_features(*args, pooled: bool, **kwargs):
+        pooled_calls.append(pooled)
+        return features(*args, pooled=pooled, **kwargs)
+
+    monkeypatch.setattr(profile, "unit_grams", counted_grams)
+    monkeypatch.setattr(profile, "unit_features", checked_features)
+    config = CONFIG.model_copy(update={"cka_batch_size": 8})
+    table, _, _, _ = profile_units(
+        tiny.real_runs, tiny.synthetic_runs, tiny.real_train, tiny.synthetic_train, tiny.study, tmp_path, config
+    )
+    assert cka_batches == [8] * 4 * 4  # 32 test images in 4 batches, for each of the 4 students
+    assert pooled_calls
+    assert all(pooled_calls)
+    for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "cka_synthetic_synthetic_mean"):
+        assert table[column].between(-1, 1).all(), column
 
 
 def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking, tmp_path: Path):
@@ -156,4 +197,6 @@ def test_pipeline_wiring():
 
 def test_bad_configuration_names_the_key():
     with pytest.raises(ValueError, match="analysis_images"):
-        NormalizationConfig(analysis_images=1)
+        NormalizationConfig(analysis_images=3)
+    with pytest.raises(ValueError, match="cka_batch_size"):
+        NormalizationConfig(cka_batch_size=4)

@@ -203,8 +203,10 @@ def test_smoke_run_writes_the_normalization_tables(smoke: Path):
     assert profile["name"].iloc[-1] == "classifier"
     assert profile["bn_shift_mean"].iloc[:-1].ge(0).all()
     assert pd.isna(profile["bn_shift_mean"].iloc[-1])
-    for column in ("cka_real_synthetic_mean", "cka_real_real_mean", "probe_real_mean", "probe_synthetic_mean"):
-        assert profile[column].between(0, 1 + 1e-9).all(), column
+    for column in ("probe_real_mean", "probe_synthetic_mean"):
+        assert profile[column].between(0, 1).all(), column
+    for column in ("cka_real_synthetic_mean", "cka_real_real_mean"):  # the unbiased estimator may dip below 0
+        assert profile[column].between(-1, 1 + 1e-9).all(), column
     assert profile["cka_real_real_n"].eq(1).all()
     assert profile["cka_real_synthetic_n"].eq(2).all()
     summary = pd.read_csv(reporting / "normalization_summary.csv").set_index("variant")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
-from scipy import linalg, stats
+from scipy import stats
 
 from mind_the_gap.data.imageset import ImageSet
 
 LEVELS = 256  # the values a uint8 pixel takes
 _SLICE_PIXELS = 1 << 22  # pixels counted at once: bounds the int64 copy of a slice to 32 MiB
-_FRECHET_EPS = 1e-6  # as in the FID reference code
 
 
 def _slices(data: ImageSet) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
@@ -80,42 +77,42 @@ def wasserstein_per_channel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([stats.wasserstein_distance(values, values, u, v) for u, v in zip(a, b, strict=True)])
 
 
-def _product_root(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
-    """sqrt(S_a S_b); when scipy finds the product singular, or the root is not finite, sqrt((S_a + eps I)(S_b + eps I))
-    instead, as the FID reference code does."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", linalg.LinAlgWarning)
-        try:
-            root = linalg.sqrtm(cov_a @ cov_b)
-            if np.isfinite(root).all():
-                return root
-        except linalg.LinAlgWarning:
-            pass
-    offset = np.eye(len(cov_a)) * _FRECHET_EPS
-    return linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+def _root_factor(centred_a: np.ndarray, centred_b: np.ndarray) -> np.ndarray:
+    """A matrix W with W W^T = S_a^1/2 S_b S_a^1/2 up to zero eigenvalues (S the covariances of the centred rows):
+    C_a C_b^T / sqrt((N_a - 1)(N_b - 1)), (N_a, N_b), when N_a <= D, so nothing of size D x D is formed; else
+    S_a^1/2 C_b^T / sqrt(N_b - 1), S_a^1/2 from the eigenvalues of S_a (rounding errors below 0 clipped to 0)."""
+    (count_a, dims), count_b = centred_a.shape, len(centred_b)
+    if count_a <= dims:
+        return centred_a @ centred_b.T / np.sqrt((count_a - 1) * (count_b - 1))
+    values, vectors = np.linalg.eigh(centred_a.T @ centred_a / (count_a - 1))
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    return root_a @ centred_b.T / np.sqrt(count_b - 1)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """The Fréchet distance between Gaussians fitted to two feature sets of shape (N, D), as FID computes it:
-    ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 sqrt(S_a S_b)).
+    """The Fréchet distance between Gaussians fitted to two feature sets of shape (N, D), as FID defines it:
+    ||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr sqrt(S_a S_b).
 
-    When the product of the covariances is near-singular, eps * I is added to both, as in the FID reference code; a
-    negligible imaginary part of the square root is dropped.
+    Tr sqrt(S_a S_b) = Tr sqrt(S_a^1/2 S_b S_a^1/2), the sum of the singular values of a factor W of that symmetric
+    PSD matrix (``_root_factor``): real and non-negative by construction, so exact for singular covariances too,
+    D > N included, where the square root of the product itself comes out complex. Singular values rather than the
+    square roots of eigenvalues: the rounding noise of the zero eigenvalues would add about sqrt(eps) each. With the
+    smaller set's N <= D, W is N x N_b (a Gram form), the cheaper one. With fewer images than dimensions the
+    covariances are rank-deficient and the distance is biased upward: compare it only with distances from as many
+    images and dimensions.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"frechet_distance needs two (N, D) feature sets of one D, got {a.shape} and {b.shape}")
     if min(len(a), len(b)) < 2:
         raise ValueError(f"frechet_distance needs at least 2 rows per set, got {len(a)} and {len(b)}")
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = _product_root(cov_a, cov_b)
-    if np.iscomplexobj(root):
-        if not np.allclose(np.diagonal(root).imag, 0, atol=1e-3):
-            raise ValueError(f"frechet_distance: the covariance product's square root is complex ({root.imag.max()})")
-        root = root.real
-    diff = mean_a - mean_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+    if len(b) < len(a):
+        a, b = b, a  # the distance is symmetric; the Gram form is taken for the smaller set
+    centred_a, centred_b = a - a.mean(0), b - b.mean(0)
+    root_trace = np.linalg.svd(_root_factor(centred_a, centred_b), compute_uv=False).sum()
+    traces = np.square(centred_a).sum() / (len(a) - 1) + np.square(centred_b).sum() / (len(b) - 1)
+    diff = a.mean(0) - b.mean(0)
+    return float(diff @ diff + traces - 2 * root_trace)
 
 
 def within_class_spread(

@@ -5,6 +5,10 @@ and synthetic images in the same real-trained student; linear CKA between real- 
 real test images (real-vs-real students of other seeds as the reference level); linear probes on each unit's pooled
 features of real images. And, for the whole network, the Fréchet distance between real and synthetic images in the
 real-trained students' penultimate features.
+
+Memory stays bounded whatever the number of images: the probes and the Fréchet distance read spatially pooled
+features, and CKA is minibatch CKA (``representations.minibatch_cka``), which reduces each unit's full feature map
+to an (n, n) matrix per minibatch inside the forward pass, so no unit's features for all images are ever held.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from mind_the_gap.analysis.distributions import frechet_distance
 from mind_the_gap.analysis.representations import (
     batchnorm_input_moments,
     batchnorm_shift_per_unit,
-    linear_cka,
+    cka_batches,
     linear_probe_accuracy,
+    minibatch_cka,
     unit_features,
+    unit_grams,
 )
 from mind_the_gap.analysis.statistics import mean_ci95
 from mind_the_gap.data.imageset import ImageSet
@@ -46,8 +52,16 @@ Pair = tuple[tuple[str, int], tuple[str, int]]  # two students, each (source, se
 class ProfileConfig(SeedsConfig):
     """The seeds whose baseline students are profiled, and how many images each measure reads."""
 
-    analysis_images: int = Field(2000, ge=2, description="images per source for activation statistics, CKA, Fréchet")
+    analysis_images: int = Field(
+        2000, ge=4, description="images per source for activation statistics, CKA (4 at least), Fréchet"
+    )
     probe_images: int = Field(2000, ge=2, description="real training and test images per linear probe")
+    cka_batch_size: int = Field(
+        256,
+        ge=8,
+        description="images per minibatch of minibatch CKA (unbiased HSIC, Nguyen et al. 2021): memory grows with "
+        "its square, the estimate's noise shrinks with it",
+    )
 
 
 def spread(data: ImageSet, count: int) -> ImageSet:
@@ -79,7 +93,8 @@ def unit_profile(
     """One row per unit of the baseline students of ``config.seeds`` (in ``real_runs`` and ``synthetic_runs``):
     ``<measure>_mean``, ``_ci95`` and ``_n`` (seeds or pairs of students) for ``bn_shift``, the ``cka_*`` pairs
     and the ``probe_*`` accuracies; and ``frechet_real_synthetic`` and ``frechet_real_train_test`` (real training
-    vs real test images, the reference level), one value for the whole network on every row.
+    vs real test images, the reference level), one value for the whole network on every row, with what it rests
+    on: ``frechet_images`` (the fewest images of a set it compares) and ``frechet_dimensions`` (the feature width).
 
     Cached in ``analyses`` by the students' keys, the images' fingerprints, the settings and the code it runs."""
     students = {
@@ -120,7 +135,7 @@ def _profile(
     config: ProfileConfig,
 ) -> pd.DataFrame:
     seeds, training, test = config.seeds, study.training, study.test
-    device = resolve_device(training.device)
+    device = resolve_device(training.device, allow_cpu=training.allow_cpu)
     real_sample = spread(real_train, config.analysis_images)
     synthetic_sample = spread(synthetic_train, config.analysis_images)
     test_sample = spread(test, config.analysis_images)
@@ -132,7 +147,6 @@ def _profile(
 
     records: dict[str, list[np.ndarray]] = {}
     frechet, frechet_reference = [], []
-    flat: dict[tuple[str, int], list[torch.Tensor]] = {}
     for seed in seeds:
         real_model, real_result = real_students[seed]
         norm = real_result.normalization
@@ -148,7 +162,6 @@ def _profile(
         frechet.append(frechet_distance(real_features, synthetic_features))
         frechet_reference.append(frechet_distance(real_features, test_features))
         for source, (model, result) in (("real", real_students[seed]), ("synthetic", synthetic_students[seed])):
-            flat[(source, seed)] = features(model, test_sample, result.normalization, pooled=False)
             train_x = features(model, probe_train, result.normalization, pooled=True)
             test_x = features(model, probe_test, result.normalization, pooled=True)
             records.setdefault(f"probe_{source}", []).append(
@@ -161,10 +174,18 @@ def _profile(
                     ]
                 )
             )
-    for name, pairs in cka_pairs(seeds).items():
-        for (source_a, seed_a), (source_b, seed_b) in pairs:
-            a, b = flat[(source_a, seed_a)], flat[(source_b, seed_b)]
-            records.setdefault(name, []).append(np.array([linear_cka(x, y) for x, y in zip(a, b, strict=True)]))
+    students = {
+        (source, seed): (model.to(device), result.normalization)
+        for source, by_seed in (("real", real_students), ("synthetic", synthetic_students))
+        for seed, (model, result) in by_seed.items()
+    }
+    grams = (
+        {key: unit_grams(model, test_sample.images[index], norm) for key, (model, norm) in students.items()}
+        for index in cka_batches(len(test_sample), config.cka_batch_size)
+    )
+    pairs = cka_pairs(seeds)
+    cka = minibatch_cka(grams, [pair for named in pairs.values() for pair in named])
+    records |= {name: [cka[pair] for pair in named] for name, named in pairs.items() if named}
     records["probe_gap"] = [r - s for r, s in zip(records["probe_real"], records["probe_synthetic"], strict=True)]
 
     names = unit_names(real_students[seeds[0]][0])
@@ -177,6 +198,8 @@ def _profile(
     for name, values in (("frechet_real_synthetic", frechet), ("frechet_real_train_test", frechet_reference)):
         mean, ci = mean_ci95(values)
         table[f"{name}_mean"], table[f"{name}_ci95"] = mean, ci  # one value for the whole network, on every row
+    table["frechet_images"] = min(len(real_sample), len(synthetic_sample), len(test_sample))
+    table["frechet_dimensions"] = real_features.shape[1]
     log.info(
         "Fréchet distance in penultimate features: real-synthetic %.3f, real train-test %.3f",
         np.mean(frechet),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from mind_the_gap.training.engine import Normalization
 Moments = list[list[tuple[torch.Tensor, torch.Tensor]]]  # per unit, per BatchNorm: per-channel mean and variance
 Hook = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]
 PreHook = Callable[[nn.Module, tuple[torch.Tensor, ...]], None]
+Key = TypeVar("Key", bound=Hashable)  # what names a representation in minibatch_cka: a student
 
 
 @contextmanager
@@ -101,25 +103,83 @@ def _matrix(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     return x.astype(np.float64)
 
 
-def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
-    """Linear centred kernel alignment (Kornblith et al., 2019) of two representations (N, Dx) and (N, Dy) of the
-    same N examples: 1 for representations equal up to rotation and isotropic scaling; NaN if one is constant.
+def cka_batches(count: int, batch_size: int) -> list[torch.Tensor]:
+    """Indices of ``count`` examples in minibatches for ``minibatch_cka``: a fixed random order (seed 0; a sample
+    of a set sorted by class would otherwise put one class in a batch), cut into ceil(count / batch_size) batches
+    whose sizes differ by at most one, so that with ``batch_size`` >= 8 every batch holds the 4 examples the
+    estimator needs."""
+    if batch_size < 8:
+        raise ValueError(f"cka batch_size must be at least 8, got {batch_size}")
+    if count < 4:
+        raise ValueError(f"minibatch CKA needs at least 4 examples, got {count}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(0))
+    return list(order.tensor_split(-(-count // batch_size)))
 
-    Computed from the (N, N) Gram matrices when a representation is wider than N, else from the (D, D) cross-products:
-    the two forms are equal, the cheaper one is taken.
+
+def u_centred_gram(features: torch.Tensor) -> torch.Tensor:
+    """The U-centred linear Gram matrix (Székely & Rizzo, 2014) of a minibatch of n >= 4 representations (n, ...),
+    float64 on the CPU: <U(K), U(L)> / (n (n - 3)) is the unbiased HSIC estimator of Song et al. (2012).
+
+    The features are flattened and centred over the batch first (U-centring removes the mean anyway; centring first
+    keeps the float32 product exact to rounding when the features sit far from 0), the (n, n) product is taken where
+    they are and in their precision, the rest in float64.
     """
-    x, y = _matrix(x, "x"), _matrix(y, "y")
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"linear_cka needs one N >= 2 for both representations, got {len(x)} and {len(y)}")
-    x, y = x - x.mean(0), y - y.mean(0)
-    if max(x.shape[1], y.shape[1]) > len(x):
-        gram_x, gram_y = x @ x.T, y @ y.T
-        similarity = (gram_x * gram_y).sum()
-        norms = np.linalg.norm(gram_x) * np.linalg.norm(gram_y)
-    else:
-        similarity = np.linalg.norm(y.T @ x) ** 2
-        norms = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
-    return float(similarity / norms) if norms > 0 else float("nan")
+    n = len(features)
+    if n < 4:
+        raise ValueError(f"u_centred_gram needs a batch of at least 4 examples, got {n}")
+    x = features.flatten(1)
+    x = x - x.mean(0)
+    gram = (x @ x.T).to("cpu", torch.float64)
+    gram.fill_diagonal_(0)
+    sums = gram.sum(0)
+    centred = gram - sums / (n - 2) - sums[:, None] / (n - 2) + sums.sum() / ((n - 1) * (n - 2))
+    return centred.fill_diagonal_(0)
+
+
+def unit_grams(model: UnitNet, images: torch.Tensor, normalization: Normalization) -> list[torch.Tensor]:
+    """Per unit, ``u_centred_gram`` of one minibatch of ``images`` (uint8, N >= 4): the unit's flattened output is
+    reduced to an (N, N) matrix in the hook, so no more than one unit's output for one batch is held at a time."""
+    grams: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        grams.append(u_centred_gram(output))
+
+    device = next(model.parameters()).device
+    with _inspecting(model, hooks=[(_output_module(model, i), hook) for i in range(model.num_units)]):
+        (x,) = _inputs(images, normalization, len(images), device)
+        model(x)
+    return grams
+
+
+def _hsic(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> np.ndarray:
+    """Per unit, the unbiased HSIC estimate from two lists of ``u_centred_gram``s of one batch."""
+    return np.array([(x * y).sum().item() / (len(x) * (len(x) - 3)) for x, y in zip(a, b, strict=True)])
+
+
+def minibatch_cka(
+    batches: Iterable[Mapping[Key, Sequence[torch.Tensor]]], pairs: Sequence[tuple[Key, Key]]
+) -> dict[tuple[Key, Key], np.ndarray]:
+    """Linear CKA per unit for each pair of ``pairs``, accumulated over minibatches (Nguyen et al., 2021):
+    sum HSIC_1(K, L) / sqrt(sum HSIC_1(K, K) sum HSIC_1(L, L)) over the batches, HSIC_1 the unbiased estimator.
+
+    Each batch maps a key (a student) to its per-unit ``u_centred_gram``s of the same examples, and only one batch
+    is held at a time, whatever the number of examples. Returns {pair: CKA per unit}, NaN for a unit constant over
+    the examples. It lies in [-1, 1], is 1 for representations equal up to rotation, isotropic scaling and
+    translation, and, its HSIC estimates being unbiased, it lacks the upward bias of full-batch linear CKA on few
+    examples per dimension: both estimate the same population value.
+    """
+    keys = list(dict.fromkeys(key for pair in pairs for key in pair))
+    cross: dict[tuple[Key, Key], np.ndarray] = {}
+    own: dict[Key, np.ndarray] = {}
+    for grams in batches:
+        for key in keys:
+            own[key] = own.get(key, 0) + _hsic(grams[key], grams[key])
+        for a, b in pairs:
+            cross[(a, b)] = cross.get((a, b), 0) + _hsic(grams[a], grams[b])
+    if not own:
+        raise ValueError("minibatch_cka needs at least one batch")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {(a, b): cross[(a, b)] / np.sqrt(own[a] * own[b]) for a, b in pairs}
 
 
 def linear_probe_accuracy(

@@ -58,7 +58,7 @@ def profile_chart(table: pd.DataFrame) -> LineChart:
                 curves(("bn_shift", "real vs synthetic images in the real-trained student", "C2", "-")),
             ),
             Panel(
-                "linear CKA on\nreal test images",
+                "linear CKA (minibatch)\non real test images",
                 curves(
                     ("cka_real_real", "real vs real student (other seed)", "C0", "-"),
                     ("cka_synthetic_synthetic", "synthetic vs synthetic student (other seed)", "C3", ":"),

@@ -102,7 +102,8 @@ def study_report(
             "Normalization",
             "normalization",
             normalization_summary is not None,
-            "Input statistics, the per-unit profile of the baseline students, and fixes through normalisation.",
+            "Input statistics, the per-unit profile of the baseline students, and fixes through normalisation."
+            + frechet_caveat(normalization_unit_profile),
             [
                 *_table(
                     "Normalisation variants and AdaBN",
@@ -152,6 +153,21 @@ def study_report(
 
 def _table(caption: str, table: pd.DataFrame | None, columns: list[str]) -> list[tuple[str, pd.DataFrame]]:
     return [] if table is None else [(caption, with_intervals(table, columns))]
+
+
+def frechet_caveat(profile: pd.DataFrame | None) -> str:
+    """A sentence when the profile's Fréchet distances rest on fewer images than feature dimensions (their
+    covariances are then rank-deficient), else nothing."""
+    if profile is None or profile["frechet_images"].iloc[0] >= profile["frechet_dimensions"].iloc[0]:
+        return ""
+    row = profile.iloc[0]
+    real_synthetic, train_test = number(row["frechet_real_synthetic_mean"]), number(row["frechet_real_train_test_mean"])
+    return (
+        f" The Fréchet distances in the penultimate features (real vs synthetic {real_synthetic}, real training vs "
+        f"test {train_test}) rest on {row['frechet_images']:,} images per set, fewer than the "
+        f"{row['frechet_dimensions']:,} dimensions: they are biased upward and compare only with each other, within "
+        "this run."
+    )
 
 
 def run_times_section(run_times: list[dict[str, Any]] | None) -> Section:
