@@ -1,5 +1,5 @@
-"""Where models run: the precision a setting gives and its autocast; models trained at once in threads, every
-result in order, the longest first, and the CPU's threads shared."""
+"""Where models run: ``auto`` and the CPU, once logged; the precision a setting gives and its autocast; models
+trained at once in threads, every result in order, the longest first, and the CPU's threads shared."""
 
 from __future__ import annotations
 
@@ -8,14 +8,56 @@ import threading
 import pytest
 import torch
 
+from mind_the_gap import devices
 from mind_the_gap.devices import (
     autocast,
     concurrent_workers,
     cpu_has_native_bf16,
     map_concurrently,
     precision_name,
+    resolve_device,
     resolve_precision,
 )
+from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.student_cache import _NOT_IN_KEY
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """A machine without CUDA or MPS, on which nothing has been logged yet."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "_ANNOUNCED", set())
+
+
+def test_auto_without_a_gpu_is_the_cpu_only_where_the_cpu_is_allowed(no_gpu):
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="generation.device auto found no GPU") as error:
+        resolve_device("auto", "generation.device", allow_cpu=False)
+    assert "this environment sets generation.allow_cpu: false" in str(error.value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match=r"^training.device auto found no GPU \(CUDA or MPS\); .* training.allow_cpu"):
+        resolve_device("auto", allow_cpu=False)
+    assert resolve_device("cpu", allow_cpu=False) == torch.device("cpu")  # asked for by name: no surprise
+
+
+def test_a_setting_and_its_device_are_logged_once_a_process(no_gpu, caplog):
+    with caplog.at_level("INFO", logger="mind_the_gap.devices"):
+        for _ in range(3):  # as every student of a grid resolves it
+            resolve_device("auto")
+        resolve_device("auto", "generation.device")
+        resolve_device(torch.device("cpu"), "device")  # resolved before, by whoever passes it on
+    assert caplog.messages == [
+        "training.device auto: running on cpu",
+        "generation.device auto: running on cpu",
+    ]
+
+
+def test_where_a_student_runs_is_not_part_of_its_key():
+    def key_settings(training: TrainConfig) -> dict:
+        return training.model_dump(mode="json", exclude=_NOT_IN_KEY)
+
+    assert key_settings(TrainConfig(allow_cpu=False)) == key_settings(TrainConfig(allow_cpu=True))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The `paper` environment merged over `base`, as `kedro run --env paper` loads it: every pipeline's parameters
-valid, and nothing of Fashion-MNIST (the base dataset) in what the paper run uses."""
+valid, nothing of Fashion-MNIST (the base dataset) in what the paper run uses, and no silent CPU."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from mind_the_gap import settings
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.pipeline_registry import register_pipelines
+from mind_the_gap.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_CLASSES = {
@@ -65,3 +66,11 @@ def test_the_paper_run_uses_imagenet100_and_nothing_of_fashion_mnist(paper: dict
     prompts = GenerationConfig.model_validate(paper["generation"]).prompts.resolve(wnids)
     assert set(prompts.hypernyms) == set(prompts.names) == set(wnids)  # every class named, no other class
     assert not FASHION_MNIST_CLASSES & (set(prompts.hypernyms) | set(prompts.names))
+
+
+def test_the_paper_run_refuses_the_cpu_and_runs_each_model_at_its_native_resolution(paper: dict[str, typing.Any]):
+    assert TrainConfig.model_validate(paper["training"]).allow_cpu is False
+    generation = GenerationConfig.model_validate(paper["generation"])
+    assert generation.allow_cpu is False
+    assert (generation.height, generation.width) == (512, 512)  # Stable Diffusion v1.4
+    assert (generation.unclip_height, generation.unclip_width) == (768, 768)  # Stable unCLIP 2.1

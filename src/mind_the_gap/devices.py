@@ -3,6 +3,7 @@ and the generators."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,21 +19,44 @@ Item, Result = TypeVar("Item"), TypeVar("Result")
 # another's and every model is the same as when trained alone.
 GLOBAL_RNG = threading.Lock()
 
+log = logging.getLogger(__name__)
+# (setting, device) pairs already logged: one line a process, however many students resolve the setting.
+_ANNOUNCED: set[tuple[str, torch.device]] = set()
+_ANNOUNCED_LOCK = threading.Lock()
 
-def resolve_device(name: str | torch.device, setting: str = "training.device") -> torch.device:
-    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name must be a torch device this machine has."""
+
+def resolve_device(
+    name: str | torch.device, setting: str = "training.device", *, allow_cpu: bool = True
+) -> torch.device:
+    """``auto``: CUDA, else Apple's MPS, else the CPU (refused unless ``allow_cpu``); any other name must be a torch
+    device this machine has. The first time a setting's value resolves to a device in this process, one line logs
+    both (a ``torch.device`` was resolved before, by whoever passes it on)."""
+    allow_setting = f"{setting.rpartition('.')[0]}.allow_cpu".lstrip(".")
     if str(name) == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"{setting} {name!r} is not a torch device (use auto, cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{setting} {name!r} asked for, but CUDA is not available on this machine")
+            device = torch.device("cuda")
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = torch.device("mps")
+        elif allow_cpu:
+            device = torch.device("cpu")
+        else:
+            raise ValueError(
+                f"{setting} auto found no GPU (CUDA or MPS); this environment sets {allow_setting}: false, so "
+                f"paper-scale work does not start on the CPU: run on a GPU machine or set {allow_setting}: true"
+            )
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"{setting} {name!r} is not a torch device (use auto, cpu, cuda, cuda:1, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{setting} {name!r} asked for, but CUDA is not available on this machine")
+    if not isinstance(name, torch.device):
+        with _ANNOUNCED_LOCK:
+            first = (setting, device) not in _ANNOUNCED
+            _ANNOUNCED.add((setting, device))
+        if first:
+            log.info("%s %s: running on %s", setting, name, device)
     return device
 
 

@@ -153,6 +153,18 @@ def test_bad_settings_are_named(settings: dict, message: str):
         StableDiffusionGenerator("any", **settings)
 
 
+def test_a_model_saved_only_in_fp16_loads_through_its_variant(tmp_path: Path):
+    model_id = str(save_tiny_stable_diffusion(tmp_path, variant="fp16"))
+    with pytest.raises(ModelUnavailableError, match="not a complete diffusers pipeline"):
+        StableDiffusionGenerator(model_id, **TINY).generate(requests(1))
+    generator = StableDiffusionGenerator(model_id, **TINY, variant="fp16")
+    images = generator.generate(requests(2))
+    assert images.shape == (2, 3, 32, 32)
+    assert generator.pipeline.unet.dtype == torch.float32  # the CPU computes in float32 whatever the files hold
+    assert generator.describe()["variant"] == "fp16"
+    assert "variant" not in StableDiffusionGenerator(model_id, **TINY).describe()
+
+
 def test_missing_local_folder_fails_at_once_saying_how_to_provide_weights(tmp_path: Path):
     for model_id in ("/no/such/stable-diffusion", str(tmp_path)):  # missing, and a folder without a pipeline
         started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""A synthetic set from the offline generator: the run-key folder, the manifest, the shards and the loaded tensors."""
+"""A synthetic set from the offline generator: the run-key folder, the manifest, the shards (the ablations' variants'
+too) and the loaded tensors."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import pytest
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.experiments.ablations import (
+    AblationsConfig,
+    diversity_generations,
+    generate_variants,
+    oracle_generations,
+)
 from mind_the_gap.generators.class_diffusion import ClassDiffusionConfig, ClassDiffusionModel, build_unet
 from mind_the_gap.generators.config import GenerationConfig
-from mind_the_gap.generators.synthesis import generate_set, load_set
+from mind_the_gap.generators.synthesis import SetShape, generate_set, load_set
 
 from ..conftest import striped_images
 
@@ -29,7 +36,7 @@ def generator_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def generate(generator_model, real: ImageSet, output: Path, **params):
     config = GenerationConfig(images_per_class=3, batch_size=5, **params)
-    return generate_set(config, generator_model, real, output)
+    return generate_set(config, generator_model, SetShape.of(real), output, real)
 
 
 def test_images_land_under_their_run_key_with_a_complete_manifest(generator_model, tmp_path: Path):
@@ -54,7 +61,7 @@ def test_images_land_under_their_run_key_with_a_complete_manifest(generator_mode
 def test_fewer_images_reuse_a_prefix_and_a_new_seed_a_new_folder(generator_model, tmp_path: Path):
     real = striped_images(4, size=16)
     full, _ = generate(generator_model, real, tmp_path)
-    fewer, stats = generate_set(GenerationConfig(images_per_class=2), generator_model, real, tmp_path)
+    fewer, stats = generate_set(GenerationConfig(images_per_class=2), generator_model, SetShape.of(real), tmp_path)
     assert (stats.generated, stats.skipped) == (0, 8)
     assert fewer["file"].tolist() == full[full["index"] < 2]["file"].tolist()
     reseeded, _ = generate(generator_model, real, tmp_path, seed=1)
@@ -94,3 +101,37 @@ def test_an_explicit_shard_wins_over_the_launcher(monkeypatch):
     assert GenerationConfig(shard="0/2").for_this_process().shard == "0/2"
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert GenerationConfig().for_this_process().shard is None
+
+
+def test_text_conditioned_generation_needs_only_the_sets_shape_and_img2img_its_images(generator_model, tmp_path: Path):
+    real = striped_images(2, size=16)
+    shape = SetShape(real.class_names, channels=1, image_size=16)
+    manifest, _ = generate_set(GenerationConfig(images_per_class=2), generator_model, shape, tmp_path)
+    assert len(manifest) == 8
+    img2img = GenerationConfig(images_per_class=2, backend="img2img")
+    with pytest.raises(ValueError, match="generation.backend img2img starts from real images"):
+        generate_set(img2img, generator_model, shape, tmp_path)
+    assert len(generate_set(img2img, generator_model, shape, tmp_path, real)[0]) == 8
+
+
+def test_where_images_are_generated_is_not_part_of_their_run_key(generator_model, tmp_path: Path):
+    real = striped_images(2, size=16)
+    anywhere, _ = generate(generator_model, real, tmp_path)
+    told_no_cpu, stats = generate(generator_model, real, tmp_path, device="cpu", allow_cpu=False)
+    assert told_no_cpu["run_key"].iloc[0] == anywhere["run_key"].iloc[0]
+    assert stats.generated == 0
+
+
+def test_a_shard_of_the_ablations_variants_generates_only_its_share(generator_model, tmp_path: Path):
+    # `kedro run --pipeline ablations --to-nodes ablations.oracle.generate --params generation.shard=1/2`
+    real = striped_images(3, size=16)
+    config = AblationsConfig(oracle={"strengths": [0.5, 1.0]}, diversity={"guidance_scales": [1.0, 3.0]})
+    generation = GenerationConfig(images_per_class=3, batch_size=5, shard="1/2")
+    variants = oracle_generations(generation, config) | diversity_generations(generation, config)
+    manifest = generate_variants(variants, generator_model, real, tmp_path)
+    assert manifest.groupby("variant").size().to_dict() == {variant: 6 for variant in variants}
+    assert ((manifest["class_index"] + manifest["index"]) % 2 == 1).all()
+    on_disk = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.glob("*/*/*.png"))
+    assert on_disk == sorted(manifest["file"])  # the other shard's images are not made
+    with pytest.raises(ValueError, match="only 6 of 12 synthetic images"):
+        load_set(manifest[manifest["variant"] == "strength 0.5"], tmp_path, real, generation)

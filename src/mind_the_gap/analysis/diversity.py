@@ -46,7 +46,7 @@ def measure_diversity(
         sets = load_sets()
         real = next(iter(sets.values()))
         judge, result = load_students(real_runs, [seed], "real", study, real)[seed]
-        judge.to(resolve_device(study.training.device))
+        judge.to(resolve_device(study.training.device, allow_cpu=study.training.allow_cpu))
         rows = []
         for name, images in sets.items():
             features = unit_features(

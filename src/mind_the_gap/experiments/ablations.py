@@ -42,7 +42,7 @@ from mind_the_gap.experiments.study import (
     views,
 )
 from mind_the_gap.generators.config import GenerationConfig
-from mind_the_gap.generators.synthesis import generate_set, load_set
+from mind_the_gap.generators.synthesis import SetShape, generate_set, load_set
 from mind_the_gap.models.architectures import StudentConfig, student_unit_names
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.transfer import Transfer, TransferConfig
@@ -172,7 +172,7 @@ def generate_variants(
     """Every variant's images, generated (or reused) into ``output_dir``: one manifest with a ``variant`` column."""
     manifests = []
     for variant, generation in generations.items():
-        manifest, _ = generate_set(generation, generator_model, real_train, output_dir)
+        manifest, _ = generate_set(generation, generator_model, SetShape.of(real_train), output_dir, real_train)
         manifests.append(manifest.assign(variant=variant))
     return pd.concat(manifests, ignore_index=True) if manifests else pd.DataFrame(columns=["variant"])
 

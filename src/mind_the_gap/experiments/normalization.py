@@ -118,7 +118,7 @@ def _per_seed(
 ) -> pd.DataFrame:
     real_runs, synthetic_runs, synthetic_statistics_runs = runs["real"], runs["synthetic"], runs["synthetic-statistics"]
     seeds, training, test = config.seeds, study.training, study.test
-    device = resolve_device(training.device)
+    device = resolve_device(training.device, allow_cpu=training.allow_cpu)
     rows = []
 
     def add(variant: str, description: str, seed: int, accuracy: float) -> None:

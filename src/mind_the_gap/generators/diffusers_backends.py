@@ -44,6 +44,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from mind_the_gap.data.sources import RESAMPLING
+from mind_the_gap.devices import resolve_device
 from mind_the_gap.generators.base import ImageRequest
 
 # Scheduler name -> (class, config overrides); "default" keeps the one the model ships with.
@@ -107,13 +109,13 @@ def load_pipeline(pipeline_class: type[DiffusionPipeline], model_id: str, **kwar
 
 def fit_images(images: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
     """Float images in [0, 1] (B, C, H, W) to ``channels`` (1 -> 3 repeats grey, 3 -> 1 takes luma), then
-    resized (bilinear, antialiased) to ``size``; the order and rules of the real data's conversion."""
+    resized (the real data's filter, antialiased) to ``size``: the order and rules of the real data's conversion."""
     if channels == 1 and images.shape[1] == 3:
         images = (images * images.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
     elif channels == 3 and images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     if tuple(images.shape[-2:]) != tuple(size):
-        images = F.interpolate(images, size=size, mode="bilinear", antialias=True)
+        images = F.interpolate(images, size=size, mode=RESAMPLING, antialias=True)
     return images
 
 
@@ -151,7 +153,8 @@ class _DiffusersGenerator:
         channels: int = 3,
         safety_checker: bool = False,
         batch_size: int = 8,
-        device: str = "auto",
+        device: str | torch.device = "auto",
+        variant: str | None = None,
     ) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
@@ -168,10 +171,8 @@ class _DiffusersGenerator:
         self.guidance_scale = float(guidance_scale)  # 2 and 2.0 are one setting, so must give one run key
         self.negative_prompt, self.height, self.width = negative_prompt, height, width
         self.output_size, self.channels, self.safety_checker = output_size, channels, safety_checker
-        self.batch_size = batch_size
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.batch_size, self.variant = batch_size, variant
+        self.device = resolve_device(device, "generation.device")
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self._pipeline: DiffusionPipeline | None = None
 
@@ -195,6 +196,8 @@ class _DiffusersGenerator:
             "channels": self.channels,
             "safety_checker": self.safety_checker,
             "dtype": str(self.dtype).removeprefix("torch."),
+            # A variant's weights (fp16) may round otherwise than the full-precision ones.
+            **({"variant": self.variant} if self.variant is not None else {}),
         }
 
     @property
@@ -208,9 +211,12 @@ class _DiffusersGenerator:
         return {} if self.safety_checker else {"safety_checker": None, "requires_safety_checker": False}
 
     def _load(self) -> DiffusionPipeline:
-        # Load in the final dtype: from_pretrained keeps in fp32 the modules that need it, a later .to() would not.
-        dtype = {} if self.dtype == torch.float32 else {"torch_dtype": self.dtype}
-        pipe = load_pipeline(self.pipeline_class, self.model_id, **dtype, **self._load_kwargs())
+        # Load in the final dtype: from_pretrained keeps in fp32 the modules that need it, a later .to() would not;
+        # weights of a variant stored in fp16 are cast up on the CPU.
+        variant = {} if self.variant is None else {"variant": self.variant}
+        pipe = load_pipeline(
+            self.pipeline_class, self.model_id, torch_dtype=self.dtype, **variant, **self._load_kwargs()
+        )
         if SCHEDULERS[self.scheduler] is not None:
             scheduler_class, overrides = SCHEDULERS[self.scheduler]
             pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, **overrides)
@@ -328,9 +334,10 @@ class UnclipGenerator(_DiffusersGenerator):
         }
 
 
-def save_tiny_stable_diffusion(directory: Path, unclip: bool = False) -> Path:
+def save_tiny_stable_diffusion(directory: Path, unclip: bool = False, variant: str | None = None) -> Path:
     """A Stable Diffusion pipeline (``unclip``: a Stable unCLIP one) with random weights and a few kilobytes of
-    vocabulary, saved like a downloaded model: for tests, benchmarks and offline smoke runs at 32 px."""
+    vocabulary, saved like a downloaded model: for tests, benchmarks and offline smoke runs at 32 px. ``variant``
+    ``fp16`` saves only half-precision weights, as a cache holding only a model's fp16 files has them."""
     directory = Path(directory)
     vocab_dir = directory / "vocab"
     vocab_dir.mkdir(parents=True, exist_ok=True)
@@ -420,5 +427,7 @@ def save_tiny_stable_diffusion(directory: Path, unclip: bool = False) -> Path:
                 vae=vae,
             )
     model_dir = directory / ("tiny-unclip" if unclip else "tiny-stable-diffusion")
-    pipe.save_pretrained(model_dir)
+    if variant == "fp16":
+        pipe.to(torch.float16)
+    pipe.save_pretrained(model_dir, variant=variant)
     return model_dir

@@ -56,7 +56,7 @@ def train_or_reuse(pool: ImageSet, diffusion: ClassDiffusionConfig, models_dir: 
     if len(pool) == 0:
         raise ValueError("the generator pool is empty: set dataset.split.generator_pool above 0")
     # `auto` precision enters the key as the precision it gives on this machine.
-    precision = dtype_name(resolve_precision(diffusion.precision, resolve_device("auto")))
+    precision = dtype_name(resolve_precision(diffusion.precision, resolve_device("auto", "device")))
     key = generator_key(pool, diffusion, precision)
     directory = models_dir / key
     if directory.is_dir():

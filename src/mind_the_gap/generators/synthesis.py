@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +26,49 @@ from mind_the_gap.generators.store import (
 log = logging.getLogger(__name__)
 
 
-def generate_set(
-    generation: GenerationConfig, generator_model: dict[str, Any], real_train: ImageSet, output_dir: Path
-) -> tuple[pd.DataFrame, GenerationStats]:
-    """Generate ``images_per_class`` images of every real class into ``output_dir/<run key>/<class>/``.
+@dataclass(frozen=True)
+class SetShape:
+    """What a generated set matches to stand in for the real training set: its classes, channels and side."""
 
+    class_names: tuple[str, ...]
+    channels: int
+    image_size: int
+
+    @classmethod
+    def of(cls, images: ImageSet) -> SetShape:
+        return cls(images.class_names, images.channels, images.image_size[0])
+
+
+def generate_set(
+    generation: GenerationConfig,
+    generator_model: dict[str, Any],
+    shape: SetShape,
+    output_dir: Path,
+    real_images: ImageSet | None = None,
+) -> tuple[pd.DataFrame, GenerationStats]:
+    """Generate ``images_per_class`` images of every class of ``shape`` into ``output_dir/<run key>/<class>/``.
+
+    ``real_images``: the real training set that img2img and unCLIP start from; text-to-image reads no real image.
     The run key hashes every parameter that shapes the images (not their number), so a re-run resumes or tops
     up the same folder, and changed parameters start a new one. Returns the manifest, one row per image, with
     files relative to ``output_dir``, and the run's counts and speed.
     """
     generation = generation.for_this_process()
-    class_names = real_train.class_names
-    generator = build_generator(generation, real_train.channels, real_train.image_size[0], _path(generator_model))
+    if generation.uses_real_images and real_images is None:
+        raise ValueError(f"generation.backend {generation.backend} starts from real images: pass the real training set")
+    class_names = shape.class_names
+    generator = build_generator(generation, shape.channels, shape.image_size, _path(generator_model))
     # The offline generator is conditioned on the class itself: its "prompt" is the class name.
     text_conditioned = generator.name != "class_diffusion"
     prompts = generation.prompts.resolve(class_names) if text_conditioned else None
     prompt_fn = prompts.prompt if prompts is not None else (lambda class_name, index, seed: class_name)
-    init_images = real_train if generation.uses_real_images else None
+    init_images = real_images if generation.uses_real_images else None
     params = {
         "generator": generator.describe(),
         "prompts": prompts.model_dump(mode="json") if prompts is not None else None,
         "seed": generation.seed,
         "class_names": list(class_names),
-        "size": [real_train.channels, real_train.image_size[0]],
+        "size": [shape.channels, shape.image_size],
         "init_images": init_images.fingerprint() if init_images is not None else None,
     }
     key = run_key(params)

@@ -10,14 +10,15 @@ import pandas as pd
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments.study import as_metrics
 from mind_the_gap.generators.config import GenerationConfig
-from mind_the_gap.generators.synthesis import generate_set, load_set
+from mind_the_gap.generators.synthesis import SetShape, generate_set, load_set
 
 
 def generate_synthetic_images(
     generation: GenerationConfig, generator_model: dict[str, Any], real_train: ImageSet, output_dir: Path
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """The manifest of the generated set (see ``generate_set``), and the run's counts and speed for MLflow."""
-    manifest, stats = generate_set(generation, generator_model, real_train, output_dir)
+    """The manifest of the generated set (see ``generate_set``), and the run's counts and speed for MLflow; the real
+    images are read only by the backends that start from them (img2img, unCLIP)."""
+    manifest, stats = generate_set(generation, generator_model, SetShape.of(real_train), output_dir, real_train)
     metrics = {
         "images": stats.generated,
         "images_reused": stats.skipped,
