@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from mind_the_gap.training.engine import (
     NonFiniteLossError,
     Normalization,
     _optimizer,
+    data_stays_on_device,
     evaluate,
     fit,
     placement,
@@ -193,7 +195,8 @@ def test_store_reuses_a_trained_student_until_its_inputs_change(tmp_path: Path):
     store = StudentStore(tmp_path)
     train, test = striped_images(16, seed=0), striped_images(4, seed=1)
     first = train_student(store, STUDENT, FAST, train, test, seed=0, normalization=UNIT)
-    again = train_student(store, STUDENT, FAST.model_copy(update={"progress": True}), train, test, 0, UNIT)
+    unkeyed = {"progress": True, "data_on_device": "never"}  # how it runs, not what it learns
+    again = train_student(store, STUDENT, FAST.model_copy(update=unkeyed), train, test, 0, UNIT)
     assert not first.cache_hit
     assert again.cache_hit
     assert again.test.top1 == first.test.top1
@@ -398,6 +401,74 @@ def test_a_stored_student_leaves_no_progress_file(tmp_path: Path):
     result = train_student(store, StudentConfig(width=8), FAST.model_copy(update={"amp": "off"}), train, test, 0, UNIT)
     assert store.result_path(result.key).is_file()
     assert not store.progress_path(result.key).exists()
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine"),
+            ],
+        ),
+    ],
+)
+def test_a_streamed_run_learns_what_a_whole_set_run_learns(device: str, caplog):
+    # 3 channels so that TrivialAugment's colour operations act; 13 a class: 52 images, three batches of 16 a pass
+    # and a ragged end dropped; min_steps: rounds that end mid-way through a pass.
+    train, val, test = (striped_images(n, channels=3, seed=seed) for n, seed in ((13, 0), (4, 1), (5, 2)))
+    config = FAST.model_copy(
+        update={"batch_size": 16, "min_steps": 10, "device": device, "augment": ["crop", "flip", "trivial_augment"]}
+    )
+    initial = _model(train)
+    caplog.set_level(logging.INFO, logger="mind_the_gap.training.engine")
+    runs = {}
+    for setting in ("always", "never"):
+        model = copy.deepcopy(initial)
+        caplog.clear()
+        # cuDNN's deterministic kernels: on a GPU, two runs of the same path are otherwise not bit-identical.
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+            history = fit(
+                model, train, config.model_copy(update={"data_on_device": setting}), 0, UNIT, val, description=setting
+            ).history
+            runs[setting] = model, history, evaluate(model, test, UNIT, config)
+        streamed = "streamed from host memory (training.data_on_device: never" in caplog.text
+        assert streamed == (setting == "never")
+    (whole, whole_history, whole_test), (stream, stream_history, stream_test) = runs["always"], runs["never"]
+    assert _learned(stream_history) == _learned(whole_history)
+    assert stream_test.loss == whole_test.loss
+    assert stream_test.top1 == whole_test.top1
+    assert np.array_equal(stream_test.confusion, whole_test.confusion)
+    for (name, a), b in zip(whole.state_dict().items(), stream.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize(
+    ("setting", "set_gib", "free_gib", "on_device"),
+    [
+        ("auto", 18.9, 36.5, False),  # ImageNet-100 real on an A100-40GB (37.3 GiB): streamed
+        ("auto", 18.9, 73.0, True),  # on an 80 GB GPU: copied, half of the free memory left to training
+        ("auto", 37.1, 73.0, False),  # all real + all synthetic on that GPU: streamed
+        ("auto", 37.1, 138.0, True),  # on an H200
+        ("auto", 20.0, 40.0, True),  # exactly half
+        ("auto", 20.1, 40.0, False),
+        ("auto", 1e6, None, True),  # off CUDA: the free memory is unknown, the set stays where it is
+        ("always", 100.0, 40.0, True),
+        ("never", 0.1, 80.0, False),
+        ("never", 0.1, None, False),
+    ],
+)
+def test_auto_keeps_the_set_on_the_device_when_it_takes_at_most_half_the_free_memory(
+    setting: str, set_gib: float, free_gib: float | None, on_device: bool
+):
+    free = None if free_gib is None else round(free_gib * GiB)
+    assert data_stays_on_device(setting, round(set_gib * GiB), free) == on_device
 
 
 def _model(train: ImageSet) -> nn.Module:

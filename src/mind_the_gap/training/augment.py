@@ -24,6 +24,7 @@ GEOMETRIC = ("flip", "crop", "resized_crop")
 POLICIES = ("rand_augment", "trivial_augment", "auto_augment")
 OPERATIONS = (*GEOMETRIC, "color", *POLICIES, "local_shuffle")
 POLICY_GROUP = 16  # images per kornia draw: a batch of 128 sees 8 different operations
+SHUFFLE_REFERENCE_SIDE = 28  # px: training.shuffle_patch is given for images of this side
 
 
 class BatchAugment:
@@ -60,7 +61,8 @@ class BatchAugment:
         if "color" in self.ops:
             images = self._color(images, generator)
         if "local_shuffle" in self.ops:
-            images = local_shuffle(images, self.shuffle_patch, self.shuffle_share, generator)
+            patch = shuffle_side(self.shuffle_patch, *images.shape[-2:])
+            images = local_shuffle(images, patch, self.shuffle_share, generator)
         return images
 
     def _uniform(self, n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator):
@@ -114,6 +116,14 @@ class BatchAugment:
         images = (images * brightness).clamp(0, 1)
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
         return ((images - mean) * contrast + mean).clamp(0, 1)
+
+
+def shuffle_side(patch: int, height: int, width: int) -> int:
+    """The side in pixels of local_shuffle's squares on a ``height`` x ``width`` image, for ``patch`` px at
+    ``SHUFFLE_REFERENCE_SIDE`` px: scaled with the shorter side, rounded, at least 2. Squares of 2 px scramble
+    Fashion-MNIST's texture at 28 px but leave a 224 px photo's texture intact; scaled, they cover the same share of
+    any image (16 px at 224)."""
+    return max(2, round(patch * min(height, width) / SHUFFLE_REFERENCE_SIDE))
 
 
 def local_shuffle(images: torch.Tensor, patch: int, share: float, generator: torch.Generator) -> torch.Tensor:

@@ -29,17 +29,26 @@ class TrainConfig(Config):
     augment: list[Augmentation] = ["crop", "flip"]
     crop_padding: float = Field(0.125, ge=0, le=0.5, description="crop shift as a share of the image side")
     resized_crop_scale: tuple[float, float] = (0.35, 1.0)
-    shuffle_patch: int = Field(2, ge=2, description="local_shuffle: side of the squares whose pixels are permuted")
+    shuffle_patch: int = Field(
+        2,
+        ge=2,
+        description="local_shuffle: side of the squares whose pixels are permuted, in px at 28 px; scaled with the "
+        "image's shorter side (x side / 28, rounded, at least 2: 16 px at 224)",
+    )
     shuffle_share: float = Field(0.5, ge=0, le=1, description="local_shuffle: share of the images shuffled")
     min_steps: int = Field(0, ge=0, description="optimizer steps at least, however small the training set")
     # real: the real training pool's statistics for every student; train: each student's own training set's.
     normalization: Literal["real", "train", "imagenet", "none"] = "real"
     eval_batch_size: int = Field(1024, ge=1)
     device: str = "auto"
+    allow_cpu: bool = Field(True, description="false: device auto refuses to train on a machine without a GPU")
     # Mixed precision. auto: bf16 on GPUs that have it (else fp16) and on CPUs with native bf16 (AVX-512 BF16,
     # AMX), float32 elsewhere; bf16 and fp16 force autocast; off: float32.
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
+    # always: the whole training set copied to the device; never: each batch streamed from host memory; auto: the
+    # copy when the set takes at most half the device's free memory (off CUDA: always). The same student either way.
+    data_on_device: Literal["auto", "always", "never"] = "auto"
     # Students of a cell trained at once, in threads that share the CPU's cores. auto: 2 on a CPU with 2 threads or
     # more (a narrow student leaves 2 cores partly idle: 2 at once train 1.03-1.14x the images/s), 1 on a GPU.
     concurrent_students: Literal["auto"] | int = Field("auto", description="auto or at least 1")

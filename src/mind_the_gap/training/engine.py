@@ -108,7 +108,7 @@ def placement(
 ) -> tuple[torch.device, torch.dtype]:
     """The device and autocast dtype a student runs with: those given, else those ``config`` resolves to here
     (``fit`` scales float16 gradients, so ``training.amp: auto`` may take float16)."""
-    device = resolve_device(config.device) if device is None else device
+    device = resolve_device(config.device, allow_cpu=config.allow_cpu) if device is None else device
     return device, resolve_precision(config.amp, device, allow_float16=True) if precision is None else precision
 
 
@@ -147,16 +147,22 @@ def planned_steps(num_images: int, config: TrainConfig) -> int:
 
 class ShuffledBatches:
     """Indices of shuffled batches, pass after pass; the ragged end of a pass is dropped (a batch of one breaks
-    BatchNorm). Its state (the pass's order and the position in it) resumes it where it stopped."""
+    BatchNorm). Its state (the pass's order and the position in it) resumes it where it stopped.
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+    Every order is drawn on the generator's device, so a run draws the same numbers wherever its batches are
+    gathered; ``on_host`` moves each pass's order to the host once (one device sync a pass, none a step) for
+    batches gathered from host memory."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, on_host: bool = False):
         self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.home = torch.device("cpu") if on_host else generator.device
         self.order: torch.Tensor | None = None
         self.position = 0
 
     def __next__(self) -> torch.Tensor:
         if self.order is None or self.position + self.batch_size > self.n:
-            self.order = torch.randperm(self.n, device=self.generator.device, generator=self.generator)
+            order = torch.randperm(self.n, device=self.generator.device, generator=self.generator)
+            self.order = order.to(self.home)
             self.position = 0
         self.position += self.batch_size
         return self.order[self.position - self.batch_size : self.position]
@@ -166,8 +172,82 @@ class ShuffledBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         order = state["order"]
-        self.order = None if order is None else order.to(self.generator.device)
+        self.order = None if order is None else order.to(self.home)
         self.position = state["position"]
+
+
+# `data_on_device: auto` keeps a training set on a CUDA device when it takes at most this share of the memory free
+# there once the model is: the rest is left to activations, gradients, optimizer state and cuDNN's workspaces.
+DATA_SHARE_OF_FREE_MEMORY = 0.5
+
+
+def data_stays_on_device(setting: str, set_bytes: int, free_bytes: int | None) -> bool:
+    """Whether ``fit`` copies the whole training set to the device (``setting`` ``always``) or streams its batches
+    from host memory (``never``); ``auto`` copies it when it takes at most ``DATA_SHARE_OF_FREE_MEMORY`` of
+    ``free_bytes``, and always where the free memory is unknown (``None``: off CUDA; on the CPU the "copy" is the
+    set itself)."""
+    if setting == "auto":
+        return free_bytes is None or set_bytes <= DATA_SHARE_OF_FREE_MEMORY * free_bytes
+    return setting == "always"
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Bytes a training set may take on ``device``: CUDA's free memory plus what torch's allocator holds unused (an
+    earlier student's set, freed into its cache); ``None`` off CUDA."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+class WholeSetOnDevice:
+    """The fast path: the training set copied to the device once (on the CPU, the set itself), each batch gathered
+    there by an index on the device."""
+
+    index_on_host = False
+
+    def __init__(self, train: ImageSet, device: torch.device):
+        self.images, self.labels = train.images.to(device), train.labels.to(device)
+
+    def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+class StreamedFromHost:
+    """Batches gathered from the set in host memory by an index on the host, into pinned memory on CUDA, and copied
+    to the device without blocking: the host gathers a batch while the device still computes the ones before (torch
+    reuses a pinned buffer only once its copy has run)."""
+
+    index_on_host = True
+
+    def __init__(self, train: ImageSet, device: torch.device):
+        self.images, self.labels, self.device = train.images, train.labels, device
+
+    def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._gather(self.images, index), self._gather(self.labels, index)
+
+    def _gather(self, tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        pinned = self.device.type == "cuda"
+        batch = torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=pinned)
+        torch.index_select(tensor, 0, index, out=batch)
+        return batch.to(self.device, non_blocking=True)
+
+
+def _batch_source(
+    train: ImageSet, config: TrainConfig, device: torch.device, description: str
+) -> WholeSetOnDevice | StreamedFromHost:
+    set_bytes = train.images.numel() * train.images.element_size()
+    free_bytes = free_device_memory(device)
+    if data_stays_on_device(config.data_on_device, set_bytes, free_bytes):
+        return WholeSetOnDevice(train, device)
+    log.info(
+        "%s: training set of %.2f GiB streamed from host memory (training.data_on_device: %s%s)",
+        description,
+        set_bytes / 2**30,
+        config.data_on_device,
+        "" if free_bytes is None else f", {free_bytes / 2**30:.2f} GiB free on {device}",
+    )
+    return StreamedFromHost(train, device)
 
 
 def _save_progress(path: Path, state: dict[str, Any]) -> None:
@@ -218,7 +298,9 @@ def fit(
     history) is saved there, and a run that finds it continues from it: a killed run resumes at its last round
     and, on the CPU, ends bit-identical to one never stopped. ``on_epoch`` then gets the resumed rounds first.
     Images stay uint8 on the device and are converted batch by batch; one seeded generator on the device drives
-    shuffling and augmentation, so a CPU run is repeatable to the bit. ``device`` and ``precision``, when given, are
+    shuffling and augmentation, so a CPU run is repeatable to the bit. ``training.data_on_device`` keeps the whole
+    set on the device or streams each batch from host memory (``data_stays_on_device``): the same batches and the
+    same draws either way, so the same student. ``device`` and ``precision``, when given, are
     ``config``'s resolved once by the caller (see ``placement``).
     """
     if len(train) < 2:
@@ -227,7 +309,7 @@ def fit(
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    images, labels = train.images.to(device), train.labels.to(device)
+    source = _batch_source(train, config, device, description)
     generator = torch.Generator(device=device).manual_seed(seed)
     augment = BatchAugment(
         config.augment, config.crop_padding, config.resized_crop_scale, config.shuffle_patch, config.shuffle_share
@@ -240,7 +322,7 @@ def fit(
     warmup_steps = round(config.warmup_epochs * total_steps / config.epochs)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
-    batches = ShuffledBatches(len(train), batch_size, generator)
+    batches = ShuffledBatches(len(train), batch_size, generator, on_host=source.index_on_host)
 
     history: list[dict[str, float]] = []
     step, seconds_before = 0, 0.0
@@ -272,9 +354,8 @@ def fit(
             disable=None if config.progress else True,
         )
         for i in bar:
-            index = next(batches)
-            x = augment(images[index].float().div_(255), generator)
-            x, y = _prepare_inputs(x, normalization, config.channels_last), labels[index]
+            batch, y = source(next(batches))
+            x = _prepare_inputs(augment(batch.float().div_(255), generator), normalization, config.channels_last)
             with autocast(device, precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
@@ -283,7 +364,7 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
-            loss_sum += loss.detach().double() * len(index)
+            loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             # Reading the loss back forces a device sync, so it happens only every `log_every` steps.
             if (i + 1) % config.log_every == 0 or i + 1 == round_steps:

@@ -39,7 +39,17 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a run looks or where it runs, not what it learns, are left out of the cache key;
 # `amp` and `min_steps` enter it resolved, as the precision and the number of steps they give.
-_NOT_IN_KEY = {"device", "progress", "log_every", "eval_batch_size", "amp", "min_steps", "concurrent_students"}
+_NOT_IN_KEY = {
+    "device",
+    "allow_cpu",
+    "progress",
+    "log_every",
+    "eval_batch_size",
+    "amp",
+    "min_steps",
+    "concurrent_students",
+    "data_on_device",
+}
 # The code that decides what a student learns (`devices` resolves its precision and autocasts), this module included:
 # its source is part of every key, so that students of older code are never reused.
 TRAINING_MODULES = (engine, augment, transfer, architectures, units, devices, sys.modules[__name__])
