@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from mind_the_gap.data.imageset import ImageSet
@@ -322,3 +323,83 @@ def test_decoding_fills_one_tensor_and_drops_unreadable_rows(tmp_path: Path):
     ]
     assert loaded.class_counts().tolist() == [3, 3, 3]
     assert torch.equal(loaded.images, torch.stack(one_by_one))
+
+
+def noise_jpegs(root: Path, sizes: list[tuple[int, int]], classes=("cat", "dog")) -> Path:
+    """Random-noise JPEGs of odd sizes, so that every crop and resize shows in the pixels."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        for i, (width, height) in enumerate(sizes):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg", quality=90)
+    return root
+
+
+def centre_decoded(path: Path, size: int, short_side: int) -> torch.Tensor:
+    """The shorter side resized (bicubic) to ``short_side``, then the centre ``size`` px square: by hand."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = short_side / min(image.size)
+        width, height = max(short_side, round(image.width * scale)), max(short_side, round(image.height * scale))
+        image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (width - size) // 2, (height - size) // 2
+        return torch.from_numpy(np.asarray(image.crop((left, top, left + size, top + size))).copy()).permute(2, 0, 1)
+
+
+def test_the_evaluation_crop_resizes_224_px_images_to_256_then_takes_the_centre(tmp_path: Path):
+    root = noise_jpegs(tmp_path / "imgs", [(301, 257), (250, 333)], classes=("cat",))
+    listing = list_image_folder(root, None, 0)
+    evaluated = load_image_folder(listing, 224, 3, skip_corrupt=False, crop=0.875)
+    trained = load_image_folder(listing, 224, 3, skip_corrupt=False)
+    for row, path in enumerate(listing.files):
+        assert torch.equal(evaluated.images[row], centre_decoded(path, 224, 256))
+        assert torch.equal(trained.images[row], centre_decoded(path, 224, 224))
+
+
+def test_eval_crop_decodes_val_and_test_again_and_leaves_training_images_alone(tmp_path: Path):
+    sizes = [(31, 23), (27, 35), (40, 29), (33, 33), (45, 26), (29, 38)]
+    noise_jpegs(tmp_path / "inet" / "train", sizes)
+    noise_jpegs(tmp_path / "inet" / "val", sizes[:2])
+    split = {"generator_pool": 0.3, "val": 0.3}
+    plain = DatasetConfig(source="imagefolder", path=tmp_path / "inet", image_size=14, split=split)
+    cropped = plain.model_copy(update={"eval_crop": 0.875})  # 16 px, then the centre 14
+    splits = prepare_splits(*load_source(cropped), cropped)
+    before = prepare_splits(*load_source(plain), plain)
+    for name in ("generator_pool", "train"):
+        assert torch.equal(splits[name].images, before[name].images)
+    train_folder = list_image_folder(tmp_path / "inet" / "train", None, 0)
+    as_evaluated = load_image_folder(train_folder, 14, 3, skip_corrupt=False, crop=0.875).images
+    as_trained = load_image_folder(train_folder, 14, 3, skip_corrupt=False).images
+    assert not (as_evaluated == as_trained).flatten(1).all(1).any()  # every file looks different either way
+    for image in splits["val"].images:
+        assert (as_evaluated == image).flatten(1).all(1).any()
+    assert torch.equal(splits["val"].labels, before["val"].labels)
+    val_folder = list_image_folder(tmp_path / "inet" / "val", None, 0)
+    assert torch.equal(splits["test"].images, load_image_folder(val_folder, 14, 3, False, crop=0.875).images)
+
+
+def test_eval_crop_cuts_the_test_split_out_of_a_plain_folder_with_it(tmp_path: Path):
+    noise_jpegs(tmp_path / "imgs", [(31, 23), (27, 35), (40, 29), (33, 33), (45, 26), (29, 38), (30, 31)])
+    config = DatasetConfig(source="imagefolder", path=tmp_path / "imgs", image_size=14, eval_crop=0.875)
+    splits = prepare_splits(*load_source(config), config)
+    files = list_image_folder(tmp_path / "imgs", None, 0)
+    as_evaluated = load_image_folder(files, 14, 3, skip_corrupt=False, crop=0.875).images
+    for name in ("val", "test"):
+        for image in splits[name].images:
+            assert (as_evaluated == image).flatten(1).all(1).any()
+    for image in splits["train"].images:
+        assert not (as_evaluated == image).flatten(1).all(1).any()
+
+
+def test_eval_crop_is_for_image_folders_only():
+    with pytest.raises(ValueError, match=r"dataset.eval_crop \(0.875\) applies to image folders only"):
+        DatasetConfig(source="fashion_mnist", eval_crop=0.875)
+    with pytest.raises(ValueError, match="eval_crop"):
+        DatasetConfig(source="imagefolder", eval_crop=1.5)
+
+
+def test_generated_and_real_tensors_are_resized_with_the_decoders_filter():
+    images = ImageSet(torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8), torch.arange(3), ("a", "b", "c"))
+    expected = F.interpolate(images.images.float(), size=(8, 8), mode="bicubic", antialias=True)
+    assert torch.equal(convert(images, 8, None).images, expected.round().clamp(0, 255).to(torch.uint8))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from mind_the_gap.data.sources import DataSourceError
@@ -77,8 +78,35 @@ def test_edge_view_is_bright_on_the_border_and_black_elsewhere():
     assert (edges[0, 0][~ring] == 0).all()  # the flat inside and outside
 
 
-def test_edge_view_of_a_flat_image_is_black():
+def test_edge_view_of_a_flat_image_is_its_background():
     assert (edge_view(torch.full((2, 1, 5, 5), 80, dtype=torch.uint8)) == 0).all()
+    assert (edge_view(torch.full((2, 1, 5, 5), 200, dtype=torch.uint8)) == 255).all()
+
+
+def white_on_black_edges(images: torch.Tensor) -> torch.Tensor:
+    """The edge view as it was before it followed the image's polarity: always white edges on black."""
+    luminance = F.pad(images.float().mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
+    sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    magnitude = F.conv2d(luminance, torch.stack([sobel_x, sobel_x.T]).unsqueeze(1)).square().sum(1).sqrt()
+    peak = magnitude.amax((1, 2), keepdim=True).clamp(min=1e-6)
+    return (magnitude / peak * 255).round().to(torch.uint8).unsqueeze(1).expand_as(images)
+
+
+def test_edge_view_of_bright_objects_on_black_is_what_it_was():
+    # Fashion-MNIST's polarity: a dark frame around bright objects (no Fashion-MNIST image's border averages above
+    # 108, so every one of them keeps its edge view).
+    images = random_images(n=8, channels=1, height=28, width=28)
+    images[..., :3, :] = images[..., -3:, :] = images[..., :, :3] = images[..., :, -3:] = 0
+    images[0, 0, 0, :] = 255  # a bright top row, the border still dark on average
+    assert torch.equal(edge_view(images), white_on_black_edges(images))
+
+
+def test_dark_objects_on_white_get_the_same_edges_drawn_black_on_white():
+    images = torch.cat([white_square(), random_images(n=4, channels=1, height=12, width=12)])
+    images[1:, :, :2, :] = images[1:, :, -2:, :] = images[1:, :, :, :2] = images[1:, :, :, -2:] = 0
+    inverse = 255 - images
+    assert torch.equal(edge_view(inverse), 255 - edge_view(images))
+    assert torch.equal(edge_view(inverse), 255 - white_on_black_edges(images))
 
 
 def test_silhouette_view_is_the_mask_of_a_bright_object():

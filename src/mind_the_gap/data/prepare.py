@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.sources import (
+    RESAMPLING,
     DataSourceError,
     FolderListing,
     class_indices,
@@ -58,6 +59,13 @@ class DatasetConfig(Config):
     classes: list[str] | None = None
     max_per_class: int | None = Field(None, ge=3)
     skip_corrupt: bool = False
+    eval_crop: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="image folders: the val and test images' shorter side resized to image_size / eval_crop, then "
+        "centre-cropped to image_size (0.875: 256 then 224 px, ImageNet's evaluation); null: as the training images",
+    )
     split: SplitConfig = SplitConfig()
     seed: int = 0
 
@@ -67,6 +75,15 @@ class DatasetConfig(Config):
         if value in ("fashion_mnist", "imagefolder") or (value.startswith("torchvision:") and len(value) > 12):
             return value
         raise ValueError(f"unknown dataset.source {value!r}: use fashion_mnist, imagefolder or torchvision:<Name>")
+
+    @model_validator(mode="after")
+    def _eval_crop_needs_files(self) -> DatasetConfig:
+        if self.eval_crop is not None and self.source != "imagefolder":
+            raise ValueError(
+                f"dataset.eval_crop ({self.eval_crop}) applies to image folders only, not to dataset.source "
+                f"{self.source}: set it to null"
+            )
+        return self
 
 
 def load_source(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
@@ -90,8 +107,8 @@ def _load_image_folders(config: DatasetConfig) -> tuple[ImageSet, ImageSet | Non
         raise DataSourceError(f"{test_dir} and {train_dir} hold different class folders")
     listings = [train_list] if test_list is None else [train_list, test_list]
     size = config.image_size if config.image_size is not None else _native_image_size(config, listings)
-    read = lambda listing: load_image_folder(listing, size, config.channels or 3, config.skip_corrupt)
-    return read(train_list), (read(test_list) if test_list is not None else None)
+    read = lambda listing, crop: load_image_folder(listing, size, config.channels or 3, config.skip_corrupt, crop)
+    return read(train_list, 1.0), (read(test_list, config.eval_crop or 1.0) if test_list is not None else None)
 
 
 def _split_folders(path: Path) -> tuple[Path, Path | None]:
@@ -122,7 +139,7 @@ def _native_image_size(config: DatasetConfig, listings: list[FolderListing]) -> 
 
 
 def convert(images: ImageSet, image_size: int | None, channels: int | None) -> ImageSet:
-    """Resize (antialiased) and convert channels: 1 -> 3 repeats grey, 3 -> 1 takes ITU-R 601 luma."""
+    """Resize (``RESAMPLING``, antialiased) and convert channels: 1 -> 3 repeats grey, 3 -> 1 takes ITU-R 601 luma."""
     data = images.images
     if channels is not None and channels != data.shape[1]:
         if channels == 3 and data.shape[1] == 1:
@@ -135,7 +152,7 @@ def convert(images: ImageSet, image_size: int | None, channels: int | None) -> I
     if image_size is not None and tuple(data.shape[2:]) != (image_size, image_size):
         data = torch.cat(
             [
-                F.interpolate(chunk.float(), size=(image_size, image_size), mode="bilinear", antialias=True).round()
+                F.interpolate(chunk.float(), size=(image_size, image_size), mode=RESAMPLING, antialias=True).round()
                 for chunk in data.split(4096)
             ]
         )
@@ -244,18 +261,25 @@ def prepare_splits(train: ImageSet, test: ImageSet | None, config: DatasetConfig
         train = cap_per_class(train, config.max_per_class, generator)
     # Parts are found by index and each copied once from ``train``: never a copy of a copy, so at most the set
     # and its parts (twice its size) are in memory at once.
-    rest = torch.arange(len(train))
+    rest, carved = torch.arange(len(train)), {}
     if test is None:
         fractions = {"test": config.split.test, "rest": 1.0}
         held_out = stratified_split(train.labels, train.class_names, fractions, generator)
-        rest, test = held_out["rest"], train.subset(held_out["test"])
+        rest, carved["test"] = held_out["rest"], held_out["test"]
     fractions = {"generator_pool": config.split.generator_pool, "val": config.split.val, "train": 1.0}
     if config.split.generator_pool == 0.0:
         fractions.pop("generator_pool")
     parts = stratified_split(train.labels[rest], train.class_names, fractions, generator)
-    splits = {name: train.subset(rest[index]) for name, index in parts.items()}
-    splits.setdefault("generator_pool", train.subset(torch.zeros(0, dtype=torch.long)))
-    splits["test"] = test
+    indices = {name: rest[index] for name, index in parts.items()} | carved
+    indices.setdefault("generator_pool", torch.zeros(0, dtype=torch.long))
+    # With an evaluation crop (image folders only), the evaluation splits cut out of the training folder are decoded
+    # again from their files with it; the official test folder was decoded with it.
+    evaluation = {"val", "test"} if config.eval_crop is not None else set()
+    splits = {
+        name: train.decoded_again(index, config.eval_crop) if name in evaluation else train.subset(index)
+        for name, index in indices.items()
+    }
+    splits.setdefault("test", test)
     converted = {name: convert(splits[name], config.image_size, config.channels) for name in SPLITS}
     for name, part in converted.items():
         log.info(

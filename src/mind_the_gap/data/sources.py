@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +35,10 @@ FASHION_MNIST_CLASSES = (
     "bag",
     "ankle boot",
 )
+# The one filter of every resize, of real or generated images (antialiased when shrinking), so that a student
+# cannot tell real from synthetic images by their resampling. Bicubic, as ImageNet's usual preprocessing (timm's) and
+# the image-folder decoder always used; Fashion-MNIST at 28 px and the offline generator's images are never resized.
+RESAMPLING: Literal["bicubic", "bilinear"] = "bicubic"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 
 
@@ -163,15 +167,16 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(array * scale, 0, 255).round().astype(np.uint8), mode="L")
 
 
-def _decode(path: Path, size: int, channels: int) -> torch.Tensor:
-    """One image file as uint8 (C, size, size): upright (EXIF orientation), shorter side resized to ``size``, then
-    centre-cropped."""
+def _decode(path: Path, size: int, channels: int, crop: float) -> torch.Tensor:
+    """One image file as uint8 (C, size, size): upright (EXIF orientation), shorter side resized to ``size / crop``
+    (``size`` itself at crop 1; 256 px for 224 at 0.875, ImageNet's evaluation), then centre-cropped to ``size``."""
     with Image.open(path) as image:
         image.load()  # decode now, so that a truncated file fails here, naming it
         image = _to_8bit(ImageOps.exif_transpose(image)).convert("L" if channels == 1 else "RGB")
-        scale = size / min(image.size)
-        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        side = round(size / crop)
+        scale = side / min(image.size)
+        width, height = max(side, round(image.width * scale)), max(side, round(image.height * scale))
+        image = image.resize((width, height), Image.Resampling[RESAMPLING.upper()], reducing_gap=3.0)
         left, top = (width - size) // 2, (height - size) // 2
         return _pil_to_tensor(image.crop((left, top, left + size, top + size)))
 
@@ -299,8 +304,30 @@ def _usual_side(sizes: list[tuple[int, int]]) -> int:
     return max(counts, key=lambda side: (counts[side], side))
 
 
-def load_image_folder(listing: FolderListing, image_size: int, channels: int, skip_corrupt: bool) -> ImageSet:
-    """The listed images, in any format PIL reads, decoded once into a uint8 (N, C, size, size) tensor.
+@dataclass(frozen=True)
+class DecodedFolder(ImageSet):
+    """Images decoded from an image folder, with the files they came from, row by row: the evaluation splits cut out
+    of it are decoded again from their files with the evaluation crop (``decoded_again``)."""
+
+    source: FolderListing
+
+    def decoded_again(self, index: torch.Tensor, crop: float) -> ImageSet:
+        """The images at ``index`` decoded again from their files, at this set's size and channels, with ``crop``."""
+        rows = index.tolist()
+        listing = FolderListing(
+            self.source.directory,
+            self.class_names,
+            tuple(self.source.files[i] for i in rows),
+            tuple(self.source.labels[i] for i in rows),
+        )
+        return load_image_folder(listing, self.image_size[0], self.channels, skip_corrupt=False, crop=crop)
+
+
+def load_image_folder(
+    listing: FolderListing, image_size: int, channels: int, skip_corrupt: bool, crop: float = 1.0
+) -> DecodedFolder:
+    """The listed images, in any format PIL reads, decoded once into a uint8 (N, C, size, size) tensor: the shorter
+    side resized to ``image_size / crop``, then centre-cropped to ``image_size``.
 
     Each image is decoded straight into its row of that tensor: the set is held once, never as a list and a copy.
     """
@@ -308,7 +335,7 @@ def load_image_folder(listing: FolderListing, image_size: int, channels: int, sk
 
     def decode(i: int) -> bool:
         try:
-            images[i] = _decode(listing.files[i], image_size, channels)
+            images[i] = _decode(listing.files[i], image_size, channels, crop)
             return True
         except Exception as exc:  # damaged files make PIL raise almost anything (struct.error, IndexError, ...)
             if skip_corrupt:
@@ -325,4 +352,10 @@ def load_image_folder(listing: FolderListing, image_size: int, channels: int, sk
         raise DataSourceError(f"class folder(s) {', '.join(empty)} in {listing.directory} hold no readable image")
     if len(kept) < len(images):
         images = images[torch.tensor(kept, dtype=torch.int64)]
-    return ImageSet(images, kept_labels, listing.class_names)
+    decoded = FolderListing(
+        listing.directory,
+        listing.class_names,
+        tuple(listing.files[i] for i in kept),
+        tuple(listing.labels[i] for i in kept),
+    )
+    return DecodedFolder(images, kept_labels, listing.class_names, decoded)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.data.sources import IMAGE_SUFFIXES, DataSourceError
+from mind_the_gap.data.sources import IMAGE_SUFFIXES, RESAMPLING, DataSourceError
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
@@ -51,19 +51,31 @@ def patch_shuffled(images: torch.Tensor, grid: int, generator: torch.Generator) 
 
 
 def edge_view(images: torch.Tensor) -> torch.Tensor:
-    """A shape-only view: the Sobel gradient magnitude of each image's luminance, scaled per image to 0-255.
+    """A shape-only view: the Sobel gradient magnitude of each image's luminance, scaled per image to 0-255, drawn in
+    the image's own polarity.
 
-    Edges are white on black, the polarity of Fashion-MNIST, whose objects are bright on a black background, so the
-    view keeps the intensity layout the students were trained on; a flat image gives black. Borders are replicated
-    before filtering, so the image's frame is no edge.
+    The magnitude is the same for an image and its inverse. An image whose border is dark on average (Fashion-MNIST's
+    bright objects on black) gets white edges on black; one whose border is bright (dark objects on white, line
+    drawings) gets black edges on white, so the view keeps the intensity layout the students were trained on. A flat
+    image gives its background: black, or white when bright. Borders are replicated before filtering, so the image's
+    frame is no edge.
     """
     _check_images(images)
-    luminance = F.pad(_luminance(images).unsqueeze(1), (1, 1, 1, 1), mode="replicate")
+    luminance = _luminance(images)
+    padded = F.pad(luminance.unsqueeze(1), (1, 1, 1, 1), mode="replicate")
     kernels = torch.stack([_SOBEL_X, _SOBEL_X.T]).unsqueeze(1).to(images.device)
-    magnitude = F.conv2d(luminance, kernels).square().sum(1).sqrt()
+    magnitude = F.conv2d(padded, kernels).square().sum(1).sqrt()
     peak = magnitude.amax((1, 2), keepdim=True).clamp(min=1e-6)
     edges = (magnitude / peak * 255).round().to(torch.uint8)
+    edges = torch.where(_bright_border(luminance).view(-1, 1, 1), 255 - edges, edges)
     return edges.unsqueeze(1).expand_as(images).contiguous()
+
+
+def _bright_border(luminance: torch.Tensor) -> torch.Tensor:
+    """Whether each image's outermost pixels (N, H, W luminance in 0-255) average above mid-grey: a light background.
+    No Fashion-MNIST image's do (the brightest border averages 108)."""
+    border = torch.cat([luminance[:, 0], luminance[:, -1], luminance[:, 1:-1, 0], luminance[:, 1:-1, -1]], dim=1)
+    return border.mean(1) > 127.5
 
 
 def _otsu_thresholds(luminance: torch.Tensor) -> torch.Tensor:
@@ -114,7 +126,7 @@ def _class_key(name: str) -> str:
 def _decode_cue_conflict(path: Path, image_size: int, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            image = image.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            image = image.convert(mode).resize((image_size, image_size), Image.Resampling[RESAMPLING.upper()])
             return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, -1)
     except Exception as exc:  # damaged files make PIL raise almost anything
         raise DataSourceError(f"unreadable cue-conflict image {path}: {type(exc).__name__}: {exc}") from exc
@@ -126,7 +138,8 @@ def load_cue_conflict(folder: str | Path, class_names: Sequence[str], image_size
     Class names match after lower-casing and writing spaces, slashes and hyphens as underscores. The file name is
     parsed against the known names (longest first), so names that hold hyphens or digits parse too; the shape must be
     the folder's. Images whose shape and texture agree are skipped, as Geirhos et al. leave them out of the shape
-    bias. Images are resized to ``image_size`` (square, bilinear) and converted to ``channels`` (1: grey, 3: RGB).
+    bias. Images are resized to ``image_size`` (square, with ``RESAMPLING``) and converted to ``channels`` (1: grey,
+    3: RGB).
     """
     folder = Path(folder)
     if channels not in (1, 3):
