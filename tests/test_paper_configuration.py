@@ -13,23 +13,12 @@ from kedro.config import OmegaConfigLoader
 from pydantic import BaseModel
 
 from mind_the_gap import settings
+from mind_the_gap.data.sources import FASHION_MNIST_CLASSES
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.pipeline_registry import register_pipelines
 from mind_the_gap.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-FASHION_MNIST_CLASSES = {
-    "t-shirt/top",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle boot",
-}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +54,7 @@ def test_the_paper_run_uses_imagenet100_and_nothing_of_fashion_mnist(paper: dict
     assert paper["dataset"]["image_size"] == 224
     prompts = GenerationConfig.model_validate(paper["generation"]).prompts.resolve(wnids)
     assert set(prompts.hypernyms) == set(prompts.names) == set(wnids)  # every class named, no other class
-    assert not FASHION_MNIST_CLASSES & (set(prompts.hypernyms) | set(prompts.names))
+    assert not set(FASHION_MNIST_CLASSES) & (set(prompts.hypernyms) | set(prompts.names))
 
 
 def test_the_paper_run_refuses_the_cpu_and_runs_each_model_at_its_native_resolution(paper: dict[str, typing.Any]):
