@@ -36,9 +36,11 @@ from mind_the_gap.experiments.study import (
     SetsOnDemand,
     SetView,
     StudentJob,
+    Study,
     as_metrics,
     parent_keys,
     summarize_runs,
+    train_cell,
     views,
 )
 from mind_the_gap.generators.config import GenerationConfig
@@ -294,6 +296,50 @@ def plan_mixing(sets: Mapping[str, ImageSet], config: AblationsConfig) -> list[S
             variant = "all real + all synthetic"
             jobs.append(_job("mixing", variant, "real + synthetic", seed, train, sets, real_images=len(real_train)))
     return jobs
+
+
+def pools(real_train: ImageSet, synthetic_train: ImageSet) -> dict[str, ImageSet]:
+    """The real pool and the synthetic set under the names the factors' jobs give them."""
+    return {SETS["real"]: real_train, SETS["synthetic"]: synthetic_train}
+
+
+def plan_on_pools(
+    factor: str, sets: Mapping[str, ImageSet], training: TrainConfig, config: AblationsConfig
+) -> list[StudentJob]:
+    """The students of a factor that trains on the pools as they are: augmentation, texture_shape or mixing."""
+    plans = {
+        "augmentation": lambda: plan_augmentation(sets, training, config),
+        "texture_shape": lambda: plan_texture_shape(sets, training, config),
+        "mixing": lambda: plan_mixing(sets, config),
+    }
+    return plans[factor]()
+
+
+def variant_generations(
+    factor: str, generation: GenerationConfig, config: AblationsConfig
+) -> dict[str, GenerationConfig]:
+    """The generation settings of each variant of a factor that generates its sets: oracle or diversity."""
+    return {"oracle": oracle_generations, "diversity": diversity_generations}[factor](generation, config)
+
+
+def train_diversity(
+    variants: SetsOnDemand, real_train: ImageSet, study: Study, config: AblationsConfig
+) -> pd.DataFrame:
+    """Per guidance scale: synthetic-only students, then from each the two key layer-swap students, the first or
+    the last units trained on real images and the rest kept from the synthetic student."""
+    sets = variants.after({SETS["real"]: real_train})
+    runs = train_cell(study, "ablations", "diversity", plan_diversity(variants, study.student, config), sets)
+    swaps = plan_diversity_swaps(runs, variants, sets, study.student, config)
+    return pd.concat([runs, train_cell(study, "ablations", "diversity", swaps, sets)], ignore_index=True)
+
+
+def texture_shape_groups(
+    real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, texture_shape_runs: pd.DataFrame
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """The students the texture-vs-shape views test, as (variant, trained_on, runs): the baselines (standard) and
+    the texture-shape factor's (local_shuffle) of each source."""
+    groups = [("standard", "real", real_runs), ("standard", "synthetic", synthetic_runs)]
+    return groups + [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
 
 
 def summarize(

@@ -13,19 +13,12 @@ import plotly.graph_objects as go
 from mind_the_gap.analysis import diversity, texture_shape
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments import ablations
-from mind_the_gap.experiments.ablations import SETS, AblationsConfig
+from mind_the_gap.experiments.ablations import AblationsConfig
 from mind_the_gap.experiments.study import Study, as_metrics, train_cell
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.results.ablations import ablations_chart
 from mind_the_gap.results.figures import matplotlib_figure
 from mind_the_gap.results.interactive import plotly_figure
-
-# The factors whose students train on the real pool and the synthetic set as they are, and how each plans them.
-POOL_PLANS = {
-    "augmentation": lambda sets, study, config: ablations.plan_augmentation(sets, study.training, config),
-    "texture_shape": lambda sets, study, config: ablations.plan_texture_shape(sets, study.training, config),
-    "mixing": lambda sets, study, config: ablations.plan_mixing(sets, config),
-}
 
 
 def train_on_pools(
@@ -33,12 +26,8 @@ def train_on_pools(
 ) -> pd.DataFrame:
     """A factor's students on the real pool and the synthetic set: with no augmentation or a strong policy, with
     local pixel shuffles, or on the two mixed."""
-    sets = {SETS["real"]: real_train, SETS["synthetic"]: synthetic_train}
-    return train_cell(study, "ablations", factor, POOL_PLANS[factor](sets, study, config), sets)
-
-
-# The factors that generate their own sets, and the generation settings of each of their variants.
-GENERATIONS = {"oracle": ablations.oracle_generations, "diversity": ablations.diversity_generations}
+    sets = ablations.pools(real_train, synthetic_train)
+    return train_cell(study, "ablations", factor, ablations.plan_on_pools(factor, sets, study.training, config), sets)
 
 
 def generate_variant_sets(
@@ -51,7 +40,7 @@ def generate_variant_sets(
 ) -> pd.DataFrame:
     """One synthetic set per variant of the factor (img2img strengths and Stable unCLIP for the oracle, guidance
     scales for the diversity): one manifest."""
-    generations = GENERATIONS[factor](generation, config)
+    generations = ablations.variant_generations(factor, generation, config)
     return ablations.generate_variants(generations, generator_model, real_train, output_dir)
 
 
@@ -79,10 +68,7 @@ def train_diversity(
     """Per guidance scale: synthetic-only students, then from each the two key layer-swap students, the first or
     the last units trained on real images and the rest kept from the synthetic student."""
     variants = ablations.load_variants(manifest, output_dir, real_train, generation)
-    sets = variants.after({SETS["real"]: real_train})
-    runs = train_cell(study, "ablations", "diversity", ablations.plan_diversity(variants, study.student, config), sets)
-    swaps = ablations.plan_diversity_swaps(runs, variants, sets, study.student, config)
-    return pd.concat([runs, train_cell(study, "ablations", "diversity", swaps, sets)], ignore_index=True)
+    return ablations.train_diversity(variants, real_train, study, config)
 
 
 def measure_diversity(
@@ -115,8 +101,7 @@ def evaluate_texture_shape(
 ) -> pd.DataFrame:
     """Every baseline and texture-shape student on the real test set, its shape-only and texture-only views and,
     where given, cue-conflict images: accuracy on each and the shape bias."""
-    groups = [("standard", "real", real_runs), ("standard", "synthetic", synthetic_runs)]
-    groups += [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
+    groups = ablations.texture_shape_groups(real_runs, synthetic_runs, texture_shape_runs)
     views = config.texture_shape
     return texture_shape.texture_shape_views(
         groups, config.seeds, study, analyses, views.texture_grid, views.cue_conflict_dir
