@@ -31,7 +31,16 @@ configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
 STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations"]
 STRATEGIES = ["scratch", "scratch 2x steps", "last 2", "all"]  # conf/smoke's data_efficiency.last_units: [2, all]
-LAYER_SWAP_CELLS = ["prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic"]
+LAYER_SWAP_CELLS = [  # the cross-source cells and their same-source controls
+    "prefix_from_real",
+    "prefix_from_synthetic",
+    "prefix_real_control",
+    "prefix_synthetic_control",
+    "suffix_from_real",
+    "suffix_from_synthetic",
+    "suffix_real_control",
+    "suffix_synthetic_control",
+]
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
 INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations"]  # their figures, interactive too
@@ -162,14 +171,10 @@ def test_smoke_run_writes_the_layer_swap_table(smoke: Path):
     cells = table[table["arrangement"] != "baseline"].set_index("cell")
     assert sorted(cells.index) == LAYER_SWAP_CELLS
     assert cells["n"].eq(2).all()
-    assert cells["kept"].to_dict() == {
-        "prefix_from_real": "0-4",
-        "prefix_from_synthetic": "0-4",
-        "suffix_from_real": "5-9",
-        "suffix_from_synthetic": "5-9",
-    }
+    assert cells["kept"].to_dict() == {cell: "0-4" if cell.startswith("prefix") else "5-9" for cell in cells.index}
     assert cells["test_accuracy_mean"].between(0, 1).all()
-    assert "gap_recovered" in cells
+    assert cells["gap_recovered_control"].notna().all()
+    assert cells["headline"].tolist() == [cell == "prefix_from_synthetic" for cell in cells.index]  # cut 5 in smoke
 
 
 def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
@@ -271,7 +276,11 @@ def test_smoke_run_writes_each_interactive_figure_as_one_version_per_run(smoke: 
     figure = json.loads(sorted((reporting / "layer_swap.json").glob("*/layer_swap.json"))[-1].read_text())
     table = pd.read_csv(reporting / "layer_swap_summary.csv", keep_default_na=False, na_values=[""])
     row = table[table["cell"] == "suffix_from_real"].iloc[0]
-    (line,) = [t for t in figure["data"] if t["name"].startswith("units k..last kept from the real student")]
+    (line,) = [
+        t
+        for t in figure["data"]
+        if t["name"] == "units k..last kept from the real student, the rest trained on synthetic"
+    ]
     assert line["x"][1] == row["cut"]
     assert line["y"][1] == pytest.approx(row["test_accuracy_mean"])
     assert line["error_y"]["array"][1] == pytest.approx(row["test_accuracy_ci95"])
@@ -333,7 +342,10 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     assert len(layer_swap) == len(grid) == len(LAYER_SWAP_CELLS) * 1 * 2  # cell, cut and seed
     assert sorted(set(layer_swap["tags.cell"])) == LAYER_SWAP_CELLS
     assert set(layer_swap["tags.cut"]) == {"5"}
-    assert (layer_swap["tags.from"] == layer_swap["tags.cell"].str.split("_from_").str[1]).all()
+    named_source = layer_swap["tags.cell"].str.extract(r"^(?:prefix|suffix)_(?:from_)?(real|synthetic)")[0]
+    assert (layer_swap["tags.from"] == named_source).all()
+    control = layer_swap["tags.cell"].str.endswith("_control")
+    assert (layer_swap["tags.trained_on"] == layer_swap["tags.from"]).eq(control).all()
     assert set(zip(layer_swap["tags.cell"].str.split("_").str[0], layer_swap["tags.kept"], strict=True)) == {
         ("prefix", "0-4"),
         ("suffix", "5-9"),

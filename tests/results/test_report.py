@@ -71,30 +71,75 @@ def test_the_headline_reads_the_baselines_the_layer_swap_and_the_data_efficiency
             "test_accuracy_mean": [0.9, 0.8],
             "test_accuracy_ci95": [0.01, 0.02],
             "n": [3, 3],
+            "gap_pp": [0.0, 10.0],
+            "gap_pp_ci95": [float("nan"), 1.5],
         }
     )
+    # The headline is the row the summary marks (layer_swap.headline_cut), not the largest cut.
     layer_swap = pd.DataFrame(
         {
-            "arrangement": ["prefix", "prefix", "suffix"],
-            "from": ["synthetic"] * 3,
-            "cut": [3, 7, 7],
-            "trained": ["3-9", "7-9", "0-6"],
-            "test_accuracy_mean": [0.89, 0.87, 0.5],
-            "gap_recovered": [0.9, 0.7, 0.0],
+            "arrangement": ["prefix", "prefix", "prefix", "suffix"],
+            "from": ["synthetic"] * 4,
+            "cut": [3, 8, 9, 7],
+            "trained": ["3-9", "8-9", "9-9", "0-6"],
+            "test_accuracy_mean": [0.89, 0.87, 0.84, 0.5],
+            "vs_parent_pp": [9.0, 7.0, 4.0, -30.0],
+            "vs_parent_pp_ci95": [1.0, 0.5, 0.4, 2.0],
+            "gap_recovered": [0.9, 0.7, 0.4, 0.0],
+            "gap_recovered_low": [0.8, 0.62, 0.3, -0.1],
+            "gap_recovered_high": [1.0, 0.79, 0.5, 0.1],
+            "gap_recovered_method": ["fieller"] * 4,
+            "gap_recovered_control": [0.95, 0.75, 0.45, float("nan")],
+            "gap_recovered_control_low": [0.85, 0.5, 0.3, float("nan")],
+            "gap_recovered_control_high": [1.05, 1.4, 0.6, float("nan")],
+            "gap_recovered_control_method": ["fieller", "delta (Fieller unbounded)", "fieller", "fieller"],
+            "headline": [False, True, False, False],
         }
     )
     efficiency = pd.DataFrame(
-        {"strategy": ["last 2", "last 2"], "fraction_label": ["1/2", "1/8"], "below_real_pp": [1.0, 4.5]}
+        {
+            "strategy": ["last 2", "last 2"],
+            "fraction_label": ["1/2", "1/8"],
+            "below_real_pp": [1.0, 4.5],
+            "below_real_pp_ci95": [0.5, 1.25],
+        }
     )
     table = headline(baselines, layer_swap, efficiency).set_index("figure")["this run"]
     assert table.tolist() == [
         "90.00 % ± 1.00 (n=3 seeds)",
         "80.00 % ± 2.00 (n=3 seeds)",
-        "10",
-        "+7.0 (units 7-9: 70 % of the gap)",  # the largest cut: the fewest units from real
-        "4.5 below real-only",
+        "10 ± 1.5",
+        "+7 ± 0.5 (units 8-9, layer_swap.headline_cut 8: 70 % (62 to 79) of the gap; "
+        "75 % (50 to 140, delta) against the same-source controls)",
+        "4.5 ± 1.25 below real-only",
     ]
     assert headline(None, None, None)["this run"].tolist() == ["–"] * 5
+    unmarked = layer_swap.assign(headline=False)  # its headline cut not run
+    assert headline(baselines, unmarked, efficiency)["this run"][3] == "–"
+
+
+def test_shares_carry_their_interval_and_say_where_the_delta_method_stands_in():
+    table = pd.DataFrame(
+        {
+            "gap_recovered": [0.5625, 1.0, float("nan")],
+            "gap_recovered_low": [0.1756, float("nan"), float("nan")],
+            "gap_recovered_high": [0.7967, float("nan"), float("nan")],
+            "gap_recovered_method": ["fieller", "fieller", "fieller"],
+        }
+    )
+    assert with_intervals(table, ["gap_recovered"])["gap_recovered"].tolist() == ["56 % (18 to 80)", "100 %", "–"]
+    delta = table.assign(gap_recovered_method="delta (Fieller unbounded)").head(1)
+    assert with_intervals(delta, ["gap_recovered"])["gap_recovered"].tolist() == ["56 % (18 to 80, delta)"]
+
+
+def test_a_table_of_a_family_of_comparisons_says_its_p_values_are_holm_corrected(tmp_path: Path):
+    swap = LAYER_SWAP.assign(
+        vs_parent_pp=[7.0], vs_parent_pp_ci95=[0.5], vs_parent_pp_p=[0.01], vs_parent_pp_p_holm=[0.03]
+    )
+    markdown = render_markdown(study_report(tmp_path, layer_swap_summary=swap))
+    assert "### Per cell and cut (vs_parent_pp: p Holm-corrected over the table's 1 comparison)" in markdown
+    assert "7 ± 0.5" in section(markdown, "Layer swap: which units carry the gap")
+    assert "paired by seed" in section(markdown, "Layer swap: which units carry the gap")
 
 
 def test_intervals_join_means_and_their_ci():

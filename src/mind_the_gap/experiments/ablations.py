@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from pydantic import Field
 
+from mind_the_gap.analysis.statistics import by_seed, paired_columns, paired_difference, with_holm
 from mind_the_gap.analysis.statistics import summarize as summarize_metrics
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
@@ -348,9 +349,15 @@ def summarize(
     texture_shape_views: pd.DataFrame,
     factor_runs: Iterable[pd.DataFrame],
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """One row per factor, variant and training data: test accuracy mean ± 95% CI over seeds, the gap to the
-    real-only baselines (``gap_pp``), where both sources ran a variant the gap between them under it, and the
-    texture-vs-shape views' accuracies."""
+    """One row per factor, variant and training data: test accuracy mean ± 95% CI over seeds, its comparisons, and
+    the texture-vs-shape views' accuracies.
+
+    Comparisons are paired by seed, each the mean of per-seed differences in points ± 95% CI, with its p-value:
+    ``gap_pp``, below the real-only baseline student; ``vs_baseline_pp``, gained over the baseline student of the
+    same source (rows trained on one source), Holm-corrected over every such row of the table (one family) in
+    ``vs_baseline_pp_p_holm``; ``gap_between_sources_pp``, where both sources ran a variant, its real student above
+    its synthetic one.
+    """
     baselines = pd.concat(
         [real_runs.assign(trained_on=real_runs["cell"]), synthetic_runs.assign(trained_on=synthetic_runs["cell"])],
         ignore_index=True,
@@ -359,15 +366,27 @@ def summarize(
     runs = pd.concat([baselines, *factor_runs], ignore_index=True)
     by = ["factor", "variant", "trained_on"]
     summary, metrics = summarize_runs(runs.assign(pipeline="ablations"), by=by)
-    accuracy = summary.set_index(by)["test_accuracy_mean"]
-    real = accuracy.get(("baseline", "standard", "real"), np.nan)
-    summary["gap_pp"] = 100 * (real - summary["test_accuracy_mean"])
-    pairs = {
-        (f, v): accuracy.get((f, v, "real"), np.nan) - accuracy.get((f, v, "synthetic"), np.nan)
-        for f, v in summary[["factor", "variant"]].itertuples(index=False)
-    }
-    variants = summary[["factor", "variant"]].itertuples(index=False)
-    summary["gap_between_sources_pp"] = [100 * pairs[tuple(key)] for key in variants]
+    groups = {key: rows for key, rows in runs.groupby(by, sort=False)}
+    source_baselines = {source: groups.get(("baseline", "standard", source)) for source in SETS}
+    comparisons = []
+    for factor, variant, trained_on in summary[by].itertuples(index=False):
+        students = groups[factor, variant, trained_on]
+        columns: dict[str, float] = {}
+        if source_baselines["real"] is not None:
+            columns |= paired_columns("gap_pp", paired_difference(*by_seed(source_baselines["real"], students)))
+        baseline = source_baselines.get(trained_on)
+        if baseline is not None and factor != "baseline":
+            columns |= paired_columns("vs_baseline_pp", paired_difference(*by_seed(students, baseline)))
+        real, synthetic = groups.get((factor, variant, "real")), groups.get((factor, variant, "synthetic"))
+        if real is not None and synthetic is not None:
+            difference = paired_difference(*by_seed(real, synthetic))
+            columns |= paired_columns("gap_between_sources_pp", difference)
+        comparisons.append(columns)
+    summary = pd.concat([summary, pd.DataFrame(comparisons, index=summary.index)], axis=1)
+    # Both columns in every table, NaN where nothing was compared.
+    summary = summary.assign(**{name: summary.get(name, np.nan) for name in ("gap_pp", "gap_between_sources_pp")})
+    if "vs_baseline_pp_p" in summary:
+        summary = with_holm(summary, "vs_baseline_pp")
     if len(texture_shape_views):
         columns = texture_shape_views.columns
         measured = [c for c in columns if c.endswith(("_accuracy", "_bias")) and c != "test_accuracy"]
@@ -379,5 +398,9 @@ def summarize(
             on=by,
             how="left",
         )
-    gaps = {f"{row.factor}.{row.variant}.{row.trained_on}.gap_pp": row.gap_pp for row in summary.itertuples()}
-    return summary, metrics | as_metrics(gaps)
+    compared = {
+        f"{row.factor}.{row.variant}.{row.trained_on}.{name}": getattr(row, name, None)
+        for row in summary.itertuples()
+        for name in ("gap_pp", "vs_baseline_pp")
+    }
+    return summary, metrics | as_metrics(compared)

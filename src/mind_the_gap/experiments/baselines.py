@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import Field
 
+from mind_the_gap.analysis.statistics import by_seed, paired_columns, paired_difference, with_holm
 from mind_the_gap.experiments.study import (
     SeedsConfig,
     StudentJob,
@@ -28,12 +29,33 @@ def plan(cell: str, training_set: str, config: BaselinesConfig) -> list[StudentJ
 
 
 def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Mean ± 95% CI per cell; ``gap_pp``: how many points of test accuracy a cell loses to ``real``."""
+    """Mean ± 95% CI per cell; ``gap_pp``: how many points of test accuracy a cell loses to ``real``, paired by seed
+    (the mean of the per-seed differences, with ``gap_pp_ci95``, ``gap_pp_n``, ``gap_pp_p`` and, over the cells
+    compared with ``real``, ``gap_pp_p_holm``)."""
     summary, metrics = summarize_runs(runs, by=["pipeline", "cell"])
-    real = summary.loc[summary["cell"] == "real", "test_accuracy_mean"]
+    real = runs[runs["cell"] == "real"]
     if len(real):
-        summary["gap_pp"] = 100 * (float(real.iloc[0]) - summary["test_accuracy_mean"])
-        metrics |= as_metrics({f"{row.cell}.gap_pp": row.gap_pp for row in summary.itertuples() if row.cell != "real"})
+        gaps = pd.DataFrame(
+            [
+                {
+                    "cell": cell,
+                    **paired_columns("gap_pp", paired_difference(*by_seed(real, runs[runs["cell"] == cell]))),
+                }
+                for cell in summary["cell"]
+                if cell != "real"
+            ],
+            columns=["cell", "gap_pp", "gap_pp_ci95", "gap_pp_n", "gap_pp_p"],
+        )
+        summary = summary.merge(with_holm(gaps, "gap_pp"), on="cell", how="left")
+        summary.loc[summary["cell"] == "real", "gap_pp"] = 0.0
+        compared = summary[summary["cell"] != "real"]
+        metrics |= as_metrics(
+            {
+                f"{row.cell}.{name}": getattr(row, name)
+                for row in compared.itertuples()
+                for name in ("gap_pp", "gap_pp_ci95")
+            }
+        )
     return summary, metrics
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from pydantic import Field, model_validator
 
+from mind_the_gap.analysis.statistics import by_seed, paired_columns, paired_difference, with_holm
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import nested_subset_indices
@@ -154,18 +155,38 @@ def plan_finetune(
 def summarize(
     baselines: pd.DataFrame, runs: pd.DataFrame, config: DataEfficiencyConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
-    """Mean ± 95% CI per strategy and fraction, its distance to the real-only students on everything, and whether
-    the students converged; and the baselines' summary (the chart's reference levels)."""
-    reference, _ = summarize_runs(baselines[baselines["seed"].isin(set(config.seeds))], by=["cell"])
+    """Mean ± 95% CI per strategy and fraction, its comparisons, and whether the students converged; and the
+    baselines' summary (the chart's reference levels).
+
+    Comparisons are paired by seed (a seed's students share its subsets): ``below_real_pp``, the points below the
+    real-only student of the same seed on everything; ``vs_scratch_pp``, the points a strategy gains over the
+    from-scratch student of the same seed and subset, each ± 95% CI with its p-value, and ``vs_scratch_pp_p_holm``
+    over every strategy and fraction of the table (one family).
+    """
+    baselines = baselines[baselines["seed"].isin(set(config.seeds))]
+    reference, _ = summarize_runs(baselines, by=["cell"])
     reference = reference.set_index("cell")
     summary, metrics = summarize_runs(
         runs, by=["strategy", "fraction", "fraction_label", "real_images"], label=["strategy", "fraction_label"]
     )
-    real_mean = reference["test_accuracy_mean"].get("real", math.nan)
-    summary["below_real_pp"] = 100 * (real_mean - summary["test_accuracy_mean"])
-    metrics |= as_metrics(
-        {f"{row.strategy}.{row.fraction_label}.below_real_pp": row.below_real_pp for row in summary.itertuples()}
-    )
+    real = baselines[baselines["cell"] == "real"]
+    comparisons = []
+    for row in summary.itertuples():
+        students = runs[(runs["strategy"] == row.strategy) & (runs["fraction"] == row.fraction)]
+        scratch = runs[(runs["strategy"] == "scratch") & (runs["fraction"] == row.fraction)]
+        below = paired_difference(*by_seed(real, students)) if len(real) else None
+        columns = paired_columns("below_real_pp", below) if below else {"below_real_pp": math.nan}
+        if not row.strategy.startswith("scratch"):  # the from-scratch students and their convergence check
+            columns |= paired_columns("vs_scratch_pp", paired_difference(*by_seed(students, scratch)))
+        comparisons.append(columns)
+    summary = pd.concat([summary, pd.DataFrame(comparisons, index=summary.index)], axis=1)
+    if "vs_scratch_pp_p" in summary:
+        summary = with_holm(summary, "vs_scratch_pp")
+    for name in ("below_real_pp", "vs_scratch_pp"):
+        if name in summary:
+            metrics |= as_metrics(
+                {f"{row.strategy}.{row.fraction_label}.{name}": getattr(row, name) for row in summary.itertuples()}
+            )
     check = config.convergence_check
     if check is not None:
         summary = summary.merge(_convergence(runs, check), on=["strategy", "fraction"], how="left")

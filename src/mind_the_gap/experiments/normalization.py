@@ -11,13 +11,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.profile import ProfileConfig
-from mind_the_gap.analysis.statistics import summarize
+from mind_the_gap.analysis.statistics import by_seed, paired_columns, paired_difference, with_holm
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import resolve_device
 from mind_the_gap.experiments.study import (
@@ -152,20 +151,29 @@ def _per_seed(
 
 
 def summarize_variants(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
-    """Mean ± 95% CI over seeds per variant, with ``gap_pp`` (the points of test accuracy it loses to the real-only
-    students) and ``change_vs_synthetic_pp`` (what it gains over the baseline synthetic students); the per-seed rows
-    with their ``change_pp``; and the metrics."""
+    """Mean ± 95% CI over seeds per variant, with its comparisons paired by seed (the mean of per-seed differences
+    in points ± 95% CI, with its p-value): ``gap_pp``, below the real-only student, and ``change_vs_synthetic_pp``,
+    gained over the baseline synthetic student, Holm-corrected over the variants (one family) in
+    ``change_vs_synthetic_pp_p_holm``; the per-seed rows with their ``change_pp``; and the metrics."""
     # Paired by seed: AdaBN changes the very student of its seed, so its change is measured against that student.
-    synthetic = per_seed[per_seed["variant"] == "synthetic"].set_index("seed")["test_accuracy"]
-    per_seed["change_pp"] = 100 * (per_seed["test_accuracy"] - per_seed["seed"].map(synthetic))
+    synthetic = per_seed[per_seed["variant"] == "synthetic"]
+    real = per_seed[per_seed["variant"] == "real"]
+    per_seed["change_pp"] = 100 * (
+        per_seed["test_accuracy"] - per_seed["seed"].map(synthetic.set_index("seed")["test_accuracy"])
+    )
     summary, metrics = summarize_runs(
         per_seed.assign(pipeline="normalization"), by=["variant", "description"], label=["variant"]
     )
-    reference = summary.set_index("variant")["test_accuracy_mean"].get("real", np.nan)
-    summary["gap_pp"] = 100 * (reference - summary["test_accuracy_mean"])
-    changes = summarize(per_seed, by=["variant"], metrics=["change_pp"]).drop(columns="n")
-    names = {"change_pp_mean": "change_vs_synthetic_pp", "change_pp_ci95": "change_vs_synthetic_pp_ci95"}
-    summary = summary.merge(changes.rename(columns=names), on="variant")
+    comparisons = []
+    for variant in summary["variant"]:
+        students = per_seed[per_seed["variant"] == variant]
+        columns = paired_columns("gap_pp", paired_difference(*by_seed(real, students)))
+        if variant != "real":  # its change is its gap
+            columns |= paired_columns("change_vs_synthetic_pp", paired_difference(*by_seed(students, synthetic)))
+        comparisons.append(columns)
+    summary = with_holm(
+        pd.concat([summary, pd.DataFrame(comparisons, index=summary.index)], axis=1), "change_vs_synthetic_pp"
+    )
     for row in summary.itertuples():
         metrics |= as_metrics(
             {f"{row.variant}.gap_pp": row.gap_pp, f"{row.variant}.change_vs_synthetic_pp": row.change_vs_synthetic_pp}

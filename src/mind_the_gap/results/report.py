@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from mind_the_gap.analysis.statistics import DELTA, FIELLER
 from mind_the_gap.results.interactive import figure_div, plotly_js
 
 
@@ -64,14 +65,31 @@ def number(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
+def share(estimate: float, low: float = math.nan, high: float = math.nan, method: str = FIELLER) -> str:
+    """``57 % (18 to 80)``: a share (in [0, 1], as a percentage) with its 95% interval, ``delta`` added where the
+    delta method stands in for Fieller's; a dash for a missing share."""
+    if pd.isna(estimate):
+        return "–"
+    text = f"{100 * estimate:.0f} %"
+    if pd.isna(low) or pd.isna(high):
+        return text
+    return f"{text} ({100 * low:.0f} to {100 * high:.0f}{', delta' if method == DELTA else ''})"
+
+
 def with_intervals(table: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
     """The ``keep`` columns of ``table``, each ``<metric>_mean`` with its ``<metric>_ci95`` as one ``mean ± ci`` text
-    (accuracies as percentages), other numbers rounded."""
+    (accuracies as percentages), each share with its ``_low`` and ``_high`` as ``57 % (18 to 80)``, other numbers
+    rounded."""
     out = pd.DataFrame(index=table.index)
+    missing = pd.Series(math.nan, index=table.index)
     for column in keep:
         mean_column = f"{column}_mean" if f"{column}_mean" in table else column  # gap_pp_mean, or gap_pp itself
-        if f"{column}_mean" in table or f"{column}_ci95" in table:
-            mean, ci = table[mean_column], table.get(f"{column}_ci95", pd.Series(math.nan, index=table.index))
+        if f"{column}_low" in table:
+            ends = [table[column], table[f"{column}_low"], table[f"{column}_high"]]
+            methods = table[f"{column}_method"] if f"{column}_method" in table else [FIELLER] * len(table)
+            out[column] = [share(*values) for values in zip(*ends, methods, strict=True)]
+        elif f"{column}_mean" in table or f"{column}_ci95" in table:
+            mean, ci = table[mean_column], table.get(f"{column}_ci95", missing)
             if "accuracy" in column:
                 out[column] = [percent(m, c) for m, c in zip(mean, ci, strict=True)]
             else:

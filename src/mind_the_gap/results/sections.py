@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from mind_the_gap.results.report import Figure, Report, Section, number, percent, with_intervals
+from mind_the_gap.results.report import Figure, Report, Section, number, percent, share, with_intervals
 
 TITLE = "Mind the gap between synthetic and real: the study's results"
 # The paper's figures (ImageNet-100, ResNet-50; from its abstract and summaries).
@@ -22,6 +22,10 @@ PAPER = {
     "one_eighth_below_real_pp": 4.2,  # last 2 units fine-tuned on 1/8 of the real data
 }
 ACCURACY = ["test_accuracy", "n"]
+PAIRED = (
+    "Comparisons are paired by seed (students of one seed share initial weights and batch order): the mean of the "
+    "per-seed differences in points ± its 95% t-interval, with the paired t-test's p-value."
+)
 RUN_TIMES_COLUMNS = ["pipeline", "nodes", "seconds"]
 
 
@@ -70,18 +74,35 @@ def study_report(
             "Baselines",
             "baselines",
             baselines_summary is not None,
-            "Students trained on one source, tested on the real test set.",
-            _table("Test accuracy", baselines_summary, ["cell", *ACCURACY, "gap_pp"]),
+            "Students trained on one source, tested on the real test set. " + PAIRED,
+            _table("Test accuracy", baselines_summary, ["cell", *ACCURACY, "gap_pp", "gap_pp_p"]),
         ),
         Section(
             "Layer swap: which units carry the gap",
             "layer_swap",
             layer_swap_summary is not None,
-            "Units kept (frozen) from a baseline student of one source, every other unit trained on the other.",
+            "Units kept (frozen) from a baseline student of one source, every other unit trained on the other; beside "
+            "them the same-source controls, the other units retrained on the kept units' own source. "
+            + PAIRED
+            + " vs_parent_pp: points gained over the baseline student whose units a cell keeps. gap_recovered: 0 at "
+            "the synthetic-only students, 1 at the real-only ones; gap_recovered_control: 0 at the synthetic→synthetic "
+            "control of the same arrangement and cut, 1 at the real→real one (the gap net of what retraining costs by "
+            "itself); both with Fieller's 95% interval (delta: the delta method's, where Fieller's is unbounded).",
             _table(
-                "Per cell and cut",
+                "Per cell and cut" + _holm_caption(layer_swap_summary, "vs_parent_pp"),
                 layer_swap_summary,
-                ["arrangement", "from", "kept", "trained", "real_units", *ACCURACY, "gap_recovered"],
+                [
+                    "arrangement",
+                    "from",
+                    "kept",
+                    "trained",
+                    "trained_on",
+                    *ACCURACY,
+                    "vs_parent_pp",
+                    "vs_parent_pp_p_holm",
+                    "gap_recovered",
+                    "gap_recovered_control",
+                ],
             ),
             [Figure("Test accuracy against cut", png("layer_swap"), layer_swap_interactive)],
         ),
@@ -90,11 +111,22 @@ def study_report(
             "data_efficiency",
             data_efficiency_summary is not None,
             "The synthetic students' last units fine-tuned on fractions of the real data, against students "
-            "trained from scratch on the same fraction.",
+            "trained from scratch on the same fraction. "
+            + PAIRED
+            + " vs_scratch_pp: points gained over the from-scratch student of the same seed and subset.",
             _table(
-                "Per strategy and fraction",
+                "Per strategy and fraction" + _holm_caption(data_efficiency_summary, "vs_scratch_pp"),
                 data_efficiency_summary,
-                ["strategy", "fraction_label", "real_images", *ACCURACY, "below_real_pp", "more_steps_gain_pp"],
+                [
+                    "strategy",
+                    "fraction_label",
+                    "real_images",
+                    *ACCURACY,
+                    "below_real_pp",
+                    "vs_scratch_pp",
+                    "vs_scratch_pp_p_holm",
+                    "more_steps_gain_pp",
+                ],
             ),
             [Figure("Test accuracy against real images used", png("data_efficiency"), data_efficiency_interactive)],
         ),
@@ -102,13 +134,21 @@ def study_report(
             "Normalization",
             "normalization",
             normalization_summary is not None,
-            "Input statistics, the per-unit profile of the baseline students, and fixes through normalisation."
+            "Input statistics, the per-unit profile of the baseline students, and fixes through normalisation. "
+            + PAIRED
             + frechet_caveat(normalization_unit_profile),
             [
                 *_table(
-                    "Normalisation variants and AdaBN",
+                    "Normalisation variants and AdaBN" + _holm_caption(normalization_summary, "change_vs_synthetic_pp"),
                     normalization_summary,
-                    ["variant", "description", *ACCURACY, "gap_pp", "change_vs_synthetic_pp"],
+                    [
+                        "variant",
+                        "description",
+                        *ACCURACY,
+                        "gap_pp",
+                        "change_vs_synthetic_pp",
+                        "change_vs_synthetic_pp_p_holm",
+                    ],
                 ),
                 *_table(
                     "Per unit",
@@ -135,12 +175,24 @@ def study_report(
             "Ablations",
             "ablations",
             ablations_summary is not None,
-            "The other suspects: augmentation, texture vs shape, oracle prompts, diversity, mixing.",
+            "The other suspects: augmentation, texture vs shape, oracle prompts, diversity, mixing. "
+            + PAIRED
+            + " vs_baseline_pp: points gained over the baseline student of the same source.",
             [
                 *_table(
-                    "Per factor and variant",
+                    "Per factor and variant" + _holm_caption(ablations_summary, "vs_baseline_pp"),
                     ablations_summary,
-                    ["factor", "variant", "trained_on", *ACCURACY, "gap_pp", "gap_between_sources_pp", "shape_bias"],
+                    [
+                        "factor",
+                        "variant",
+                        "trained_on",
+                        *ACCURACY,
+                        "gap_pp",
+                        "vs_baseline_pp",
+                        "vs_baseline_pp_p_holm",
+                        "gap_between_sources_pp",
+                        "shape_bias",
+                    ],
                 ),
                 *_table("Diversity of each set", ablations_diversity, ["set", "within_class_spread", "share_of_real"]),
             ],
@@ -153,6 +205,13 @@ def study_report(
 
 def _table(caption: str, table: pd.DataFrame | None, columns: list[str]) -> list[tuple[str, pd.DataFrame]]:
     return [] if table is None else [(caption, with_intervals(table, columns))]
+
+
+def _holm_caption(table: pd.DataFrame | None, name: str) -> str:
+    """What the caption of a table that tests a family of comparisons says of its p-values."""
+    tested = 0 if table is None or f"{name}_p_holm" not in table else int(table[f"{name}_p_holm"].notna().sum())
+    plural = "s" if tested > 1 else ""
+    return f" ({name}: p Holm-corrected over the table's {tested} comparison{plural})" if tested else ""
 
 
 def frechet_caveat(profile: pd.DataFrame | None) -> str:
@@ -184,7 +243,8 @@ def run_times_section(run_times: list[dict[str, Any]] | None) -> Section:
 def headline(
     baselines: pd.DataFrame | None, layer_swap: pd.DataFrame | None, data_efficiency: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """The paper's four figures beside this run's (a dash where the experiment has not run)."""
+    """The paper's four figures beside this run's (a dash where the experiment has not run); the layer swap's is
+    its headline cell (``layer_swap.headline_cut``), named."""
     accuracy = {}
     if baselines is not None:
         rows = baselines.set_index("cell")
@@ -200,26 +260,26 @@ def headline(
                 "this run": percent(mean, ci) + (f" (n={int(n)} seeds)" if n else ""),
             }
         )
-    gap = 100 * (accuracy["real"][0] - accuracy["synthetic"][0]) if len(accuracy) == 2 else math.nan
+    gap = "–"
+    if len(accuracy) == 2:  # paired by seed where the summary has it
+        synthetic = baselines.set_index("cell").loc["synthetic"]
+        gap = (
+            points(synthetic, "gap_pp")
+            if "gap_pp" in synthetic
+            else number(100 * (accuracy["real"][0] - accuracy["synthetic"][0]))
+        )
     rows.append(
         {
             "figure": "gap (points)",
             "paper": f"{100 * (PAPER['real'] - PAPER['synthetic']):.1f}",
-            "this run": number(gap),
+            "this run": gap,
         }
     )
-    recovered = "–"
-    if layer_swap is not None and "synthetic" in accuracy:
-        last = layer_swap[(layer_swap["arrangement"] == "prefix") & (layer_swap["from"] == "synthetic")]
-        if len(last):
-            row = last.loc[last["cut"].astype(float).idxmax()]
-            gained = 100 * (row["test_accuracy_mean"] - accuracy["synthetic"][0])
-            recovered = f"+{gained:.1f} (units {row['trained']}: {100 * row['gap_recovered']:.0f} % of the gap)"
     rows.append(
         {
             "figure": "last units trained on real data, the rest kept from the synthetic student (points)",
             "paper": f"+{PAPER['last_units_recovered_pp']} (units 15-17: 80 % of the gap)",
-            "this run": recovered,
+            "this run": _headline_cell(layer_swap),
         }
     )
     below = "–"
@@ -228,7 +288,7 @@ def headline(
             (data_efficiency["strategy"] == "last 2") & (data_efficiency["fraction_label"].astype(str) == "1/8")
         ]
         if len(match):
-            below = f"{match['below_real_pp'].iloc[0]:.1f} below real-only"
+            below = f"{points(match.iloc[0], 'below_real_pp')} below real-only"
     rows.append(
         {
             "figure": "last 2 units fine-tuned on 1/8 of the real data (points)",
@@ -237,3 +297,27 @@ def headline(
         }
     )
     return pd.DataFrame(rows)
+
+
+def _headline_cell(layer_swap: pd.DataFrame | None) -> str:
+    """The layer swap's headline cell: points over the synthetic students, paired, and the share of the gap, against
+    the baselines and against the same-source controls, each with its interval; a dash where it has not run."""
+    if layer_swap is None or "headline" not in layer_swap:
+        return "–"
+    rows = layer_swap[layer_swap["headline"].astype(str) == "True"]
+    if not len(rows):
+        return "–"
+    row = rows.iloc[0]
+    ends = lambda name: [row.get(f"{name}{end}", math.nan) for end in ("", "_low", "_high", "_method")]  # noqa: E731
+    recovered = f"{share(*ends('gap_recovered'))} of the gap"
+    if pd.notna(row.get("gap_recovered_control", math.nan)):
+        recovered += f"; {share(*ends('gap_recovered_control'))} against the same-source controls"
+    sign = "+" if row["vs_parent_pp"] >= 0 else ""
+    cut = f"units {row['trained']}, layer_swap.headline_cut {int(row['cut'])}"
+    return f"{sign}{points(row, 'vs_parent_pp')} ({cut}: {recovered})"
+
+
+def points(row: pd.Series, name: str) -> str:
+    """A difference in points with its 95% CI half-width where the row has one: ``9.63 ± 1.2``."""
+    ci = row.get(f"{name}_ci95", math.nan)
+    return number(row[name]) + ("" if pd.isna(ci) else f" ± {number(ci)}")
