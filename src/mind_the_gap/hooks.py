@@ -19,8 +19,15 @@ from kedro.framework.project import pipelines
 from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 
+from mind_the_gap import memory
+from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.experiments.study import Study
 from mind_the_gap.files import write_atomically
 from mind_the_gap.runners.dask import EARLIER_SECONDS_ENV
+
+# A file named here gets one JSON line per node run: the node's peak of live image and feature tensors, the largest
+# image set it read, and its peak resident memory (see MemoryHook).
+MEMORY_LOG_ENV = "MIND_THE_GAP_MEMORY_LOG"
 
 # The namespace of the report's nodes: their inputs alone may be missing.
 REPORTING = "reporting"
@@ -136,3 +143,65 @@ class RunTimesHook:
             row["nodes"] += 1
             row["seconds"] += seconds
         return [{"pipeline": name, **row} for name, row in rows.items()]
+
+
+class MemoryHook:
+    """Where ``MIND_THE_GAP_MEMORY_LOG`` names a file, each node's memory, appended to it as one JSON line: the peak
+    bytes of live image and feature tensors while its inputs load and it runs (``memory``: what the library tracks,
+    the sets handed to it in memory included), the largest image set it read, and its peak resident set size
+    (Linux: the high-water mark reset through ``/proc/self/clear_refs`` when the node's inputs start loading).
+    Nodes must run one at a time in the process, as under Kedro's sequential runner or a Dask cell."""
+
+    def __init__(self) -> None:
+        self._node: str | None = None
+
+    @hook_impl
+    def before_dataset_loaded(self, node: Node) -> None:
+        self._start(node)
+
+    @hook_impl
+    def before_node_run(self, node: Node, inputs: dict[str, Any]) -> None:
+        self._start(node)
+        for value in inputs.values():  # sets handed over in memory count as read by this node
+            for images in _image_sets(value):
+                memory.track(images.images, read=True)
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        path, self._node = os.environ.get(MEMORY_LOG_ENV), None
+        if not path:
+            return
+        peak = memory.window_peak()
+        row = {"node": node.name, "peak_bytes": peak.peak_bytes, "largest_read_bytes": peak.largest_read_bytes}
+        with open(path, "a") as log:
+            log.write(json.dumps(row | {"peak_rss_bytes": _peak_resident_bytes()}) + "\n")
+
+    def _start(self, node: Node) -> None:
+        if self._node != node.name and os.environ.get(MEMORY_LOG_ENV):
+            self._node = node.name
+            memory.start_window()
+            _reset_peak_resident()
+
+
+def _image_sets(value: Any) -> list[ImageSet]:
+    if isinstance(value, ImageSet):
+        return [value]
+    if isinstance(value, Study):
+        return [value.val, value.test]
+    return []
+
+
+def _reset_peak_resident() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the peak is the process's so far
+        pass
+
+
+def _peak_resident_bytes() -> int | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    return None if kib is None else int(kib) * 1024

@@ -2,12 +2,12 @@
 
 from kedro.config import OmegaConfigLoader
 
-from mind_the_gap.hooks import MissingInputsHook, RunTimesHook
+from mind_the_gap.hooks import MemoryHook, MissingInputsHook, RunTimesHook
 from mind_the_gap.runners.dask import DASK_HOOK
 
 # Pluggy calls the last registered first: RunTimesHook writes the run's times before MissingInputsHook sets the
 # report's inputs that are not on disk to None.
-HOOKS = (MissingInputsHook(), RunTimesHook(), DASK_HOOK)
+HOOKS = (MissingInputsHook(), RunTimesHook(), DASK_HOOK, MemoryHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

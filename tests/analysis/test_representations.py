@@ -56,6 +56,15 @@ def test_unit_features_give_one_pooled_tensor_per_block():
     torch.testing.assert_close(features[2], block.mean((2, 3)))
 
 
+def test_unit_features_of_chosen_units_only():
+    model, data = tiny_student(), tiny_set()
+    every = unit_features(model, data, NORM, pooled=True)
+    chosen = unit_features(model, data, NORM, pooled=True, units=[8, 2])
+    assert len(chosen) == 2
+    assert torch.equal(chosen[0], every[8])
+    assert torch.equal(chosen[1], every[2])
+
+
 def test_unflattened_features_and_limit():
     model, data = tiny_student(), tiny_set()
     features = unit_features(model, data, NORM, pooled=False, limit=3)

@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mind_the_gap import memory
 from mind_the_gap.data import imageset
-from mind_the_gap.data.imageset import ImageSet, load_image_set, save_image_set
+from mind_the_gap.data.imageset import ImageSet, ImageView, load_image_set, save_image_set
 from mind_the_gap.experiments.study import SetView, StudentJob
 
 from ..conftest import striped_images
@@ -45,14 +46,68 @@ def test_a_whole_view_is_its_set_and_a_subset_gets_a_fingerprint_without_hashing
     assert whole.training_set(sets) is real
     half = torch.arange(0, len(real), 2)
     subset = StudentJob("half", 0, (SetView("real", half),)).training_set(sets)
-    assert torch.equal(subset.images, real.images[half])
+    assert torch.equal(subset.gather(torch.arange(len(half))), real.images[half])
     other_half = StudentJob("half", 0, (SetView("real", half + 1),)).training_set(sets)
     assert subset.fingerprint() != other_half.fingerprint()
     assert subset.fingerprint() != real.fingerprint()
     mixed = StudentJob("mixed", 0, (SetView("real", half), SetView("synthetic"))).training_set(sets)
     assert len(mixed) == len(half) + len(synthetic)
-    assert torch.equal(mixed.images[len(half) :], synthetic.images)
+    assert torch.equal(mixed.gather(torch.arange(len(half), len(mixed))), synthetic.images)
     assert (
         mixed.fingerprint()
         != StudentJob("mixed", 0, (SetView("synthetic"), SetView("real", half))).training_set(sets).fingerprint()
     )
+
+
+def test_a_view_of_several_sets_gathers_what_their_joined_copy_holds_and_copies_nothing():
+    real, synthetic = striped_images(6), striped_images(8, seed=3)
+    part = torch.tensor([5, 0, 3])
+    view = ImageView(((real, part), (synthetic, None)))
+    joined = torch.cat([real.images[part], synthetic.images])
+    index = torch.randperm(len(view), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(view.gather(index), joined[index])
+    out = torch.empty_like(joined[:4])
+    assert view.gather(index[:4], out=out) is out
+    assert torch.equal(out, joined[index[:4]])
+    assert torch.equal(view.labels, torch.cat([real.labels[part], synthetic.labels]))
+    assert torch.equal(torch.cat(list(view.chunks(4))), joined)
+    assert view.nbytes == joined.numel()
+    alone = ImageView(((real, part),))
+    assert torch.equal(alone.gather(torch.tensor([2, 0])), real.images[part[[2, 0]]])
+    other_classes = ImageSet(synthetic.images, synthetic.labels, tuple(reversed(synthetic.class_names)))
+    with pytest.raises(ValueError, match="different classes"):
+        ImageView(((real, None), (other_classes, None)))
+
+
+def test_a_stored_set_is_mapped_not_read_and_writes_to_it_stay_in_memory(tmp_path: Path):
+    images = torch.randint(0, 256, (256, 3, 128, 128), dtype=torch.uint8)  # 12 MiB
+    data = ImageSet(images, torch.arange(256) % 4, ("a", "b", "c", "d"))
+    save_image_set(data, tmp_path / "set.safetensors")
+    before = _resident_bytes()
+    loaded = load_image_set(tmp_path / "set.safetensors")
+    assert _resident_bytes() - before < 4 * 2**20  # the pages are read when touched
+    assert torch.equal(loaded.images, images)
+    loaded.images[0] = 0  # copy-on-write: the file keeps its pixels
+    assert torch.equal(load_image_set(tmp_path / "set.safetensors").images[0], images[0])
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+def test_the_memory_ledger_counts_each_storage_once_while_it_lives_and_the_largest_set_read(tmp_path: Path):
+    data = striped_images(8)
+    save_image_set(data, tmp_path / "set.safetensors")
+    memory.start_window()
+    loaded = load_image_set(tmp_path / "set.safetensors")
+    half = loaded.subset(torch.arange(4))
+    view = loaded.images[2:]  # a view of a tracked storage counts nothing more
+    memory.track(view)
+    assert memory.window_peak() == memory.WindowPeak(data.nbytes + half.nbytes, data.nbytes)
+    del half
+    copy = loaded.subset(torch.arange(2))
+    assert memory.window_peak().peak_bytes == data.nbytes + 2 * copy.nbytes  # the peak stays: half was larger
+    memory.start_window()
+    assert memory.window_peak() == memory.WindowPeak(0, 0)
+    memory.track(loaded.images, read=True)  # a set handed to the next window in memory counts there
+    assert memory.window_peak() == memory.WindowPeak(data.nbytes, data.nbytes)

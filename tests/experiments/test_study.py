@@ -37,9 +37,10 @@ def test_when_a_student_fails_the_others_stop_after_their_epoch_and_resume_later
 
 def test_sets_on_demand_are_read_when_a_student_needs_them_and_let_go_after():
     reads: list[str] = []
+    held_while_reading: list[int] = []
 
     def loader(name: str, seed: int):
-        return lambda: reads.append(name) or striped_images(2, seed=seed)
+        return lambda: reads.append(name) or held_while_reading.append(len(sets._recent)) or striped_images(2, seed)
 
     sets = SetsOnDemand({f"v{i}": loader(f"v{i}", i) for i in range(3)}, {f"v{i}": 8 for i in range(3)}, keep=2)
     jobs = [StudentJob(f"v{i}/seed{seed}", seed, views(f"v{i}")) for i in range(3) for seed in (0, 1)]
@@ -53,6 +54,7 @@ def test_sets_on_demand_are_read_when_a_student_needs_them_and_let_go_after():
     assert list(sets._recent) == ["v1", "v2"]  # at most two held
     sets["v0"]
     assert reads == ["v0", "v1", "v2", "v0"]
+    assert max(held_while_reading) == 1  # a set to let go is let go before the next is read
     with_pool = sets.after({"pool": first})
     assert list(with_pool)[0] == "pool"
     assert with_pool.size("pool") == len(first)

@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from diffusers import AutoencoderKL
 from PIL import Image
 
 from mind_the_gap.generators.diffusers_backends import save_tiny_stable_diffusion
+from mind_the_gap.hooks import MEMORY_LOG_ENV
 
 from .conftest import REPO, make_project
 
@@ -165,12 +168,46 @@ def make_paper_shaped_project(root: Path, overlay: dict[str, Any]) -> Path:
     return project
 
 
-def kedro_run(project: Path, *arguments: str, hf_home: Path) -> str:
-    """`kedro run --env ENV ...` in ``project`` as a user starts it, offline: its output, or an error ending in it."""
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home), "KEDRO_DISABLE_TELEMETRY": "true"}
-    command = [str(Path(sys.executable).with_name("kedro")), "run", "--env", ENV, *arguments]
-    result = subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=900)
+def _command_and_environment(
+    project: Path, arguments: tuple[str, ...], hf_home: Path, memory_log: Path | None, environment: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    variables = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home), "KEDRO_DISABLE_TELEMETRY": "true"}
+    if memory_log is not None:
+        variables[MEMORY_LOG_ENV] = str(memory_log)
+    return [str(Path(sys.executable).with_name("kedro")), "run", "--env", ENV, *arguments], variables | environment
+
+
+def kedro_run(
+    project: Path,
+    *arguments: str,
+    hf_home: Path,
+    memory_log: Path | None = None,
+    environment: dict[str, str] | None = None,
+) -> str:
+    """`kedro run --env ENV ...` in ``project`` as a user starts it, offline: its output, or an error ending in it.
+    With ``memory_log``, each node's memory is appended to that file (``MIND_THE_GAP_MEMORY_LOG``); ``environment``
+    adds variables (a launcher's RANK and WORLD_SIZE)."""
+    command, variables = _command_and_environment(project, arguments, hf_home, memory_log, environment or {})
+    result = subprocess.run(command, cwd=project, env=variables, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command[1:])} failed ({result.returncode}):\n{output[-6000:]}")
     return output
+
+
+def kedro_run_killed(
+    project: Path, *arguments: str, hf_home: Path, environment: dict[str, str], when: Callable[[], bool]
+) -> None:
+    """Start `kedro run --env ENV ...` and kill it (SIGKILL, as a lost machine or the out-of-memory killer would) as
+    soon as ``when()`` holds; an error if the run ended before."""
+    command, variables = _command_and_environment(project, arguments, hf_home, None, environment)
+    process = subprocess.Popen(command, cwd=project, env=variables, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 900
+    while not when():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{' '.join(command[1:])} ended before it could be killed:\n{process.stderr.read()}")
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    process.stderr.close()

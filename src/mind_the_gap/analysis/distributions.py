@@ -115,6 +115,22 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff @ diff + traces - 2 * root_trace)
 
 
+def spread_sample(labels: torch.Tensor, max_per_class: int = 256, seed: int = 0) -> list[torch.Tensor]:
+    """The images ``within_class_spread`` compares: per class with at least two images, the positions of at most
+    ``max_per_class`` of them, picked at random with a generator seeded by ``seed``. Only their features are needed."""
+    if max_per_class < 2:
+        raise ValueError(f"max_per_class must be at least 2, got {max_per_class}")
+    generator = torch.Generator().manual_seed(seed)
+    groups = []
+    for label in labels.unique():
+        index = (labels == label).nonzero().squeeze(1)
+        if len(index) > max_per_class:
+            index = index[torch.randperm(len(index), generator=generator)[:max_per_class]]
+        if len(index) >= 2:
+            groups.append(index)
+    return groups
+
+
 def within_class_spread(
     features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, max_per_class: int = 256, seed: int = 0
 ) -> float:
@@ -130,16 +146,7 @@ def within_class_spread(
         raise ValueError(
             f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
         )
-    if max_per_class < 2:
-        raise ValueError(f"max_per_class must be at least 2, got {max_per_class}")
-    generator = torch.Generator().manual_seed(seed)
-    spreads = []
-    for label in labels.unique():
-        index = (labels == label).nonzero().squeeze(1)
-        if len(index) > max_per_class:
-            index = index[torch.randperm(len(index), generator=generator)[:max_per_class]]
-        if len(index) >= 2:
-            spreads.append(torch.pdist(features[index]).mean())
+    spreads = [torch.pdist(features[index]).mean() for index in spread_sample(labels, max_per_class, seed)]
     if not spreads:
         raise ValueError("within_class_spread needs a class with at least 2 images")
     return float(torch.stack(spreads).mean())

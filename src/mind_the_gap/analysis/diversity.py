@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from mind_the_gap.analysis import distributions, representations
 from mind_the_gap.analysis.cache import cached_table
-from mind_the_gap.analysis.distributions import within_class_spread
+from mind_the_gap.analysis.distributions import spread_sample, within_class_spread
 from mind_the_gap.analysis.representations import unit_features
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import resolve_device
@@ -47,14 +48,18 @@ def measure_diversity(
         real = next(iter(sets.values()))
         judge, result = load_students(real_runs, [seed], "real", study, real)[seed]
         judge.to(resolve_device(study.training.device, allow_cpu=study.training.allow_cpu))
-        rows = []
-        for name, images in sets.items():
+
+        def spread(images: ImageSet) -> float:
+            sample = images.subset(torch.cat(spread_sample(images.labels, spread_images)))  # only what is compared
+            penultimate = [judge.num_units - 2]
+            batch_size = study.training.eval_batch_size
             features = unit_features(
-                judge, images, result.normalization, pooled=True, batch_size=study.training.eval_batch_size
+                judge, sample, result.normalization, pooled=True, batch_size=batch_size, units=penultimate
             )
-            spread = within_class_spread(features[-2], images.labels, spread_images)
-            rows.append({"set": name, "within_class_spread": spread})
-        table = pd.DataFrame(rows)
+            return within_class_spread(features[0], sample.labels, spread_images)
+
+        # Each set is read in turn and released once measured (no loop variable keeps it while the next is read).
+        table = pd.DataFrame([{"set": name, "within_class_spread": spread(sets[name])} for name in sets])
         table["share_of_real"] = table["within_class_spread"] / table.loc[0, "within_class_spread"]
         return table
 

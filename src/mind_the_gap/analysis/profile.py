@@ -65,9 +65,10 @@ class ProfileConfig(SeedsConfig):
 
 
 def spread(data: ImageSet, count: int) -> ImageSet:
-    """``count`` images spread evenly over the set (every k-th): a sample without randomness to seed."""
+    """``count`` images spread evenly over the set (every k-th): a sample without randomness to seed, and a view of
+    the set, not a copy."""
     step = max(1, len(data) // count)
-    return data.subset(torch.arange(0, len(data), step)[:count])
+    return ImageSet(data.images[::step][:count], data.labels[::step][:count], data.class_names)
 
 
 def cka_pairs(seeds: list[int]) -> dict[str, list[Pair]]:
@@ -142,8 +143,23 @@ def _profile(
     probe_train = spread(real_train, config.probe_images)
     probe_test = spread(test, config.probe_images)
 
-    def features(model: UnitNet, data: ImageSet, norm: Normalization, pooled: bool) -> list[torch.Tensor]:
-        return unit_features(model.to(device), data, norm, pooled=pooled, batch_size=training.eval_batch_size)
+    def features(
+        model: UnitNet, data: ImageSet, norm: Normalization, units: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        return unit_features(
+            model.to(device), data, norm, pooled=True, batch_size=training.eval_batch_size, units=units
+        )
+
+    def probes(model: UnitNet, norm: Normalization, seed: int) -> np.ndarray:
+        """Per unit, a linear probe's accuracy on the model's features (released on return, before the next model's)."""
+        train_x, test_x = features(model, probe_train, norm), features(model, probe_test, norm)
+        labels = probe_train.labels.numpy(), probe_test.labels.numpy()
+        return np.array(
+            [
+                linear_probe_accuracy(a.numpy(), labels[0], b.numpy(), labels[1], seed=seed)
+                for a, b in zip(train_x, test_x, strict=True)
+            ]
+        )
 
     records: dict[str, list[np.ndarray]] = {}
     frechet, frechet_reference = [], []
@@ -155,25 +171,15 @@ def _profile(
             batchnorm_input_moments(real_model, synthetic_sample, norm, training.eval_batch_size),
         )
         records.setdefault("bn_shift", []).append(shift)
-        penultimate = -2  # the last block's pooled output: what the classifier reads
-        real_features = features(real_model, real_sample, norm, pooled=True)[penultimate].double().numpy()
-        synthetic_features = features(real_model, synthetic_sample, norm, pooled=True)[penultimate].double().numpy()
-        test_features = features(real_model, test_sample, norm, pooled=True)[penultimate].double().numpy()
+        penultimate = [real_model.num_units - 2]  # the last block's pooled output: what the classifier reads
+        real_features, synthetic_features, test_features = (
+            features(real_model, sample, norm, penultimate)[0].double().numpy()
+            for sample in (real_sample, synthetic_sample, test_sample)
+        )
         frechet.append(frechet_distance(real_features, synthetic_features))
         frechet_reference.append(frechet_distance(real_features, test_features))
         for source, (model, result) in (("real", real_students[seed]), ("synthetic", synthetic_students[seed])):
-            train_x = features(model, probe_train, result.normalization, pooled=True)
-            test_x = features(model, probe_test, result.normalization, pooled=True)
-            records.setdefault(f"probe_{source}", []).append(
-                np.array(
-                    [
-                        linear_probe_accuracy(
-                            a.numpy(), probe_train.labels.numpy(), b.numpy(), probe_test.labels.numpy(), seed=seed
-                        )
-                        for a, b in zip(train_x, test_x, strict=True)
-                    ]
-                )
-            )
+            records.setdefault(f"probe_{source}", []).append(probes(model, result.normalization, seed))
     students = {
         (source, seed): (model.to(device), result.normalization)
         for source, by_seed in (("real", real_students), ("synthetic", synthetic_students))

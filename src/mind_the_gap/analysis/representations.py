@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from mind_the_gap import memory
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.models.architectures import UnitNet
 from mind_the_gap.training.engine import Normalization
@@ -67,8 +68,10 @@ def unit_features(
     pooled: bool,
     batch_size: int = 512,
     limit: int | None = None,
+    units: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
-    """Each unit's output for the first ``limit`` images (all if None): one float32 CPU tensor (N, D) per unit.
+    """Each unit's output (of ``units``, every unit if None) for the first ``limit`` images (all if None): one
+    float32 CPU tensor (N, D) per unit.
 
     ``pooled`` averages feature maps over their positions (D = channels), else they are flattened; the classifier's
     logits stay as they are. A layer unit's output is its BatchNorm's, before the ReLU or residual addition.
@@ -78,7 +81,8 @@ def unit_features(
     images = data.images if limit is None else data.images[:limit]
     if len(images) == 0:
         raise ValueError("unit_features needs at least one image")
-    outputs: list[list[torch.Tensor]] = [[] for _ in range(model.num_units)]
+    units = range(model.num_units) if units is None else units
+    outputs: list[list[torch.Tensor]] = [[] for _ in units]
 
     def keep(store: list[torch.Tensor]) -> Hook:
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -88,12 +92,12 @@ def unit_features(
 
         return hook
 
-    hooks = [(_output_module(model, i), keep(store)) for i, store in enumerate(outputs)]
+    hooks = [(_output_module(model, unit), keep(store)) for unit, store in zip(units, outputs, strict=True)]
     device = next(model.parameters()).device
     with _inspecting(model, hooks=hooks):
         for x in _inputs(images, normalization, batch_size, device):
             model(x)
-    return [torch.cat(store) for store in outputs]
+    return [memory.track(torch.cat(store)) for store in outputs]
 
 
 def _matrix(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -142,7 +146,7 @@ def unit_grams(model: UnitNet, images: torch.Tensor, normalization: Normalizatio
     grams: list[torch.Tensor] = []
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        grams.append(u_centred_gram(output))
+        grams.append(memory.track(u_centred_gram(output)))
 
     device = next(model.parameters()).device
     with _inspecting(model, hooks=[(_output_module(model, i), hook) for i in range(model.num_units)]):

@@ -4,7 +4,7 @@ set and, where given, on Geirhos et al.'s cue-conflict images, with each student
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +16,7 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.views import edge_view, load_cue_conflict, patch_shuffled, shape_bias
 from mind_the_gap.experiments.study import Study, load_students, parent_keys
 from mind_the_gap.training import engine
-from mind_the_gap.training.engine import predict
+from mind_the_gap.training.engine import Normalization, predict
 from mind_the_gap.training.student_cache import code_version
 
 # A group of students: the variant they were trained under, their source, and their cell's runs table.
@@ -60,8 +60,11 @@ def _evaluate(
     groups: Sequence[Group], seeds: list[int], study: Study, texture_grid: int, cue_conflict_dir: str | None
 ) -> pd.DataFrame:
     test = study.test
-    texture = patch_shuffled(test.images, texture_grid, torch.Generator().manual_seed(0))
-    test_views = {"shape": edge_view(test.images), "texture": texture}
+    # Each view is made when a student is tested on it and released after: one view of the test set at a time.
+    test_views = {
+        "shape": edge_view,
+        "texture": lambda images: patch_shuffled(images, texture_grid, torch.Generator().manual_seed(0)),
+    }
     cue_conflict = None
     if cue_conflict_dir is not None:
         cue_conflict = load_cue_conflict(cue_conflict_dir, test.class_names, test.image_size[0], test.channels)
@@ -69,10 +72,8 @@ def _evaluate(
     for variant, source, runs in groups:
         for seed, (model, result) in load_students(runs, seeds, source, study, test).items():
             row = {"variant": variant, "trained_on": source, "seed": seed, "test_accuracy": result.test.top1}
-            for view, images in test_views.items():
-                data = ImageSet(images, test.labels, test.class_names)
-                predicted = predict(model, data, result.normalization, study.training).argmax(1)
-                row[f"{view}_accuracy"] = (predicted == test.labels).double().mean().item()
+            for view, make in test_views.items():
+                row[f"{view}_accuracy"] = _accuracy(model, result.normalization, test, make, study)
             row["shape_bias"] = row["shape_accuracy"] / (row["shape_accuracy"] + row["texture_accuracy"])
             if cue_conflict is not None:
                 predicted = predict(model, cue_conflict.images, result.normalization, study.training).argmax(1)
@@ -80,3 +81,16 @@ def _evaluate(
                 row |= {f"cue_conflict_{k}": v for k, v in bias.items()}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _accuracy(
+    model: torch.nn.Module,
+    normalization: Normalization,
+    test: ImageSet,
+    view: Callable[[torch.Tensor], torch.Tensor],
+    study: Study,
+) -> float:
+    """A student's accuracy on a view of the test set, made here and released on return."""
+    data = ImageSet(view(test.images), test.labels, test.class_names)
+    predicted = predict(model, data, normalization, study.training).argmax(1)
+    return (predicted == test.labels).double().mean().item()

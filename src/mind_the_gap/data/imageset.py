@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from mind_the_gap import memory
 from mind_the_gap.files import write_atomically
 
 
@@ -42,6 +46,7 @@ class ImageSet:
                 f"ImageSet.labels must lie in [0, {len(self.class_names)}), got "
                 f"[{int(self.labels.min())}, {int(self.labels.max())}]"
             )
+        memory.track(self.images)  # every set's pixels count in the node that holds them
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -58,9 +63,22 @@ class ImageSet:
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
 
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel() * self.images.element_size()
+
     def subset(self, index: torch.Tensor) -> ImageSet:
-        """The images at ``index`` (a long or bool tensor), with the same class names."""
+        """The images at ``index`` (a long or bool tensor), with the same class names: a copy (see ``ImageView``
+        for a subset that copies nothing)."""
         return ImageSet(self.images[index], self.labels[index], self.class_names)
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """The images in order, ``size`` at a time (views, no copies)."""
+        return iter(self.images.split(size))
+
+    def gather(self, index: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The images at ``index`` (a long tensor on the host), into ``out`` when given."""
+        return torch.index_select(self.images, 0, index, out=out) if out is not None else self.images[index]
 
     def class_counts(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)
@@ -97,25 +115,103 @@ def view_fingerprint(parts: list[tuple[str, torch.Tensor | None]]) -> str:
     return digest.hexdigest()
 
 
-def concat(*sets: ImageSet) -> ImageSet:
-    """The images of several sets of the same classes, in order (one set is itself: no copy)."""
-    if len(sets) == 1:
-        return sets[0]
-    names = sets[0].class_names
-    if any(s.class_names != names for s in sets) or len({s.images.shape[1:] for s in sets}) > 1:
-        raise ValueError("cannot mix image sets of different classes, sizes or channels")
-    return ImageSet(torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]), names)
+@dataclass(frozen=True)
+class ImageView:
+    """The images of one or more sets of the same classes at indices (``None``: every image), joined in order, and
+    never copied: a student's training set when it is part of a stored set (a data-efficiency fraction) or spans
+    several (all real + all synthetic). Batches are gathered from the sets; only the labels are joined."""
+
+    parts: tuple[tuple[ImageSet, torch.Tensor | None], ...]
+    labels: torch.Tensor = field(init=False)
+    _starts: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        first = self.parts[0][0]
+        if any(
+            s.class_names != first.class_names or s.images.shape[1:] != first.images.shape[1:] for s, _ in self.parts
+        ):
+            raise ValueError("cannot join image sets of different classes, sizes or channels")
+        labels = [data.labels if index is None else data.labels[index] for data, index in self.parts]
+        object.__setattr__(self, "labels", torch.cat(labels))
+        object.__setattr__(self, "_starts", torch.tensor([0, *np.cumsum([len(x) for x in labels])]))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.parts[0][0].class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.parts[0][0].channels
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.parts[0][0].image_size
+
+    @property
+    def nbytes(self) -> int:
+        first = self.parts[0][0]
+        return len(self) * first.nbytes // max(1, len(first))
+
+    def fingerprint(self) -> str:
+        """Derived from the sets' fingerprints and the indices, without reading a pixel (``view_fingerprint``)."""
+        return view_fingerprint([(data.fingerprint(), index) for data, index in self.parts])
+
+    def gather(self, index: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The images at ``index`` (positions in the view, a long tensor on the host), into ``out`` when given."""
+        if len(self.parts) == 1:
+            data, part_index = self.parts[0]
+            return data.gather(index if part_index is None else part_index[index], out)
+        out = torch.empty((len(index), *self.parts[0][0].images.shape[1:]), dtype=torch.uint8) if out is None else out
+        part_of = torch.searchsorted(self._starts, index, right=True) - 1
+        for number, (data, part_index) in enumerate(self.parts):
+            rows = (part_of == number).nonzero().squeeze(1)
+            if len(rows):
+                local = index[rows] - self._starts[number]
+                out[rows] = data.images[local if part_index is None else part_index[local]]
+        return out
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """The images in order, gathered ``size`` at a time."""
+        for start in range(0, len(self), size):
+            yield self.gather(torch.arange(start, min(start + size, len(self))))
+
+
+TrainingImages = ImageSet | ImageView
+
+
+def _mapped_images(path: Path) -> torch.Tensor:
+    """The images of a safetensors file mapped into memory copy-on-write: pages are read when touched, and shared by
+    every process that maps the same file (several workers on one host hold one copy, in the page cache)."""
+    with path.open("rb") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        entry = json.loads(file.read(length))["images"]
+    if entry["dtype"] != "U8":
+        raise ValueError(f"its images are {entry['dtype']}, not uint8")
+    begin, end = entry["data_offsets"]
+    if end == begin:
+        return torch.zeros(entry["shape"], dtype=torch.uint8)
+    pixels = np.memmap(path, dtype=np.uint8, mode="c", offset=8 + length + begin, shape=(end - begin,))
+    return torch.from_numpy(pixels).view(entry["shape"])
 
 
 def load_image_set(path: str | Path) -> ImageSet:
-    """The image set in a safetensors file written by ``save_image_set``, with the fingerprint saved beside it; a
-    clear error naming the file otherwise."""
+    """The image set in a safetensors file written by ``save_image_set``, its images memory-mapped (see
+    ``_mapped_images``) and its fingerprint the one saved beside it; a clear error naming the file otherwise."""
+    path = Path(path)
     try:
-        tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata()
-        data = ImageSet(tensors["images"], tensors["labels"], tuple(json.loads(metadata["class_names"])))
-    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError, ValueError) as exc:
+            labels = f.get_tensor("labels")
+        images = _mapped_images(path)
+        data = ImageSet(memory.track(images, read=True), labels, tuple(json.loads(metadata["class_names"])))
+    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError, ValueError, struct.error) as exc:
         raise ValueError(f"cannot read image set {path}: {exc}") from exc
     return data.with_fingerprint(metadata["fingerprint"]) if "fingerprint" in metadata else data
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
+from mind_the_gap import memory
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.sources import (
@@ -89,10 +90,15 @@ class DatasetConfig(Config):
 def load_source(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
     """The source's training images and its official test split (None where it has none)."""
     if config.source == "fashion_mnist":
-        return load_fashion_mnist(config.path)
-    if config.source.startswith("torchvision:"):
-        return load_torchvision(config.source.split(":", 1)[1], config.path)
-    return _load_image_folders(config)
+        train, test = load_fashion_mnist(config.path)
+    elif config.source.startswith("torchvision:"):
+        train, test = load_torchvision(config.source.split(":", 1)[1], config.path)
+    else:
+        train, test = _load_image_folders(config)
+    for split in (train, test):
+        if split is not None:
+            memory.track(split.images, read=True)  # the sets data_processing is held to
+    return train, test
 
 
 def _load_image_folders(config: DatasetConfig) -> tuple[ImageSet, ImageSet | None]:
@@ -139,26 +145,34 @@ def _native_image_size(config: DatasetConfig, listings: list[FolderListing]) -> 
 
 
 def convert(images: ImageSet, image_size: int | None, channels: int | None) -> ImageSet:
-    """Resize (``RESAMPLING``, antialiased) and convert channels: 1 -> 3 repeats grey, 3 -> 1 takes ITU-R 601 luma."""
-    data = images.images
-    if channels is not None and channels != data.shape[1]:
-        if channels == 3 and data.shape[1] == 1:
-            data = data.expand(-1, 3, -1, -1)
-        elif channels == 1 and data.shape[1] == 3:
-            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            data = torch.cat([(c.float() * weights).sum(1, keepdim=True).round() for c in data.split(4096)])
-        else:
-            raise DataSourceError(f"cannot convert {data.shape[1]} channels to {channels}")
-    if image_size is not None and tuple(data.shape[2:]) != (image_size, image_size):
-        data = torch.cat(
-            [
-                F.interpolate(chunk.float(), size=(image_size, image_size), mode=RESAMPLING, antialias=True).round()
-                for chunk in data.split(4096)
-            ]
-        )
-    if data is images.images:  # already the size and channels asked for: no copy
+    """The set resized and its channels converted (``convert_images``); the set itself where nothing changes."""
+    data = convert_images(images.images, image_size, channels)
+    return images if data is images.images else ImageSet(data, images.labels, images.class_names)
+
+
+def convert_images(images: torch.Tensor, image_size: int | None, channels: int | None) -> torch.Tensor:
+    """uint8 images resized (``RESAMPLING``, antialiased) and their channels converted (1 -> 3 repeats grey, 3 -> 1
+    takes ITU-R 601 luma), 4,096 at a time into the result: never a float copy of the whole set. ``images`` itself
+    where both already match."""
+    have = images.shape[1]
+    channels = have if channels is None else channels
+    size = tuple(images.shape[2:]) if image_size is None else (image_size, image_size)
+    if (channels, size) == (have, tuple(images.shape[2:])):
         return images
-    return ImageSet(data.clamp(0, 255).to(torch.uint8).contiguous(), images.labels, images.class_names)
+    if channels != have and (channels, have) not in ((3, 1), (1, 3)):
+        raise DataSourceError(f"cannot convert {have} channels to {channels}")
+    converted = torch.empty((len(images), channels, *size), dtype=torch.uint8)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096]
+        if channels == 3 and have == 1:
+            chunk = chunk.expand(-1, 3, -1, -1)
+        elif channels == 1 and have == 3:
+            chunk = (chunk.float() * luma).sum(1, keepdim=True).round()
+        if size != tuple(chunk.shape[2:]):
+            chunk = F.interpolate(chunk.float(), size=size, mode=RESAMPLING, antialias=True).round()
+        converted[start : start + len(chunk)] = chunk.clamp(0, 255).to(torch.uint8)
+    return converted
 
 
 def select_classes(images: ImageSet, classes: list[str] | None) -> ImageSet:

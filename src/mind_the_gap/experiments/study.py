@@ -23,7 +23,7 @@ from pydantic import Field
 
 from mind_the_gap.analysis.statistics import summarize
 from mind_the_gap.config import Config
-from mind_the_gap.data.imageset import ImageSet, concat, view_fingerprint
+from mind_the_gap.data.imageset import ImageSet, ImageView, TrainingImages
 from mind_the_gap.devices import concurrent_workers, map_concurrently, resolve_device
 from mind_the_gap.experiments.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.models.architectures import StudentConfig, UnitNet
@@ -74,10 +74,11 @@ def build_study(
 
 class SetsOnDemand(Mapping[str, ImageSet]):
     """Stored sets by name, each read when a student needs it and kept while it is among the ``keep`` most recently
-    used, so that a factor's generated sets are never all in memory at once; their sizes are known without reading.
+    used, so that a factor's generated sets are never all in memory at once (a set a student trains on stays while
+    it trains: students training side by side may hold one more each); their sizes are known without reading.
     """
 
-    def __init__(self, loaders: Mapping[str, Callable[[], ImageSet]], sizes: Mapping[str, int], keep: int = 2):
+    def __init__(self, loaders: Mapping[str, Callable[[], ImageSet]], sizes: Mapping[str, int], keep: int = 1):
         self._loaders, self._sizes, self._keep = dict(loaders), dict(sizes), keep
         self._recent: OrderedDict[str, ImageSet] = OrderedDict()
         self._lock = threading.Lock()  # students of a cell ask from several threads
@@ -86,12 +87,11 @@ class SetsOnDemand(Mapping[str, ImageSet]):
         load = self._loaders[name]
         with self._lock:
             if name not in self._recent:
+                while len(self._recent) >= self._keep:  # room first: the sets released are not held while it loads
+                    self._recent.popitem(last=False)
                 self._recent[name] = load()
             self._recent.move_to_end(name)
-            data = self._recent[name]
-            while len(self._recent) > self._keep:
-                self._recent.popitem(last=False)
-        return data
+            return self._recent[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._loaders)
@@ -143,13 +143,12 @@ class StudentJob:
     def size(self, sets: Mapping[str, ImageSet]) -> int:
         return sum(view.size(sets) for view in self.train)
 
-    def training_set(self, sets: Mapping[str, ImageSet]) -> ImageSet:
-        """The images the student trains on, its fingerprint derived from its sets' without hashing the images."""
+    def training_set(self, sets: Mapping[str, ImageSet]) -> TrainingImages:
+        """The images the student trains on: a stored set itself, or a view of sets that copies no image (its
+        fingerprint derived from its sets' without hashing the images)."""
         if len(self.train) == 1 and self.train[0].whole(sets):
             return sets[self.train[0].name]
-        parts = [(sets[v.name], None if v.whole(sets) else v.index) for v in self.train]
-        images = concat(*(data if index is None else data.subset(index) for data, index in parts))
-        return images.with_fingerprint(view_fingerprint([(data.fingerprint(), index) for data, index in parts]))
+        return ImageView(tuple((sets[v.name], None if v.whole(sets) else v.index) for v in self.train))
 
 
 def views(name: str, index: torch.Tensor | None = None) -> tuple[SetView, ...]:
@@ -210,7 +209,7 @@ def train_cell(
 
 
 def _run_params(
-    study: Study, job: StudentJob, recipe: TrainConfig, data: ImageSet, normalization: Normalization
+    study: Study, job: StudentJob, recipe: TrainConfig, data: TrainingImages, normalization: Normalization
 ) -> dict[str, Any]:
     """A student's MLflow parameters: what it is, what it learns from and how."""
     params = {

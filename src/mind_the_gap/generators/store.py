@@ -25,8 +25,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from mind_the_gap import memory
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.data.prepare import convert
+from mind_the_gap.data.prepare import convert_images
 from mind_the_gap.generators.base import ImageGenerator, ImageRequest, image_seed
 from mind_the_gap.generators.prompts import PromptFn
 from mind_the_gap.keys import content_key
@@ -320,8 +321,8 @@ def load_images(
                 stack = stack.unsqueeze(1) if stack.ndim == 3 else stack.permute(0, 3, 1, 2)
                 index = torch.tensor(positions) + start
                 # The real data's own conversion, so that both sets are resized alike.
-                images[index] = convert(ImageSet(stack, labels[index], class_names), image_size, channels).images
-    return ImageSet(images, labels, class_names)
+                images[index] = convert_images(stack, image_size, channels)
+    return ImageSet(memory.track(images, read=True), labels, class_names)
 
 
 def _read_png(path: Path) -> np.ndarray:

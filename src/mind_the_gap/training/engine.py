@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.imageset import ImageSet, ImageView, TrainingImages
 from mind_the_gap.devices import autocast, resolve_device, resolve_precision
 from mind_the_gap.files import write_atomically
 from mind_the_gap.training.augment import BatchAugment
@@ -43,11 +43,12 @@ class Normalization:
     std: tuple[float, ...]
 
     @classmethod
-    def of(cls, images: ImageSet) -> Normalization:
+    def of(cls, images: TrainingImages) -> Normalization:
         """The statistics of a set, summed in float64 over slices of images: no copy of the whole set."""
         total = torch.zeros(images.channels, dtype=torch.float64)
         squares = torch.zeros(images.channels, dtype=torch.float64)
-        for chunk in images.images.split(max(1, (1 << 24) // max(1, images.images[0:1].numel()))):
+        pixels = images.channels * images.image_size[0] * images.image_size[1]
+        for chunk in images.chunks(max(1, (1 << 24) // max(1, pixels))):
             chunk = chunk.double().div_(255)
             total += chunk.sum((0, 2, 3))
             squares += chunk.square_().sum((0, 2, 3))
@@ -57,7 +58,7 @@ class Normalization:
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
     @classmethod
-    def resolve(cls, kind: NormalizationKind, train: ImageSet, real: Normalization) -> Normalization:
+    def resolve(cls, kind: NormalizationKind, train: TrainingImages, real: Normalization) -> Normalization:
         """The input normalisation of a student trained on ``train``.
 
         ``real``: the real training pool's statistics, the same for every student, so that a student sees real and
@@ -202,12 +203,20 @@ def free_device_memory(device: torch.device) -> int | None:
 
 class WholeSetOnDevice:
     """The fast path: the training set copied to the device once (on the CPU, the set itself), each batch gathered
-    there by an index on the device."""
+    there by an index on the device. A view of sets is gathered into place on the device, part by part."""
 
     index_on_host = False
 
-    def __init__(self, train: ImageSet, device: torch.device):
-        self.images, self.labels = train.images.to(device), train.labels.to(device)
+    def __init__(self, train: TrainingImages, device: torch.device):
+        self.labels = train.labels.to(device)
+        if isinstance(train, ImageSet):
+            self.images = train.images.to(device)
+            return
+        self.images = torch.empty((len(train), train.channels, *train.image_size), dtype=torch.uint8, device=device)
+        start = 0
+        for chunk in train.chunks(4096):
+            self.images[start : start + len(chunk)] = chunk.to(device)
+            start += len(chunk)
 
     def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
@@ -220,25 +229,28 @@ class StreamedFromHost:
 
     index_on_host = True
 
-    def __init__(self, train: ImageSet, device: torch.device):
-        self.images, self.labels, self.device = train.images, train.labels, device
+    def __init__(self, train: TrainingImages, device: torch.device):
+        self.train, self.device = train, device
+        self.pinned = device.type == "cuda"
 
     def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._gather(self.images, index), self._gather(self.labels, index)
-
-    def _gather(self, tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        pinned = self.device.type == "cuda"
-        batch = torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=pinned)
-        torch.index_select(tensor, 0, index, out=batch)
-        return batch.to(self.device, non_blocking=True)
+        images = torch.empty(
+            (len(index), self.train.channels, *self.train.image_size), dtype=torch.uint8, pin_memory=self.pinned
+        )
+        labels = torch.empty(len(index), dtype=torch.int64, pin_memory=self.pinned)
+        self.train.gather(index, out=images)
+        torch.index_select(self.train.labels, 0, index, out=labels)
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
 
 def _batch_source(
-    train: ImageSet, config: TrainConfig, device: torch.device, description: str
+    train: TrainingImages, config: TrainConfig, device: torch.device, description: str
 ) -> WholeSetOnDevice | StreamedFromHost:
-    set_bytes = train.images.numel() * train.images.element_size()
+    set_bytes = train.nbytes
     free_bytes = free_device_memory(device)
-    if data_stays_on_device(config.data_on_device, set_bytes, free_bytes):
+    # On the CPU the "device" is host memory: a view of sets is gathered batch by batch, never joined into a copy.
+    whole_on_cpu = device.type == "cpu" and isinstance(train, ImageView)
+    if not whole_on_cpu and data_stays_on_device(config.data_on_device, set_bytes, free_bytes):
         return WholeSetOnDevice(train, device)
     log.info(
         "%s: training set of %.2f GiB streamed from host memory (training.data_on_device: %s%s)",
@@ -276,7 +288,7 @@ def _prepare_inputs(batch: torch.Tensor, norm: Normalization, channels_last: boo
 
 def fit(
     model: nn.Module,
-    train: ImageSet,
+    train: TrainingImages,
     config: TrainConfig,
     seed: int,
     normalization: Normalization,
@@ -440,7 +452,7 @@ def predict(
     device, precision = placement(config, device, precision)
     model.to(device).eval()
     outputs = []
-    for chunk in data.images.split(config.eval_batch_size):
+    for chunk in data.chunks(config.eval_batch_size):
         x = _prepare_inputs(chunk.to(device).float().div_(255), norm, config.channels_last)
         with autocast(device, precision):
             outputs.append(model(x).float().cpu())

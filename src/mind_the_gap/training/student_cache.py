@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mind_the_gap import devices
-from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.imageset import ImageSet, TrainingImages
 from mind_the_gap.devices import GLOBAL_RNG, precision_name
 from mind_the_gap.files import write_atomically
 from mind_the_gap.keys import content_key
@@ -168,7 +168,7 @@ def train_student(
     store: StudentStore,
     student: StudentConfig,
     training: TrainConfig,
-    train: ImageSet,
+    train: TrainingImages,
     test: ImageSet,
     seed: int,
     normalization: Normalization,
