@@ -7,24 +7,30 @@ where the pipelines before it have run. Each configuration (the Dask runner with
 uses every core, and with 2 single-threaded workers, each with half) starts from that same student store, so each
 trains the same students from scratch.
 
-``estimate`` list-schedules the paper's layer-swap grid (`conf/paper`: every cut of ResNet-50's 18 units, 3 seeds,
-four cells, one Dask task each) over 1 to 16 GPUs, each student costing ``--student-hours`` (about an hour on one
-GPU at the paper's scale, 100 epochs of ImageNet-100).
+``estimate`` lays the whole study of an environment (by default `conf/paper`) over 1 to 16 GPUs on the fake clock
+of the executor's own scheduling (``mind_the_gap.experiments.executor.simulate``): every student the experiments'
+plans give, every generated set, and the waits for the cells each cell reads from; once with a task per student
+(the Dask runner now) and once with a task per cell (before). Durations come from ``bench_gpu.py``'s JSON where
+it exists, else from the assumptions it names (``mind_the_gap.runners.estimate``).
 
     python benchmarks/bench_dask.py measure --data-from /tmp/study [--pipeline layer_swap] [--workers 1 2]
         [--keep /tmp/dask-bench]
-    python benchmarks/bench_dask.py estimate [--student-hours 1.0]
+    python benchmarks/bench_dask.py estimate [--throughput benchmarks/results/gpu_throughput.json] [--env paper]
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
 import shutil
 import tempfile
 from pathlib import Path
 
 from bench_study import kedro_run, scratch_project
+
+from mind_the_gap.experiments.executor import simulate
+from mind_the_gap.runners.estimate import PAPER_SHAPE, Throughput, study_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DASK = ["--runner", "mind_the_gap.runners.DaskRunner", "--runner-params"]
 STORE = Path("data/06_models/students")
@@ -51,31 +57,33 @@ def measure(data_from: Path, pipeline: str, workers: list[int], keep: Path | Non
     print(f"\nScratch project: {folder} (kedro.log, logs/dask/)")
 
 
-def makespan(cells: list[float], gpus: int) -> float:
-    """Hours until the last of independent cells (their hours on one GPU) ends, longest first on the first free
-    GPU: the Dask runner gives each cell one worker."""
-    free = [0.0] * gpus
-    for hours in sorted(cells, reverse=True):
-        heapq.heappush(free, heapq.heappop(free) + hours)
-    return max(free)
-
-
-def estimate(student_hours: float, units: int = 18, seeds: int = 3, cells: int = 4) -> None:
-    students = (units - 1) * seeds  # every cut, every seed, in each cell
-    grid = [students * student_hours] * cells
-    total = sum(grid)
+def estimate(throughput_json: Path, env: str) -> None:
+    throughput = Throughput.read(throughput_json)
+    sources = throughput.sources
     print(
-        f"Paper layer-swap grid: {cells} cells of {students} students, {total:,.0f} GPU-hours at "
-        f"{student_hours:g} h a student; cells per GPU-hour: {cells / total:.4f}\n"
+        f"Throughput per GPU: ResNet-50 training {throughput.training:,.0f} images/s ({sources['training']}); "
+        f"Stable Diffusion {throughput.generation:g} images/s ({sources['generation']}); img2img: "
+        f"{sources['img2img']}; unCLIP: {sources['unclip']}. Sets the size of ImageNet-100's: "
+        f"{PAPER_SHAPE.classes} classes of {PAPER_SHAPE.train_per_class} training images.\n"
     )
-    print("| GPUs | wall, hours | GPUs busy |\n| --- | --- | --- |")
+    per_student = study_tasks(ROOT / "conf", env, throughput)
+    per_cell = study_tasks(ROOT / "conf", env, throughput, per_student=False)
+    generating = [task for task in per_student if "/generate " in task.name]
+    hours = sum(task.seconds for task in per_student) / 3600
+    generation_hours = sum(task.seconds for task in generating) / 3600
+    print(
+        f"`{env}`: {len(per_student) - len(generating)} students and {len(generating)} generated sets in "
+        f"{len(per_cell)} cells: {hours:,.0f} GPU-hours ({hours - generation_hours:,.0f} training, "
+        f"{generation_hours:,.0f} generating)\n"
+    )
+    print("| GPUs | per-student tasks: wall, hours | GPUs busy | per-cell tasks: wall, hours | GPUs busy |")
+    print("| --- | --- | --- | --- | --- |")
     for gpus in (1, 2, 4, 8, 16):
-        hours = makespan(grid, gpus)
-        print(f"| {gpus} | {hours:,.0f} | {total / (hours * gpus):.0%} |")
-    print(
-        f"\nOne task per cell: beyond {cells} GPUs the grid runs no faster (a cell takes {students * student_hours:g}"
-        f" h); using more would take a task per student."
-    )
+        students, cells = simulate(per_student, gpus), simulate(per_cell, gpus)
+        print(
+            f"| {gpus} | {students.makespan / 3600:,.0f} | {students.utilization:.0%} | {cells.makespan / 3600:,.0f} | "
+            f"{cells.utilization:.0%} |"
+        )
 
 
 def main() -> None:
@@ -87,12 +95,18 @@ def main() -> None:
     measuring.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="one run per worker count")
     measuring.add_argument("--keep", type=Path, help="the scratch folder (default: a new temporary one)")
     estimating = commands.add_parser("estimate")
-    estimating.add_argument("--student-hours", type=float, default=1.0)
+    estimating.add_argument(
+        "--throughput",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "gpu_throughput.json",
+        help="bench_gpu.py's",
+    )
+    estimating.add_argument("--env", default="paper", help="the configuration environment whose study is laid out")
     arguments = parser.parse_args()
     if arguments.command == "measure":
         measure(arguments.data_from.resolve(), arguments.pipeline, arguments.workers, arguments.keep)
     else:
-        estimate(arguments.student_hours)
+        estimate(arguments.throughput, arguments.env)
 
 
 if __name__ == "__main__":

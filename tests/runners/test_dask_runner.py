@@ -1,5 +1,6 @@
 """`kedro run --runner mind_the_gap.runners.DaskRunner` as a user runs it, on a Dask cluster of 2 worker processes
-and an MLflow server: the smoke layer-swap grid, against the sequential runner's, then with a failing cell."""
+and an MLflow server: the smoke layer-swap and data-efficiency grids, each student a Dask task, against the
+sequential runner's; then with a killed worker and with a failing cell."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from distributed import Client, LocalCluster
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from mind_the_gap.experiments import layer_swap
 from mind_the_gap.runners.dask import ATTEMPT, CELL_TAG, WORKER_TAG
 
 from ..pipelines.conftest import make_project
@@ -26,12 +28,12 @@ from ..pipelines.servers import mlflow_serving
 
 pytestmark = pytest.mark.slow
 
-CELLS = {
-    f"layer_swap.{c}"
-    for c in ("prefix_from_real", "prefix_from_synthetic", "suffix_from_real", "suffix_from_synthetic")
-} | {"layer_swap"}
+GRID = {f"layer_swap.{cell}": spec for cell, spec in layer_swap.CELLS.items()}  # (arrangement, from, trained on)
+CELLS = set(GRID) | {"layer_swap"}
+STUDENTS = 2 * len(GRID)  # a cut and 2 seeds a cell
 UPSTREAM = "data_processing,generator_training,generation,baselines"
 RUNS = Path("data/smoke/07_model_output/layer_swap")
+DATA_EFFICIENCY_RUNS = Path("data/smoke/07_model_output/data_efficiency")
 LEARNED = ["student_key", "test_accuracy", "test_loss", "train_loss", "val_accuracy", "val_loss"]
 
 
@@ -81,7 +83,9 @@ class Grid:
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, scheduler: str) -> Grid:
+def projects(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tuple[Path, Path]:
+    """A project where the pipelines before the grids ran, tracking to the server, and a copy tracking to its own
+    database, for the sequential runner."""
     root = make_project(tmp_path_factory.mktemp("dask") / "project")
     track_to(root, mlflow_server)
     upstream = kedro(root, "--pipelines", UPSTREAM)
@@ -89,6 +93,12 @@ def grid(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, scheduler
     sequential = tmp_path_factory.mktemp("sequential") / "project"
     shutil.copytree(root, sequential)
     track_to(sequential, f"sqlite:///{sequential / 'mlflow.db'}")
+    return root, sequential
+
+
+@pytest.fixture(scope="module")
+def grid(projects: tuple[Path, Path], mlflow_server: str, scheduler: str) -> Grid:
+    root, sequential = projects
     run = kedro(root, "--pipeline", "layer_swap", "--runner", "mind_the_gap.runners.DaskRunner", scheduler=scheduler)
     assert run.returncode == 0, run.stderr[-3000:]
     alone = kedro(sequential, "--pipeline", "layer_swap")
@@ -134,8 +144,9 @@ def test_the_grid_is_one_study_in_mlflow_each_cell_a_child_run_on_either_worker(
     assert (cells["status"] == "FINISHED").all()
     assert cells["worker"].nunique() == 2  # the cells ran on both workers
     # Each student nested under its cell, named and tagged as in a sequential run, with its test accuracy.
-    assert len(students) == 8
+    assert len(students) == STUDENTS
     assert (students["pipeline"] == "layer_swap").all()
+    assert students["worker"].nunique() == 2  # each student a task of its own, on either worker
     student_cells = students["parent"].map(dict(zip(cells["run_id"], cells["cell"], strict=True)))
     assert set(student_cells) == CELLS - {"layer_swap"}
     assert students["test_accuracy"].between(0, 1).all()
@@ -164,6 +175,33 @@ def test_the_distributed_grid_equals_the_sequential_one_bit_for_bit(grid: Grid):
         pd.testing.assert_frame_equal(distributed[LEARNED], sequential[LEARNED], check_exact=True)
 
 
+def test_the_distributed_data_efficiency_grid_equals_the_sequential_one_bit_for_bit(
+    projects: tuple[Path, Path], mlflow_server: str, scheduler: str
+):
+    # The data-efficiency grid: its fine-tuned students start from the synthetic baselines.
+    root, sequential_root = projects
+    run = kedro(
+        root, "--pipeline", "data_efficiency", "--runner", "mind_the_gap.runners.DaskRunner", scheduler=scheduler
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    alone = kedro(sequential_root, "--pipeline", "data_efficiency")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    trained = 0
+    for cell in ("scratch", "finetune"):
+        distributed, sequential = (
+            pd.read_csv(p / DATA_EFFICIENCY_RUNS / f"{cell}_runs.csv") for p in (root, sequential_root)
+        )
+        # Only the from-scratch students on the whole pool are the real baselines, reused by both.
+        assert distributed["cache_hit"].sum() == (cell == "scratch") * 2  # one a smoke seed
+        assert distributed["cache_hit"].equals(sequential["cache_hit"])
+        pd.testing.assert_frame_equal(distributed[LEARNED], sequential[LEARNED], check_exact=True)
+        trained += len(distributed)
+    runs = _runs(MlflowClient(mlflow_server))
+    students = runs[runs["pipeline"] == "data_efficiency"]
+    assert len(students) == trained
+    assert students["worker"].nunique() == 2  # each student a task of its own, on either worker
+
+
 def test_with_no_scheduler_named_the_runner_starts_and_stops_a_cluster_of_its_own(grid: Grid):
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     command = [
@@ -187,18 +225,18 @@ def test_with_no_scheduler_named_the_runner_starts_and_stops_a_cluster_of_its_ow
         env=env | {"KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "400"},
     )
     assert run.returncode == 0, run.stdout[-3000:]
-    assert "Dask: 5 cells on the scheduler at tcp://127.0.0.1:" in run.stdout
+    assert f"Dask: {len(CELLS)} cells on the scheduler at tcp://127.0.0.1:" in run.stdout
     runs = _runs(grid.mlflow)
     parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
     cells, students = _study(runs, parent["run_id"])
     assert cells["worker"].nunique() == 2
     assert set(cells["worker"]).isdisjoint(_runs_workers(runs, parent["run_id"]))
-    assert len(students) == 8  # every student reused from the first run, and logged under its cell again
+    assert len(students) == STUDENTS  # every student reused from the first run, and logged under its cell again
 
 
 def _runs_workers(runs: pd.DataFrame, but: str) -> set[str]:
     """The workers of every other study's cells: those of the test's own cluster."""
-    others = runs[runs["parent"].notna() & (runs["parent"] != but) & runs["worker"].notna()]
+    others = runs[runs["cell"].notna() & (runs["parent"] != but)]
     return set(others["worker"])
 
 
@@ -253,14 +291,16 @@ def test_a_worker_killed_mid_cell_stops_its_cell_which_resumes_its_students_on_a
         run.kill()
     assert run.returncode == 0, output[-3000:]
     logs = (grid.distributed / "logs" / "dask").glob("*/*.log")
-    (log,) = [log for log in logs if log.read_text().count(ATTEMPT) == 2]  # the killed cell, started twice
-    assert "resuming after epoch" in log.read_text().rsplit(ATTEMPT, 1)[1]
+    texts = [log.read_text() for log in logs]
+    assert sum(text.count(ATTEMPT) == 2 for text in texts) == 1  # the killed cell, started twice
+    # The killed worker's student, run again on the other worker, resumed (its lines go to its cell's log).
+    assert any("resuming after epoch" in text for text in texts)
     runs = _runs(grid.mlflow)
     parent = runs[(runs["name"] == "layer_swap") & runs["parent"].isna()].sort_values("start").iloc[-1]
     cells, students = _study(runs, parent["run_id"])
     assert sorted(cells["cell"]) == sorted(CELLS)
     assert (cells["status"] == "FINISHED").all()
-    assert (students["status"] == "FINISHED").sum() == 8
+    assert (students["status"] == "FINISHED").sum() == STUDENTS
 
 
 def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_others_finish(grid: Grid, scheduler: str):
@@ -282,7 +322,8 @@ def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_other
 
     assert run.returncode != 0
     output = " ".join((run.stdout + run.stderr).split())
-    assert "2 of 5 cells failed" in output
+    from_synthetic = {cell for cell, (_, source, _) in GRID.items() if source == "synthetic"}
+    assert f"{len(from_synthetic)} of {len(CELLS)} cells failed" in output
     assert "not run, as they need a failed cell: layer_swap" in output
     assert "cell layer_swap.prefix_from_synthetic failed" in output
     assert "seed(s) [0, 1]" in output
@@ -291,11 +332,6 @@ def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_other
     assert parent["status"] == "FAILED"
     cells, _ = _study(runs, parent["run_id"])
     status = dict(zip(cells["cell"], cells["status"], strict=True))
-    assert status == {
-        "layer_swap.prefix_from_synthetic": "FAILED",
-        "layer_swap.suffix_from_synthetic": "FAILED",
-        "layer_swap.prefix_from_real": "FINISHED",
-        "layer_swap.suffix_from_real": "FINISHED",
-    }
+    assert status == {cell: "FAILED" if cell in from_synthetic else "FINISHED" for cell in GRID}
     # The cells that finished reused every student the first run trained.
     assert pd.read_csv(grid.distributed / RUNS / "prefix_from_real_runs.csv")["cache_hit"].all()

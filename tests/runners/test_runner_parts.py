@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from mind_the_gap.runners.dask import (
     DaskRunHook,
     _error,
     cell_environment,
+    dask_client,
     worker_environments,
 )
 from mind_the_gap.runners.grid import PER_CELL, Cell, grid_cells, memory_handoffs
@@ -85,6 +87,10 @@ def test_every_registered_pipeline_cuts_into_cells_in_dependency_order():
         "layer_swap.prefix_from_synthetic",
         "layer_swap.suffix_from_real",
         "layer_swap.suffix_from_synthetic",
+        "layer_swap.prefix_real_control",
+        "layer_swap.prefix_synthetic_control",
+        "layer_swap.suffix_real_control",
+        "layer_swap.suffix_synthetic_control",
     }
 
 
@@ -198,3 +204,9 @@ def test_a_cell_runs_without_the_memory_setting_dask_gives_its_workers():
     assert env["MLFLOW_RUN_ID"] == "abc"
     assert json.loads(env[EARLIER_SECONDS_ENV]) == {"prepare_real_data": 2.0}
     assert "MLFLOW_RUN_ID" not in cell_environment(worker, "a", {}, run_id=None)
+
+
+def test_the_workers_of_a_cluster_the_runner_starts_keep_glibcs_adaptive_memory_settings():
+    # Students train in the workers' own processes: without Dask's MALLOC_TRIM_THRESHOLD_ (1.7x faster on the CPU).
+    with dask_client(workers=1) as client:
+        assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}

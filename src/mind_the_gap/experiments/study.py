@@ -13,7 +13,8 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,14 @@ from mind_the_gap.analysis.statistics import summarize
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet, ImageView, TrainingImages
 from mind_the_gap.devices import concurrent_workers, map_concurrently, resolve_device
+from mind_the_gap.experiments.executor import (
+    WORKER_TAG,
+    SetFile,
+    map_on_cluster,
+    on_cluster,
+    set_file,
+    worker_address,
+)
 from mind_the_gap.experiments.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.models.architectures import StudentConfig, UnitNet
 from mind_the_gap.training.config import TrainConfig
@@ -161,51 +170,84 @@ def train_cell(
 ) -> pd.DataFrame:
     """Train (or reuse) every student of a cell, each a nested MLflow run; one row per student.
 
-    ``sets`` holds the stored sets the jobs name. ``training.concurrent_students`` students train at once (the
-    longest first), each logging to its own run.
+    ``sets`` holds the stored sets the jobs name. Here, ``training.concurrent_students`` students train at once (the
+    longest first), each logging to its own run; in a cell the Dask runner started, each student is a task on its
+    cluster (``executor.map_on_cluster``), reading the sets as files written beside the student store.
     """
     jobs = list(jobs)
-    # MLflow runs are created here, under the run active in this thread (the `kedro run`'s), whichever thread then
-    # trains the student.
+    # MLflow runs are created here, under the run active in this thread (the `kedro run`'s), whichever thread or
+    # worker then trains the student.
     tags = [{"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}} for job in jobs]
-    runs = [MlflowStudentRun(job.name, job_tags) for job, job_tags in zip(jobs, tags, strict=True)]
+    students = [(job, MlflowStudentRun(job.name, job_tags)) for job, job_tags in zip(jobs, tags, strict=True)]
+    steps = lambda student: planned_steps(student[0].size(sets), student[0].training or study.training)  # noqa: E731
+    if on_cluster():
+        folder = study.store / "sets"
+        files = {name: set_file(sets[name], folder) for name in sorted({v.name for job in jobs for v in job.train})}
+        # The study as a worker receives it: its store by absolute path, its val and test sets as files.
+        shipped = replace(
+            study, store=study.store.resolve(), val=set_file(study.val, folder), test=set_file(study.test, folder)
+        )
+        train = partial(_train_from_files, shipped, pipeline, cell, files)
+        return pd.DataFrame(map_on_cluster(train, students, [job.name for job in jobs], cost=steps))
     stop = threading.Event()  # set when a student of the cell fails or the run is interrupted
-
-    def train(index: int) -> dict[str, Any]:
-        job, run = jobs[index], runs[index]
-        recipe = job.training or study.training
-        data = job.training_set(sets)
-        normalization = Normalization.resolve(recipe.normalization, data, study.real_statistics)
-        with run.start(_run_params(study, job, recipe, data, normalization)):
-            result = train_student(
-                study.students,
-                study.student,
-                recipe,
-                data,
-                study.test,
-                job.seed,
-                normalization,
-                val=study.val,
-                transfer=job.transfer,
-                tracker=_StopWhenAsked(run, stop, job.name),
-                description=job.name,
-            )
-            run.log_result(result, study.test.class_names)
-        return {
-            "pipeline": pipeline,
-            "cell": cell,
-            **job.columns,
-            "seed": job.seed,
-            "student_key": result.key,
-            "cache_hit": result.cache_hit,
-            **result.metrics(),
-        }
-
     workers = concurrent_workers(
         study.training.concurrent_students, resolve_device(study.training.device, allow_cpu=study.training.allow_cpu)
     )
-    steps = lambda i: planned_steps(jobs[i].size(sets), jobs[i].training or study.training)  # noqa: E731
-    return pd.DataFrame(map_concurrently(train, range(len(jobs)), workers, cost=steps, on_failure=stop.set))
+    train = partial(_train_student, study, pipeline, cell, sets, stop)
+    return pd.DataFrame(map_concurrently(train, students, workers, cost=steps, on_failure=stop.set))
+
+
+def _train_student(
+    study: Study,
+    pipeline: str,
+    cell: str,
+    sets: Mapping[str, ImageSet],
+    stop: threading.Event,
+    student: tuple[StudentJob, MlflowStudentRun],
+) -> dict[str, Any]:
+    """Train (or reuse) one student of a cell in its MLflow run; its row of the cell's runs table."""
+    job, run = student
+    recipe = job.training or study.training
+    data = job.training_set(sets)
+    normalization = Normalization.resolve(recipe.normalization, data, study.real_statistics)
+    with run.start(_run_params(study, job, recipe, data, normalization)):
+        result = train_student(
+            study.students,
+            study.student,
+            recipe,
+            data,
+            study.test,
+            job.seed,
+            normalization,
+            val=study.val,
+            transfer=job.transfer,
+            tracker=_StopWhenAsked(run, stop, job.name),
+            description=job.name,
+        )
+        run.log_result(result, study.test.class_names)
+    return {
+        "pipeline": pipeline,
+        "cell": cell,
+        **job.columns,
+        "seed": job.seed,
+        "student_key": result.key,
+        "cache_hit": result.cache_hit,
+        **result.metrics(),
+    }
+
+
+def _train_from_files(
+    shipped: Study,
+    pipeline: str,
+    cell: str,
+    files: Mapping[str, SetFile],
+    student: tuple[StudentJob, MlflowStudentRun],
+) -> dict[str, Any]:
+    """On a Dask worker: ``_train_student`` with the study's and the job's sets read from their files."""
+    study = replace(shipped, val=shipped.val.load(), test=shipped.test.load())
+    student[1].tags[WORKER_TAG] = worker_address()
+    sets = {name: file.load() for name, file in files.items()}
+    return _train_student(study, pipeline, cell, sets, threading.Event(), student)
 
 
 def _run_params(

@@ -1,5 +1,10 @@
 """A Kedro runner on dask.distributed: each cell of the pipeline (see ``grid``) is one Dask task, which runs the
-cell's own `kedro run --nodes ...` on a worker, once the cells it reads from have finished.
+cell's own `kedro run --nodes ...` on a worker, once the cells it reads from have finished; and each student a cell
+trains is a Dask task of its own, on one GPU (``mind_the_gap.experiments.executor``).
+
+A cell's process reaches the cluster through the scheduler's address in its environment; when it hands its students
+to the cluster it sets the Dask event named after its task, and the cell's task secedes from its worker's thread
+pool (as Dask's docs have a task that waits on others do), so that the thread, and its GPU, train students.
 
 Each cell being a `kedro run` of its own, every Kedro and kedro-mlflow hook runs there as in a sequential run;
 cells hand each other nothing but what the catalog saves. MLflow shows one study: the `kedro run` of the driver is
@@ -33,13 +38,15 @@ from kedro.runner import AbstractRunner
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from mind_the_gap.experiments.executor import CELL_KEY_ENV, CELL_LOG_ENV, GPU, SCHEDULER_ENV, WORKER_TAG
 from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
 
-CELL_TAG, WORKER_TAG = "dask.cell", "dask.worker"
+CELL_TAG = "dask.cell"
 CELL_ENV = "MIND_THE_GAP_DASK_CELL"  # set in a cell's `kedro run`: the cell's name
 ATTEMPT = "--- "  # starts the line a cell's log gets each time the cell starts
 # Dask's nannies set it for their workers; in PyTorch's process it turns off glibc's adaptive mmap threshold, so
 # every large tensor is mapped and unmapped anew: training ran 1.7x slower on the CPU (benchmarks/bench_training.py).
+# Cells' processes go without it, and so do the workers of a cluster the runner starts, where students train.
 WORKER_MEMORY_SETTINGS = ("MALLOC_TRIM_THRESHOLD_",)
 # The wall seconds of the cells run before, per node, for the report's table of times (mind_the_gap.hooks).
 EARLIER_SECONDS_ENV = "MIND_THE_GAP_EARLIER_NODE_SECONDS"
@@ -118,28 +125,41 @@ class CellFailed(RuntimeError):
 
 
 def run_cell(task: CellTask, *upstream: CellOutcome) -> CellOutcome:
-    """On a worker: the cell's `kedro run` in its own process, logging into the cell's MLflow run."""
-    worker = _worker_address()
+    """On a worker: the cell's `kedro run` in its own process, logging into the cell's MLflow run; its students
+    train as tasks of their own, on the worker thread this task leaves once they start."""
+    from distributed import Event, get_worker, secede
+
+    worker = get_worker()
+    key = worker.get_current_task()
     earlier = {node: seconds for outcome in upstream for node, seconds in outcome.node_seconds.items()}
-    run_id = _cell_run(task.tracking, task.cell, worker) if task.tracking else None
-    env = cell_environment(os.environ, task.cell, earlier, run_id)
+    run_id = _cell_run(task.tracking, task.cell, worker.address) if task.tracking else None
+    cluster = {SCHEDULER_ENV: worker.scheduler.address, CELL_KEY_ENV: str(key), CELL_LOG_ENV: task.log}
+    env = cell_environment(os.environ, task.cell, earlier, run_id) | cluster
     log = Path(task.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with log.open("a") as output:  # a cell Dask runs again after its worker died keeps the first attempt's lines
-        output.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}: cell {task.cell} on worker {worker}\n")
+        output.write(f"{ATTEMPT}{time.strftime('%Y-%m-%d %H:%M:%S')}: cell {task.cell} on worker {worker.address}\n")
         output.flush()
         command = [sys.executable, "-m", "mind_the_gap.runners.cell_process", task.config]
-        status = subprocess.run(command, cwd=task.project_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+        students = Event(str(key))
+        students.clear()  # set by an attempt of the cell on a worker that died
+        process = subprocess.Popen(command, cwd=task.project_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            if students.wait(timeout=1):
+                secede()  # no rejoin: the task only waits for its process from here
+                process.wait()
+        students.clear()
     seconds = time.perf_counter() - started
-    if status.returncode != 0:
+    if process.returncode != 0:
         if run_id is not None:  # kedro-mlflow marks it when Python fails, not when the process is killed
             MlflowClient(task.tracking.uri).set_terminated(run_id, "FAILED")
         raise CellFailed(
-            f"cell {task.cell} failed on {worker} (exit status {status.returncode}): {_error(log)} (its log: {log})"
+            f"cell {task.cell} failed on {worker.address} (exit status {process.returncode}): {_error(log)} (its log: "
+            f"{log})"
         )
     share = seconds / len(task.nodes)
-    return CellOutcome(task.cell, worker, seconds, run_id, earlier | {node: share for node in task.nodes})
+    return CellOutcome(task.cell, worker.address, seconds, run_id, earlier | {node: share for node in task.nodes})
 
 
 def cell_environment(
@@ -150,15 +170,6 @@ def cell_environment(
     env = {name: value for name, value in worker.items() if name not in WORKER_MEMORY_SETTINGS}
     env |= {CELL_ENV: cell, EARLIER_SECONDS_ENV: json.dumps(earlier)}
     return env | ({"MLFLOW_RUN_ID": run_id} if run_id is not None else {})
-
-
-def _worker_address() -> str:
-    from distributed import get_worker
-
-    try:
-        return get_worker().address
-    except ValueError:  # called outside a worker
-        return "local"
 
 
 def _cell_run(tracking: Tracking, cell: str, worker: str) -> str:
@@ -332,20 +343,27 @@ def dask_client(address: str | None = None, workers: int | None = None) -> Itera
 
 
 def _local_cluster(workers: int | None) -> Any:
+    import dask
     import torch
     from distributed import Nanny, Scheduler, SpecCluster
 
-    gpus = torch.cuda.device_count()
-    if gpus:
-        try:
-            from dask_cuda import LocalCUDACluster
-        except ImportError:
-            pass
-        else:
-            return LocalCUDACluster(n_workers=workers or gpus, threads_per_worker=1)
-    local = {"host": "127.0.0.1"}
-    specs = {
-        f"worker-{i}": {"cls": Nanny, "options": {**local, "nthreads": 1, "env": env}}
-        for i, env in enumerate(worker_environments(workers, gpus, os.cpu_count() or 1))
-    }
-    return SpecCluster(specs, scheduler={"cls": Scheduler, "options": {**local, "dashboard_address": ":0"}})
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    kept = {name: value for name, value in environ.items() if name not in WORKER_MEMORY_SETTINGS}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": kept}):  # read as the nannies start, here
+        gpus = torch.cuda.device_count()
+        if gpus:
+            try:
+                from dask_cuda import LocalCUDACluster
+            except ImportError:
+                pass
+            else:
+                return LocalCUDACluster(n_workers=workers or gpus, threads_per_worker=1, resources={GPU: 1})
+        local = {"host": "127.0.0.1"}
+        specs = {
+            f"worker-{i}": {
+                "cls": Nanny,
+                "options": {**local, "nthreads": 1, "env": env, **({"resources": {GPU: 1}} if gpus else {})},
+            }
+            for i, env in enumerate(worker_environments(workers, gpus, os.cpu_count() or 1))
+        }
+        return SpecCluster(specs, scheduler={"cls": Scheduler, "options": {**local, "dashboard_address": ":0"}})
