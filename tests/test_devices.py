@@ -1,5 +1,6 @@
 """Where models run: ``auto`` and the CPU, once logged; the precision a setting gives and its autocast; models
-trained at once in threads, every result in order, the longest first, and the CPU's threads shared."""
+trained at once in threads, every result in order, the longest first, and the CPU's threads shared; cuDNN's fastest
+convolutions on CUDA."""
 
 from __future__ import annotations
 
@@ -159,3 +160,11 @@ def test_autocast_only_below_float32():
     with autocast(cpu, torch.bfloat16):
         assert torch.is_autocast_enabled("cpu")
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_cudnn_picks_the_fastest_convolutions_on_cuda_and_nothing_changes_elsewhere(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored after the test
+    devices.use_fastest_convolutions(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    devices.use_fastest_convolutions(torch.device("cuda", 1))  # a device name: no GPU needed to set the flag
+    assert torch.backends.cudnn.benchmark is True

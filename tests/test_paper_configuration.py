@@ -1,20 +1,28 @@
 """The `paper` environment merged over `base`, as `kedro run --env paper` loads it: every pipeline's parameters
-valid, nothing of Fashion-MNIST (the base dataset) in what the paper run uses, and no silent CPU."""
+valid, nothing of Fashion-MNIST (the base dataset) in what the paper run uses, and no silent CPU; the defaults a
+practitioner would choose: layer-swap cuts at ResNet-50's stage boundaries and the paper's headline, controls trained as
+their cells, ablation seeds that pair with the baselines'."""
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 import typing
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
 from pydantic import BaseModel
+from torchvision.models import resnet
 
 from mind_the_gap import settings
 from mind_the_gap.data.sources import FASHION_MNIST_CLASSES
+from mind_the_gap.experiments import layer_swap
+from mind_the_gap.experiments.layer_swap import LayerSwapConfig, resolve_cuts
 from mind_the_gap.generators.config import GenerationConfig
+from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.pipeline_registry import register_pipelines
 from mind_the_gap.training.config import TrainConfig
 
@@ -63,3 +71,33 @@ def test_the_paper_run_refuses_the_cpu_and_runs_each_model_at_its_native_resolut
     assert generation.allow_cpu is False
     assert (generation.height, generation.width) == (512, 512)  # Stable Diffusion v1.4
     assert (generation.unclip_height, generation.unclip_width) == (768, 768)  # Stable unCLIP 2.1
+
+
+def test_the_layer_swap_cuts_are_resnet50s_stage_boundaries_and_the_papers_headline(paper: dict[str, typing.Any]):
+    net = resnet.resnet50()
+    blocks = [len(stage) for stage in (net.layer1, net.layer2, net.layer3, net.layer4)]
+    boundaries = list(itertools.accumulate(blocks, initial=1))  # each stage's first unit, then the classifier
+    assert boundaries == [1, 4, 8, 14, 17]
+    config = LayerSwapConfig.model_validate(paper["layer_swap"])
+    assert resolve_cuts(config, StudentConfig.model_validate(paper["student"])) == sorted({*boundaries, 15})
+    assert config.headline_cut == 15  # units 15-17: the last two bottleneck blocks and the classifier
+
+
+def test_at_every_cut_the_same_source_controls_train_as_their_cells(paper: dict[str, typing.Any]):
+    student = StudentConfig.model_validate(paper["student"])
+    training = TrainConfig.model_validate(paper["training"])
+    config = LayerSwapConfig.model_validate(paper["layer_swap"])
+    parents = pd.DataFrame({"seed": config.seeds, "student_key": [f"baseline{seed}" for seed in config.seeds]})
+    recipes: dict[int, set[str]] = {}
+    for arrangement, source, trained_on in layer_swap.CELLS.values():
+        for job in layer_swap.plan(arrangement, source, parents, "train", student, config, trained_on):
+            recipes.setdefault(job.columns["cut"], set()).add((job.training or training).model_dump_json())
+    assert recipes.keys() == set(config.cuts)
+    assert all(len(at_cut) == 1 for at_cut in recipes.values())
+
+
+def test_every_ablation_seed_pairs_with_a_baseline_student_and_gives_a_paired_interval(paper: dict[str, typing.Any]):
+    seeds = paper["ablations"]["seeds"]
+    assert set(seeds) <= set(paper["baselines"]["seeds"])
+    assert len(set(seeds)) >= 3
+    assert paper["ablations"]["diversity"]["spread_images"] <= paper["generation"]["images_per_class"]

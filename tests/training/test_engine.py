@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.models.architectures import StudentConfig, build_student
+from mind_the_gap.training import engine
 from mind_the_gap.training.augment import POLICY_GROUP, BatchAugment, local_shuffle
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
@@ -474,3 +476,64 @@ def test_auto_keeps_the_set_on_the_device_when_it_takes_at_most_half_the_free_me
 def _model(train: ImageSet) -> nn.Module:
     torch.manual_seed(0)
     return build_student(StudentConfig(width=8), train.num_classes, train.channels, train.image_size[0])
+
+
+class TensorsFromNumbers(TorchDispatchMode):
+    """Counts tensors made from Python numbers (``torch.tensor``): on a GPU each is a copy the host waits for."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func is torch.ops.aten.lift_fresh.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_training_step_makes_no_tensor_from_python_numbers():
+    train = striped_images(16)  # 64 images: two batches of 32 a pass
+    config = FAST.model_copy(update={"augment": ["crop", "flip", "trivial_augment"]})
+    fit(_model(train), train, config, seed=0, normalization=UNIT)  # what a process makes once (kornia's constants)
+    counts = []
+    for epochs in (1, 3):
+        with TensorsFromNumbers() as mode:
+            fit(_model(train), train, config.model_copy(update={"epochs": epochs}), seed=0, normalization=UNIT)
+        counts.append(mode.count)
+    assert counts[0] == counts[1]  # the same for 2 steps as for 6: none a step
+
+
+def test_compile_runs_the_training_steps_through_the_compiled_model_and_stores_the_model_itself(monkeypatch):
+    compiled: list[nn.Module] = []
+    steps = []
+
+    class Compiled(nn.Module):
+        def __init__(self, model: nn.Module):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            steps.append(len(x))
+            return self.model(x)
+
+    def compile_(model: nn.Module) -> nn.Module:
+        compiled.append(model)
+        return Compiled(model)
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    train = striped_images(16)
+    model = _model(train)
+    names = list(model.state_dict())
+    fit(model, train, FAST, seed=0, normalization=UNIT)
+    assert not compiled  # off by default
+    fit(model, train, FAST.model_copy(update={"compile": True}), seed=0, normalization=UNIT)
+    assert compiled == [model]
+    assert steps == [32] * planned_steps(len(train), FAST)
+    assert list(model.state_dict()) == names  # the model itself trained: no wrapper's prefix on its weights
+
+
+def test_training_asks_for_the_fastest_convolutions_on_its_device(monkeypatch):
+    asked = []
+    monkeypatch.setattr(engine, "use_fastest_convolutions", asked.append)
+    train = striped_images(8)
+    fit(_model(train), train, FAST.model_copy(update={"epochs": 1}), seed=0, normalization=UNIT)
+    assert asked == [torch.device("cpu")]

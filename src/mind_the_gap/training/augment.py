@@ -6,8 +6,9 @@ them all, which keeps augmentation on the device and out of Python loops.
 
 The strong policies (RandAugment, TrivialAugment, AutoAugment) are kornia's. Kornia draws one operation per call
 and its randomness from torch's global generator, so a batch is augmented in groups of ``POLICY_GROUP`` images, each
-group drawing its own operation, under a global generator seeded from the training run's own: runs stay repeatable,
-and students trained in concurrent threads take turns. Kornia's crop and flip measured 5.6x slower than the
+group drawing its own operation, under a global generator seeded from a generator on the host (the training run's own
+on the CPU; on a GPU one beside it, since reading a seed back from the GPU would wait for it every step): runs stay
+repeatable, and students trained in concurrent threads take turns. Kornia's crop and flip measured 5.6x slower than the
 ``grid_sample`` here (``benchmarks/bench_augment.py``), so those stay hand-written.
 """
 
@@ -51,13 +52,18 @@ class BatchAugment:
         self.shuffle_patch, self.shuffle_share = shuffle_patch, shuffle_share
         self.policy = _kornia_policy(policies[0]) if policies else None
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator, host_generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``images`` augmented with draws from ``generator``, on their device; the strong policy's seeds come from
+        ``host_generator`` (by default ``generator``, which must then be on the host), so no draw waits for the
+        device."""
         if not self.ops:
             return images
         if self.ops & set(GEOMETRIC):
             images = self._geometric(images, generator)
         if self.policy is not None:
-            images = self._policy(images, generator)
+            images = self._policy(images, generator if host_generator is None else host_generator)
         if "color" in self.ops:
             images = self._color(images, generator)
         if "local_shuffle" in self.ops:
@@ -99,10 +105,15 @@ class BatchAugment:
         mode = "bilinear" if "resized_crop" in self.ops else "nearest"  # pure shifts and flips stay exact
         return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
-    def _policy(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _policy(self, images: torch.Tensor, host_generator: torch.Generator) -> torch.Tensor:
+        if host_generator.device.type != "cpu":
+            raise ValueError(
+                f"a strong policy draws its seeds on the host, not from a generator on {host_generator.device}: "
+                "pass a host_generator"
+            )
         grey = images.shape[1] == 1  # kornia's colour operations want RGB: grey images go through as three equal
         rgb = images.expand(-1, 3, -1, -1) if grey else images
-        seed = int(torch.randint(2**62, (), device=generator.device, generator=generator))
+        seed = int(torch.randint(2**62, (), generator=host_generator))
         with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = torch.cat([self.policy(group) for group in rgb.split(POLICY_GROUP)])

@@ -46,6 +46,9 @@ class TrainConfig(Config):
     # AMX), float32 elsewhere; bf16 and fp16 force autocast; off: float32.
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
+    # torch.compile the model for the training steps (evaluation stays eager): fused kernels, after a first step that
+    # compiles for a minute or so. Off by default: not yet measured to pay for a whole student here.
+    compile: bool = False
     # always: the whole training set copied to the device; never: each batch streamed from host memory; auto: the
     # copy when the set takes at most half the device's free memory (off CUDA: always). The same student either way.
     data_on_device: Literal["auto", "always", "never"] = "auto"

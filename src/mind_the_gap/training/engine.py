@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mind_the_gap.data.imageset import ImageSet, ImageView, TrainingImages
-from mind_the_gap.devices import autocast, resolve_device, resolve_precision
+from mind_the_gap.devices import autocast, resolve_device, resolve_precision, use_fastest_convolutions
 from mind_the_gap.files import write_atomically
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.config import TrainConfig
@@ -75,9 +75,15 @@ class Normalization:
             return cls(IMAGENET_MEAN, IMAGENET_STD)
         return cls((0.0,) * train.channels, (1.0,) * train.channels)
 
-    def apply(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    def tensors(self, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and standard deviation as (1, C, 1, 1) tensors on ``device``."""
+        return tuple(torch.tensor(values, dtype=dtype).view(1, -1, 1, 1).to(device) for values in (self.mean, self.std))
+
+    def apply(self, images: torch.Tensor, tensors: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``images`` standardised. ``tensors``: ``self.tensors`` on the images' device and of their dtype, made once
+        by a caller that applies this batch after batch (a tensor made from numbers on a GPU is a copy the host waits
+        for)."""
+        mean, std = self.tensors(images.device, images.dtype) if tensors is None else tensors
         return (images - mean) / std
 
 
@@ -281,8 +287,10 @@ def _load_progress(path: Path | None, total_steps: int, description: str) -> dic
     return state
 
 
-def _prepare_inputs(batch: torch.Tensor, norm: Normalization, channels_last: bool) -> torch.Tensor:
-    x = norm.apply(batch)
+def _prepare_inputs(
+    batch: torch.Tensor, norm: Normalization, tensors: tuple[torch.Tensor, torch.Tensor], channels_last: bool
+) -> torch.Tensor:
+    x = norm.apply(batch, tensors)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -310,19 +318,28 @@ def fit(
     history) is saved there, and a run that finds it continues from it: a killed run resumes at its last round
     and, on the CPU, ends bit-identical to one never stopped. ``on_epoch`` then gets the resumed rounds first.
     Images stay uint8 on the device and are converted batch by batch; one seeded generator on the device drives
-    shuffling and augmentation, so a CPU run is repeatable to the bit. ``training.data_on_device`` keeps the whole
-    set on the device or streams each batch from host memory (``data_stays_on_device``): the same batches and the
-    same draws either way, so the same student. ``device`` and ``precision``, when given, are
-    ``config``'s resolved once by the caller (see ``placement``).
+    shuffling and augmentation (a strong policy's seeds come from one on the host, that same one on the CPU), so a CPU
+    run is repeatable to the bit, and a step reads nothing back from a GPU (but the loss every ``log_every`` steps, a
+    streamed set's batch order once a pass, and float16's grad scaler). ``training.compile`` runs the steps through
+    ``torch.compile(model)``.
+    ``training.data_on_device`` keeps the whole set on the device or streams each batch from host memory
+    (``data_stays_on_device``): the same batches and the same draws either way, so the same student. ``device`` and
+    ``precision``, when given, are ``config``'s resolved once by the caller (see ``placement``).
     """
     if len(train) < 2:
         raise ValueError(f"cannot train on {len(train)} image(s)")
     device, precision = placement(config, device, precision)
+    use_fastest_convolutions(device)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    # The training steps run through the compiled module, which shares its parameters and state with ``model``.
+    step_model = torch.compile(model) if config.compile else model
     source = _batch_source(train, config, device, description)
     generator = torch.Generator(device=device).manual_seed(seed)
+    # The strong policies' seeds are drawn on the host: read back from a GPU, each would wait for it every step.
+    host_generator = generator if device.type == "cpu" else torch.Generator().manual_seed(seed)
+    statistics = normalization.tensors(device)
     augment = BatchAugment(
         config.augment, config.crop_padding, config.resized_crop_scale, config.shuffle_patch, config.shuffle_share
     )
@@ -345,6 +362,7 @@ def fit(
         schedule.load_state_dict(saved["schedule"])
         scaler.load_state_dict(saved["scaler"])
         generator.set_state(saved["generator"])
+        host_generator.set_state(saved["host_generator"])
         batches.load_state_dict(saved["batches"])
         history, step, seconds_before = saved["history"], saved["step"], saved["seconds"]
         log.info("%s: resuming after epoch %d/%d from %s", description, len(history), config.epochs, progress_file)
@@ -367,9 +385,10 @@ def fit(
         )
         for i in bar:
             batch, y = source(next(batches))
-            x = _prepare_inputs(augment(batch.float().div_(255), generator), normalization, config.channels_last)
+            images = augment(batch.float().div_(255), generator, host_generator)
+            x = _prepare_inputs(images, normalization, statistics, config.channels_last)
             with autocast(device, precision):
-                logits = model(x)
+                logits = step_model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -429,6 +448,7 @@ def fit(
                     "schedule": schedule.state_dict(),
                     "scaler": scaler.state_dict(),
                     "generator": generator.get_state(),
+                    "host_generator": host_generator.get_state(),
                     "batches": batches.state_dict(),
                 },
             )
@@ -451,9 +471,10 @@ def predict(
     """Logits (float32, on the CPU) for every image of ``data``."""
     device, precision = placement(config, device, precision)
     model.to(device).eval()
+    statistics = norm.tensors(device)
     outputs = []
     for chunk in data.chunks(config.eval_batch_size):
-        x = _prepare_inputs(chunk.to(device).float().div_(255), norm, config.channels_last)
+        x = _prepare_inputs(chunk.to(device).float().div_(255), norm, statistics, config.channels_last)
         with autocast(device, precision):
             outputs.append(model(x).float().cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0, data.num_classes)
