@@ -55,7 +55,15 @@ def test_the_baselines_gap_pairs_only_the_seeds_both_sources_have():
 def test_data_efficiency_compares_each_strategy_with_scratch_at_the_same_fraction():
     def students(strategy: str, accuracies: list[float], fraction: float = 0.5) -> pd.DataFrame:
         label = "1/2" if fraction == 0.5 else "1"
-        return rows(accuracies, strategy=strategy, fraction=fraction, fraction_label=label, real_images=400)
+        return rows(
+            accuracies,
+            strategy=strategy,
+            arm=strategy,
+            lr_factor=0.3,
+            fraction=fraction,
+            fraction_label=label,
+            real_images=400,
+        )
 
     runs = pd.concat(
         [
@@ -79,6 +87,25 @@ def test_data_efficiency_compares_each_strategy_with_scratch_at_the_same_fractio
     holm_values = [summary.loc[(s, "1/2"), "vs_scratch_pp_p_holm"] for s in ("last 2", "last 1")]
     assert holm_values == pytest.approx(holm(p_values))
     assert metrics["last 2.1/2.vs_scratch_pp"]["value"] == pytest.approx(MEAN)
+    # Both arms win at 1/2 and have no other fraction compared: they beat scratch at every fraction of the table.
+    assert summary.loc[("last 2", "1/2"), "beats_scratch_between"] == "every fraction"
+    assert pd.isna(summary.loc[("scratch", "1/2"), "beats_scratch_between"])
+
+
+def test_data_efficiency_names_the_fractions_between_which_an_arm_starts_to_beat_scratch():
+    def gains(*by_fraction: float) -> pd.DataFrame:  # mean points over scratch at 1/2, 1/4, 1/8, 1/16
+        fractions = [0.5, 0.25, 0.125, 0.0625]
+        labels = ["1/2", "1/4", "1/8", "1/16"]
+        return pd.DataFrame({"fraction": fractions, "fraction_label": labels, "vs_scratch_pp": by_fraction})
+
+    assert data_efficiency.beats_scratch_between(gains(-3.0, -1.0, 0.5, 2.0)) == "1/4 and 1/8"
+    assert data_efficiency.beats_scratch_between(gains(-3.0, 0.0, 0.5, 2.0)) == "1/4 and 1/8"  # a tie is no win
+    # A win at 1/2 with a loss below it: it starts winning, for good, only below 1/8.
+    assert data_efficiency.beats_scratch_between(gains(1.0, -1.0, -0.5, 2.0)) == "1/8 and 1/16"
+    assert data_efficiency.beats_scratch_between(gains(1.0, 1.0, 0.5, 2.0)) == "every fraction"
+    assert data_efficiency.beats_scratch_between(gains(1.0, 1.0, 0.5, -2.0)) == "no fraction"
+    shuffled = gains(-3.0, -1.0, 0.5, 2.0).iloc[[2, 0, 3, 1]]  # the table's order does not matter
+    assert data_efficiency.beats_scratch_between(shuffled) == "1/4 and 1/8"
 
 
 def test_ablations_compare_each_variant_with_its_sources_baseline_and_the_sources_under_it():

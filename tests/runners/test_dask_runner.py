@@ -187,12 +187,13 @@ def test_the_distributed_data_efficiency_grid_equals_the_sequential_one_bit_for_
     alone = kedro(sequential_root, "--pipeline", "data_efficiency")
     assert alone.returncode == 0, alone.stderr[-3000:]
     trained = 0
-    for cell in ("scratch", "finetune"):
+    # Reused by both: the real baselines (scratch on the whole pool, a smoke seed each) and each arm's chosen
+    # learning-rate candidate (its student at 1/2 of seed 0; conf/smoke's arms: scratch, last 2, all, re-initialised).
+    for cell, reused in (("learning_rate", 0), ("scratch", 2 + 1), ("finetune", 2), ("reinit", 1)):
         distributed, sequential = (
             pd.read_csv(p / DATA_EFFICIENCY_RUNS / f"{cell}_runs.csv") for p in (root, sequential_root)
         )
-        # Only the from-scratch students on the whole pool are the real baselines, reused by both.
-        assert distributed["cache_hit"].sum() == (cell == "scratch") * 2  # one a smoke seed
+        assert distributed["cache_hit"].sum() == reused
         assert distributed["cache_hit"].equals(sequential["cache_hit"])
         pd.testing.assert_frame_equal(distributed[LEARNED], sequential[LEARNED], check_exact=True)
         trained += len(distributed)

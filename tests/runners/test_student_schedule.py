@@ -116,7 +116,8 @@ def test_the_paper_study_keeps_8_gpus_busy_students_generations_and_waits_includ
     # The students the plans give with conf/paper's parameters: every fine-tuning arm, fraction and seed.
     efficiency = environment_parameters(REPO / "conf", "paper")["data_efficiency"]
     finetune = [name for name in names if name.startswith("data_efficiency.finetune/")]
-    assert len(finetune) == len(efficiency["fractions"]) * len(efficiency["last_units"]) * len(efficiency["seeds"])
+    seeds = len(efficiency["seeds"]) + len(efficiency["convergence_check"]["seeds"])  # the check's seeds again
+    assert len(finetune) == len(efficiency["fractions"]) * len(efficiency["last_units"]) * seeds
     # Generations come first, and students wait for their images and their parents' cells.
     by_name = {task.name: task for task in tasks}
     assert "generate_synthetic_images/generate synthetic" in by_name

@@ -153,11 +153,10 @@ def study_work(parameters: Mapping[str, Any], shape: StudyShape, throughput: Thr
 
     efficiency = DataEfficiencyConfig.model_validate(parameters["data_efficiency"])
     sets = {"real_train": real}
-    scratch = data_efficiency.plan_scratch(real, "real_train", training, efficiency)
     parents = _runs(baseline_jobs["synthetic"])
-    finetune = data_efficiency.plan_finetune(parents, real, "real_train", student, training, efficiency)
-    cells["data_efficiency.scratch"] = CellWork({}, [[(job, sets) for job in scratch]])
-    cells["data_efficiency.finetune"] = CellWork({}, [[(job, sets) for job in finetune]])
+    planner = data_efficiency.planner(real, "real_train", training, efficiency, student, parents)
+    for cell, jobs in data_efficiency.plan_cells(planner).items():
+        cells[f"data_efficiency.{cell}"] = CellWork({}, [[(job, sets) for job in jobs]])
 
     statistics = NormalizationConfig.model_validate(parameters["normalization"])
     jobs = normalization.plan(statistics, training)

@@ -15,6 +15,7 @@ OPTIONAL_INPUTS = [
     "layer_swap_summary",
     "layer_swap_interactive",
     "data_efficiency_summary",
+    "data_efficiency_learning_rate_summary",
     "data_efficiency_interactive",
     "normalization_summary",
     "normalization_unit_profile",
