@@ -1,4 +1,5 @@
-"""Cue-conflict views: shuffled patches keep the pixels, edges and silhouettes keep the shape, and the stimuli load."""
+"""Cue-conflict views: shuffled patches keep the pixels, edges and silhouettes keep the shape, and the stimuli load;
+the control views blur, add noise and lower contrast as their strengths say."""
 
 from __future__ import annotations
 
@@ -11,8 +12,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from mind_the_gap.data import views
 from mind_the_gap.data.sources import DataSourceError
-from mind_the_gap.data.views import edge_view, load_cue_conflict, patch_shuffled, shape_bias, silhouette_view
+from mind_the_gap.data.views import (
+    blurred,
+    edge_view,
+    load_cue_conflict,
+    low_contrast,
+    noisy,
+    patch_shuffled,
+    shape_bias,
+    silhouette_view,
+)
 
 CLASSES = ("cat", "ankle boot", "t-shirt/top")
 
@@ -189,3 +200,74 @@ def test_shape_bias_rejects_mismatched_lengths():
 def test_views_reject_float_images():
     with pytest.raises(ValueError, match="uint8"):
         edge_view(np.zeros((1, 1, 4, 4)))  # type: ignore[arg-type]
+
+
+def test_blur_spreads_a_point_as_a_gaussian_of_its_sigma():
+    images = torch.zeros(1, 1, 21, 21, dtype=torch.uint8)
+    images[0, 0, 10, 10] = 255
+    blur = blurred(images, 1.0)[0, 0].double()
+    offsets = torch.arange(-3, 4, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * offsets**2)
+    kernel /= kernel.sum()
+    expected = 255 * torch.outer(kernel, kernel)  # the kernel cut at 3 sigma: 7 taps
+    torch.testing.assert_close(blur[7:14, 7:14], expected.round(), atol=1, rtol=0)
+    assert blur[:7].eq(0).all()  # nothing beyond 3 sigma
+    assert blur.sum().item() == pytest.approx(255, abs=10)  # the point's mass kept, up to rounding
+
+
+def test_blur_keeps_a_flat_image_and_its_border_and_smooths_an_edge():
+    flat = torch.full((2, 3, 8, 8), 77, dtype=torch.uint8)
+    assert blurred(flat, 2.5).equal(flat)  # replicated borders: no dark frame
+    step = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    step[..., 4:] = 200
+    row = blurred(step, 1.0)[0, 0, 0].tolist()
+    assert row == sorted(row)
+    assert 0 < row[3] < row[4] < 200
+
+
+def test_noise_has_its_standard_deviation_and_is_seeded():
+    images = torch.full((4, 1, 64, 64), 128, dtype=torch.uint8)
+    noise = noisy(images, 0.1, torch.Generator().manual_seed(0)).double() - 128
+    assert noise.mean().item() == pytest.approx(0, abs=0.5)
+    assert noise.std().item() == pytest.approx(25.5, rel=0.03)
+    again = noisy(images, 0.1, torch.Generator().manual_seed(0))
+    assert again.equal(noisy(images, 0.1, torch.Generator().manual_seed(0)))
+    assert not again.equal(noisy(images, 0.1, torch.Generator().manual_seed(1)))
+
+
+def test_noise_is_clipped_to_the_pixel_range():
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 1, 16, 16).contiguous()
+    noise = noisy(images, 0.5, torch.Generator().manual_seed(0))
+    assert noise[0].min() == 0
+    assert noise[1].max() == 255
+
+
+def test_low_contrast_blends_each_image_toward_its_own_mean():
+    images = torch.tensor([[0, 100], [100, 200]], dtype=torch.uint8).view(1, 1, 2, 2)
+    # mean 100: 100 + 0.25 (x - 100)
+    assert low_contrast(images, 0.25).flatten().tolist() == [75, 100, 100, 125]
+    second = torch.full((1, 1, 2, 2), 40, dtype=torch.uint8)
+    both = low_contrast(torch.cat([images, second]), 0.25)
+    assert both[1].eq(40).all()  # each image around its own mean
+
+
+def test_blur_and_contrast_work_through_the_set_in_chunks_with_the_same_result(monkeypatch):
+    images = random_images(n=7)
+    whole = blurred(images, 1.5), low_contrast(images, 0.3)
+    monkeypatch.setattr(views, "_CHUNK", 3)
+    assert blurred(images, 1.5).equal(whole[0])
+    assert low_contrast(images, 0.3).equal(whole[1])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x: blurred(x, 0.0), "blur sigma"),
+        (lambda x: noisy(x, -0.1, torch.Generator()), "noise std"),
+        (lambda x: low_contrast(x, 1.0), "contrast"),
+        (lambda x: blurred(x.float(), 1.0), "uint8"),
+    ],
+)
+def test_control_views_reject_bad_strengths_and_images(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(random_images())

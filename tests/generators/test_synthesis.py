@@ -125,7 +125,7 @@ def test_where_images_are_generated_is_not_part_of_their_run_key(generator_model
 def test_a_shard_of_the_ablations_variants_generates_only_its_share(generator_model, tmp_path: Path):
     # `kedro run --pipeline ablations --to-nodes ablations.oracle.generate --params generation.shard=1/2`
     real = striped_images(3, size=16)
-    config = AblationsConfig(oracle={"strengths": [0.5, 1.0]}, diversity={"guidance_scales": [1.0, 3.0]})
+    config = AblationsConfig(oracle={"reconstruction_strengths": [0.5, 1.0]}, diversity={"guidance_scales": [1.0, 3.0]})
     generation = GenerationConfig(images_per_class=3, batch_size=5, shard="1/2")
     variants = oracle_generations(generation, config) | diversity_generations(generation, config)
     manifest = generate_variants(variants, generator_model, real, tmp_path)

@@ -109,13 +109,18 @@ def size_overlay(dataset: Path, stable_diffusion: Path, unclip: Path, device: st
         "dataset": {"path": str(dataset), "image_size": 96, "classes": CLASSES},
         "baselines": {"seeds": [0, 1], "samples_per_class": 4},
         "layer_swap": {"seeds": [0], "cuts": [15]},
-        "data_efficiency": {"seeds": [0], "fractions": [0.5], "last_units": [1, "all"]},
+        "data_efficiency": {
+            "seeds": [0],
+            "fractions": [0.5],
+            "last_units": [1, "all"],
+            "learning_rate": {"fraction": 0.5, "grid": [1.0]},  # one candidate a arm: no extra students
+        },
         "normalization": {"seeds": [0, 1], "analysis_images": 16, "probe_images": 16, "cka_batch_size": 8},
         "ablations": {
             "seeds": [0],
             "augmentation": {"policies": ["trivial_augment"], "sources": ["synthetic"]},
             "texture_shape": {"sources": ["synthetic"]},
-            "oracle": {"strengths": [0.5], "unclip": True},
+            "oracle": {"reconstruction_strengths": [0.5], "unclip": True},
             "diversity": {"guidance_scales": [1.0, 2.0, 4.0], "spread_images": 8},
             "mixing": {"real_shares": [0.5]},
         },
@@ -183,12 +188,13 @@ def kedro_run(
     hf_home: Path,
     memory_log: Path | None = None,
     environment: dict[str, str] | None = None,
+    timeout: float = 900,
 ) -> str:
     """`kedro run --env ENV ...` in ``project`` as a user starts it, offline: its output, or an error ending in it.
     With ``memory_log``, each node's memory is appended to that file (``MIND_THE_GAP_MEMORY_LOG``); ``environment``
     adds variables (a launcher's RANK and WORLD_SIZE)."""
     command, variables = _command_and_environment(project, arguments, hf_home, memory_log, environment or {})
-    result = subprocess.run(command, cwd=project, env=variables, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, cwd=project, env=variables, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command[1:])} failed ({result.returncode}):\n{output[-6000:]}")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from matplotlib.container import BarContainer
 from PIL import Image
 
+from mind_the_gap.analysis.statistics import holm
+from mind_the_gap.analysis.texture_shape import VIEWS
 from mind_the_gap.data.imageset import ImageSet, ImageView
 from mind_the_gap.data.prepare import nested_subsets
 from mind_the_gap.experiments.ablations import (
@@ -29,8 +33,9 @@ from mind_the_gap.pipelines.ablations.nodes import (
     train_on_pools,
 )
 from mind_the_gap.pipelines.ablations.pipeline import FACTORS, create_pipeline
+from mind_the_gap.results.sections import views_by_source
 
-from .conftest import BASELINE_SEEDS, STUDENT, TinyExperiment
+from .conftest import BASELINE_SEEDS, REPO, STUDENT, TinyExperiment
 
 CONFIG = AblationsConfig.model_validate(
     {
@@ -89,16 +94,35 @@ def assert_same_images(view: ImageView, expected: ImageSet) -> None:
     assert view.class_names == expected.class_names
 
 
-def test_oracle_variants_denoise_real_images_with_the_generations_own_model_and_name_their_sets(tiny: TinyExperiment):
-    config = AblationsConfig.model_validate({"seeds": [0], "oracle": {"strengths": [0.5]}})
+def test_reconstruction_denoises_real_images_with_the_generations_own_model_and_the_oracle_is_unclip(
+    tiny: TinyExperiment,
+):
+    config = AblationsConfig.model_validate(
+        {"seeds": [0], "oracle": {"reconstruction_strengths": [0.1, 0.5], "unclip": True}}
+    )
     generations = oracle_generations(GenerationConfig(), config)
-    assert list(generations) == ["strength 0.5"]
+    assert list(generations) == ["strength 0.1", "strength 0.5", "unclip"]
+    assert generations["strength 0.1"].strength == 0.1
     assert generations["strength 0.5"].backend == "img2img"
     assert generations["strength 0.5"].img2img_model == "class_diffusion"
-    (job,) = plan_oracle({"strength 0.5": tiny.synthetic_train}, config)
-    assert job.name == "ablations/oracle/strength 0.5/synthetic/seed0"
-    assert job.train == views("strength 0.5")
-    assert job.columns["train_images"] == len(tiny.synthetic_train)
+    assert generations["unclip"].backend == "unclip"
+    reconstruction, oracle = plan_oracle({"strength 0.5": tiny.synthetic_train, "unclip": tiny.synthetic_train}, config)
+    assert reconstruction.name == "ablations/reconstruction/strength 0.5/synthetic/seed0"
+    assert reconstruction.columns["factor"] == "reconstruction"
+    assert reconstruction.train == views("strength 0.5")
+    assert reconstruction.columns["train_images"] == len(tiny.synthetic_train)
+    assert oracle.name == "ablations/oracle/unclip/synthetic/seed0"
+    assert oracle.columns["factor"] == "oracle"
+
+
+def test_the_reconstruction_dial_of_conf_paper_is_the_papers():
+    paper = yaml.safe_load((REPO / "conf/paper/parameters.yml").read_text())["ablations"]
+    assert AblationsConfig.model_validate(paper).oracle.reconstruction_strengths == [0.1, 0.25, 0.5, 0.75]
+
+
+def test_the_old_oracle_strengths_key_names_the_new_one():
+    with pytest.raises(ValueError, match="ablations.oracle.strengths is now ablations.oracle.reconstruction_strengths"):
+        AblationsConfig.model_validate({"oracle": {"strengths": [0.5]}})
 
 
 def test_diversity_plans_synthetic_students_then_two_layer_swaps_from_each(tiny: TinyExperiment):
@@ -132,6 +156,8 @@ def test_texture_shape_views_and_shape_bias(tiny: TinyExperiment, tracking, tmp_
         ["local_shuffle", "real"],
         ["local_shuffle", "synthetic"],
     ]
+    for view in VIEWS:
+        assert views[f"{view}_accuracy"].between(0, 1).all(), view
     expected = views["shape_accuracy"] / (views["shape_accuracy"] + views["texture_accuracy"])
     assert views["shape_bias"].tolist() == pytest.approx(expected.tolist())
     baseline = tiny.real_runs.set_index("seed").loc[0, "test_accuracy"]
@@ -211,6 +237,68 @@ def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyEx
     assert lines == {"real-only": pytest.approx(0.9), "synthetic-only": pytest.approx(0.8)}
 
 
+T95_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom: three seeds
+
+
+def test_views_compare_the_sources_paired_by_seed_against_their_gap_on_the_test_set():
+    def students(source: str, cell: bool, **accuracies: list[float]) -> pd.DataFrame:
+        table = pd.DataFrame({"pipeline": "ablations", "trained_on": source, "seed": [0, 1, 2], **accuracies})
+        return table.assign(cell=source) if cell else table.assign(variant="standard")
+
+    real = students("real", True, test_accuracy=[0.9, 0.9, 0.9])
+    synthetic = students("synthetic", True, test_accuracy=[0.8, 0.8, 0.8])  # a gap of 10 points every seed
+    controls = {f"{view}_accuracy": [0.5, 0.5, 0.5] for view in ("blur", "noise", "contrast")}
+    views = pd.concat(
+        [
+            students(
+                "real",
+                False,
+                test_accuracy=[0.9, 0.9, 0.9],
+                shape_accuracy=[0.60, 0.62, 0.64],
+                texture_accuracy=[0.12, 0.12, 0.12],
+                **controls,
+            ),
+            students(
+                "synthetic",
+                False,
+                test_accuracy=[0.8, 0.8, 0.8],
+                shape_accuracy=[0.40, 0.40, 0.40],
+                texture_accuracy=[0.19, 0.19, 0.19],
+                **controls | {"blur_accuracy": [0.40, 0.39, 0.41]},
+            ),
+        ]
+    )
+    views["shape_bias"] = views["shape_accuracy"] / (views["shape_accuracy"] + views["texture_accuracy"])
+    summary, *_ = summarize_ablations(real, synthetic, views)
+    row = summary.set_index(["factor", "variant", "trained_on"]).loc[("baseline", "standard", "synthetic")]
+    # shape: the real students lead by 20, 22 and 24 points, 10, 12 and 14 beyond their lead on the test set
+    assert row["shape_between_sources_pp"] == pytest.approx(22)
+    assert row["shape_between_sources_pp_ci95"] == pytest.approx(T95_2 * 2 / np.sqrt(3))
+    assert row["shape_extra_gap_pp"] == pytest.approx(12)
+    assert row["shape_extra_gap_pp_ci95"] == pytest.approx(T95_2 * 2 / np.sqrt(3))
+    assert row["texture_between_sources_pp"] == pytest.approx(-7)
+    assert row["texture_extra_gap_pp"] == pytest.approx(-17)
+    # blur: a lead of 10, 11 and 9 points, none beyond the test set's
+    assert row["blur_between_sources_pp"] == pytest.approx(10)
+    assert row["blur_extra_gap_pp"] == pytest.approx(0, abs=1e-9)
+    assert row["blur_extra_gap_pp_ci95"] == pytest.approx(T95_2 * 1 / np.sqrt(3))
+    assert row["noise_extra_gap_pp"] == pytest.approx(-10)
+    # one family: every view's extra gap with a p-value (shape and blur; the rest have no spread)
+    p = [row[f"{view}_extra_gap_pp_p"] for view in VIEWS]
+    assert [row[f"{view}_extra_gap_pp_p_holm"] for view in VIEWS] == pytest.approx(holm(p), nan_ok=True)
+    assert row["shape_extra_gap_pp_p_holm"] == pytest.approx(2 * row["shape_extra_gap_pp_p"])
+    # The report's table: one row per view, the test set first.
+    table = views_by_source(summary)
+    assert table["view"].tolist() == ["test", *VIEWS]
+    assert table["variant"].eq("baseline: standard").all()
+    first, shape = table.iloc[0], table.iloc[1]
+    assert first["between_sources_pp"] == pytest.approx(10)
+    assert pd.isna(first["extra_gap_pp"])
+    assert (shape["real_accuracy_mean"], shape["synthetic_accuracy_mean"]) == pytest.approx((0.62, 0.40))
+    assert shape["extra_gap_pp"] == pytest.approx(12)
+    assert views_by_source(summary.drop(columns=[c for c in summary if "extra_gap" in c])) is None
+
+
 def test_pipeline_has_one_namespace_per_factor_from_one_template():
     pipeline = create_pipeline()
     names = {n.name for n in pipeline.nodes}
@@ -224,7 +312,10 @@ def test_pipeline_has_one_namespace_per_factor_from_one_template():
     ("update", "culprit"),
     [
         ({"mixing": {"real_shares": [0.0]}}, "real_shares"),
-        ({"oracle": {"strengths": [1.5]}}, "strengths"),
+        ({"oracle": {"reconstruction_strengths": [1.5]}}, "reconstruction_strengths"),
+        ({"texture_shape": {"contrast": 1.0}}, "contrast"),
+        ({"texture_shape": {"blur_sigma": 0}}, "blur_sigma"),
+        ({"texture_shape": {"noise_std": -0.1}}, "noise_std"),
         ({"augmentation": {"policies": ["mixup"]}}, "policies"),
         ({"diversity": {"guidance_scales": [-1]}}, "guidance_scales"),
     ],

@@ -30,7 +30,9 @@ from .servers import free_port, get_json, mlflow_serving, serving
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
 STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations"]
-STRATEGIES = ["scratch", "scratch 2x steps", "last 2", "all"]  # conf/smoke's data_efficiency.last_units: [2, all]
+# conf/smoke's data_efficiency arms (last_units: [2, all], reinit_last_units: [2]) and their convergence checks
+ARMS = ["scratch", "last 2", "all", "last 2 re-initialised"]
+STRATEGIES = [*ARMS, *(f"{arm} 2x steps" for arm in ARMS)]
 LAYER_SWAP_CELLS = [  # the cross-source cells and their same-source controls
     "prefix_from_real",
     "prefix_from_synthetic",
@@ -182,14 +184,32 @@ def test_smoke_run_writes_the_data_efficiency_table(smoke: Path):
     assert set(zip(summary["strategy"], summary["fraction_label"], strict=True)) == {
         (strategy, label) for strategy in STRATEGIES for label in ("1", "1/2")
     }
-    assert {"real_images", "test_accuracy_mean", "below_real_pp", "more_steps_gain_pp"} <= set(summary.columns)
+    assert {"real_images", "test_accuracy_mean", "below_real_pp", "more_steps_gain_pp", "lr_factor"} <= set(
+        summary.columns
+    )
     assert sorted(set(summary["real_images"])) == [TRAIN_POOL // 2, TRAIN_POOL]
-    # Two seeds each; the convergence check trains seed 0 again with twice the steps, and says for the
-    # from-scratch students alone whether that helped.
-    checked = summary["strategy"] == "scratch 2x steps"
+    # Two seeds each; the convergence check trains seed 0 of every arm again with twice the steps, and says for
+    # each arm whether that helped.
+    checked = summary["strategy"].str.endswith("2x steps")
     assert summary.loc[checked, "n"].eq(1).all()
     assert summary.loc[~checked, "n"].eq(2).all()
-    assert summary.dropna(subset=["converged"])["strategy"].eq("scratch").all()
+    assert sorted(summary.dropna(subset=["converged"])["strategy"]) == sorted(ARMS * 2)
+    arms = summary[~checked]
+    assert arms["vs_scratch_pp"].notna().tolist() == (arms["strategy"] != "scratch").tolist()
+    assert arms.dropna(subset=["vs_scratch_pp"])["beats_scratch_between"].notna().all()
+    # Each arm's learning rate chosen once, at 1/2, on the validation set, and used at every fraction; the arms
+    # the reference code trained have one candidate each, their old rate.
+    choice = pd.read_csv(smoke / "data/smoke/08_reporting/data_efficiency_learning_rate_summary.csv")
+    assert list(zip(choice["arm"], choice["lr_factor"], strict=True)) == [
+        ("scratch", 1.0),
+        ("last 2", 0.1),
+        ("all", 0.1),
+        ("last 2 re-initialised", 0.1),
+        ("last 2 re-initialised", 1.0),
+    ]
+    assert choice.groupby("arm")["chosen"].sum().eq(1).all()
+    rates = choice[choice["chosen"]].set_index("arm")["lr_factor"]
+    assert (summary["lr_factor"] == summary["strategy"].str.removesuffix(" 2x steps").map(rates)).all()
     # The student from scratch on the whole pool is the real baseline student, trained once.
     scratch = pd.read_csv(smoke / "data/smoke/07_model_output/data_efficiency/scratch_runs.csv")
     real = pd.read_csv(smoke / "data/smoke/07_model_output/baselines/real_runs.csv").set_index("seed")
@@ -239,7 +259,7 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
         ("augmentation", "none", "synthetic"),
         ("augmentation", "trivial_augment", "synthetic"),
         ("texture_shape", "local_shuffle", "synthetic"),
-        ("oracle", "strength 0.5", "synthetic"),
+        ("reconstruction", "strength 0.5", "synthetic"),
         ("diversity", "guidance 1", "synthetic"),
         ("diversity", "guidance 1", "first 2 real, rest synthetic"),
         ("diversity", "guidance 1", "last 2 real, rest synthetic"),
@@ -353,8 +373,11 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     assert "layer_swap/kept=0-4 real/rest synthetic/seed0" in set(layer_swap["tags.mlflow.runName"])
 
     efficiency = default[default["tags.pipeline"] == "data_efficiency"]
+    candidates = efficiency[efficiency["tags.cell"] == "learning_rate"]
+    assert len(candidates) == 3 + 2  # one learning rate for each old arm, two for the re-initialised, seed 0 at 1/2
+    efficiency = efficiency[efficiency["tags.cell"] != "learning_rate"]
     grid = efficiency.groupby(["tags.strategy", "tags.fraction", "params.seed"]).size()
-    assert len(efficiency) == len(grid) == 3 * 2 * 2 + 2  # strategy, fraction and seed; the check's seed 0
+    assert len(efficiency) == len(grid) == 4 * 2 * 2 + 4 * 2  # arm, fraction and seed; each arm's check's seed 0
     assert set(efficiency["tags.strategy"]) == set(STRATEGIES)
     assert set(efficiency["tags.fraction"]) == {"1.0", "0.5"}
     assert "data_efficiency/last 2 units on 1/2 real/seed0" in set(efficiency["tags.mlflow.runName"])

@@ -2,9 +2,10 @@
 
 Per unit of the baseline students, mean ± 95% CI over seeds: the shift of BatchNorm input statistics between real
 and synthetic images in the same real-trained student; linear CKA between real- and synthetic-trained students on
-real test images (real-vs-real students of other seeds as the reference level); linear probes on each unit's pooled
-features of real images. And, for the whole network, the Fréchet distance between real and synthetic images in the
-real-trained students' penultimate features.
+real test images, of the same seed and of different seeds, with real-vs-real students of different seeds as the
+reference level (mean ± CI over pairs of students); linear probes on each unit's pooled features of real images.
+And, for the whole network, the Fréchet distance between real and synthetic images in the real-trained students'
+penultimate features.
 
 Memory stays bounded whatever the number of images: the probes and the Fréchet distance read spatially pooled
 features, and CKA is minibatch CKA (``representations.minibatch_cka``), which reduces each unit's full feature map
@@ -72,13 +73,19 @@ def spread(data: ImageSet, count: int) -> ImageSet:
 
 
 def cka_pairs(seeds: list[int]) -> dict[str, list[Pair]]:
-    """Which students CKA compares: real vs synthetic of the same seed, and students of one source across seeds
-    (the reference: how similar two students of the same data are)."""
-    across = list(itertools.combinations(seeds, 2))
+    """Which students CKA compares: real vs synthetic of the same seed (they share initial weights and batch order,
+    which alone makes them alike); real seed i vs synthetic seed j != i, which share neither; and, as the reference
+    for the latter (how similar two students of the same data are), students of one source, seed i vs j != i.
+
+    CKA is symmetric, so students of one source are compared once per pair of seeds; real i vs synthetic j and
+    real j vs synthetic i are two different comparisons."""
     return {
         "cka_real_synthetic": [(("real", s), ("synthetic", s)) for s in seeds],
-        "cka_real_real": [(("real", a), ("real", b)) for a, b in across],
-        "cka_synthetic_synthetic": [(("synthetic", a), ("synthetic", b)) for a, b in across],
+        "cka_real_synthetic_across_seeds": [
+            (("real", a), ("synthetic", b)) for a, b in itertools.permutations(seeds, 2)
+        ],
+        "cka_real_real": [(("real", a), ("real", b)) for a, b in itertools.combinations(seeds, 2)],
+        "cka_synthetic_synthetic": [(("synthetic", a), ("synthetic", b)) for a, b in itertools.combinations(seeds, 2)],
     }
 
 

@@ -2,8 +2,13 @@
 
 - augmentation: no augmentation or a strong policy instead of the standard crop and flip, for both sources.
 - texture_shape: a training variant that pushes toward shape (local pixel shuffles), for both sources; every
-  student tested on shape-only (edges) and texture-only (patch-shuffled) views of the real test set.
-- oracle: synthetic images conditioned on real ones (img2img at several strengths) instead of on the class alone.
+  student tested on shape-only (edges) and texture-only (patch-shuffled) views of the real test set, and on blurred,
+  noisy and lower-contrast views, the controls that tell reliance on texture from general brittleness.
+- oracle (the pipeline's namespace for sets conditioned on real training images), two factors:
+  - reconstruction: img2img from real training images at several strengths, each synthetic image a real one noised
+    and denoised by the generation's own model; the reconstruction dial of "On the Limitation of Diffusion Models
+    for Synthesizing Training Datasets" (arXiv 2311.13090), from near-copies of real images to class-only samples.
+  - oracle: Stable unCLIP conditioned on each real image's embedding, the paper's oracle (``oracle.unclip``).
 - diversity: synthetic sets generated at several guidance scales (more guidance, less variety), each with its
   diversity, its synthetic-only students and the two key layer-swap students (first or last units learned from real).
 - mixing: real and synthetic images mixed at a fixed total size, and all real images plus the synthetic set.
@@ -11,8 +16,9 @@
 Variants that equal a baseline (standard augmentation, the generation's own guidance scale, real shares 0 and 1)
 reuse the baseline students from the store.
 
-Jobs name their data: the stored sets ``real_train`` and ``synthetic_train`` (``SETS``), and for the oracle and
-diversity factors each generated variant's set under the variant's name (``strength 0.5``, ``guidance 2``).
+Jobs name their data: the stored sets ``real_train`` and ``synthetic_train`` (``SETS``), and for the sets generated
+in the oracle and diversity namespaces each variant's set under the variant's name (``strength 0.5``, ``unclip``,
+``guidance 2``).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from mind_the_gap.analysis.statistics import by_seed, paired_columns, paired_difference, with_holm
+from mind_the_gap.analysis.statistics import by_seed, holm, paired_columns, paired_difference, with_holm
 from mind_the_gap.analysis.statistics import summarize as summarize_metrics
+from mind_the_gap.analysis.texture_shape import VIEWS, ViewsConfig
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.data.prepare import nested_subset_indices
@@ -53,6 +60,7 @@ from mind_the_gap.training.transfer import Transfer, TransferConfig
 Source = Literal["real", "synthetic"]
 Policy = Literal["none", "rand_augment", "trivial_augment", "auto_augment"]
 SETS: dict[Source, str] = {"real": "real_train", "synthetic": "synthetic_train"}  # each source's stored set
+UNCLIP = "unclip"  # the oracle's set; the reconstruction's are named by their strength
 
 
 class AugmentationAblation(Config):
@@ -63,17 +71,28 @@ class AugmentationAblation(Config):
     sources: list[Source] = ["real", "synthetic"]
 
 
-class TextureShapeAblation(Config):
+class TextureShapeAblation(ViewsConfig):
     sources: list[Source] = ["real", "synthetic"]
-    texture_grid: int = Field(4, ge=2, description="the texture view: patches per side, shuffled")
-    cue_conflict_dir: str | None = Field(None, description="a folder of cue-conflict images in Geirhos et al.'s layout")
 
 
 class OracleAblation(Config):
-    strengths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
-        [0.25, 0.5, 0.75, 1.0], description="img2img: 0 would be the real image itself, 1 pure noise"
+    """The sets conditioned on real training images: the reconstruction dial (img2img from them) and the oracle."""
+
+    reconstruction_strengths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        [0.1, 0.25, 0.5, 0.75],
+        description="img2img from real training images: 0 would be the real image itself, 1 pure noise",
     )
-    unclip: bool = Field(False, description="also Stable unCLIP conditioned on each real image (needs its weights)")
+    unclip: bool = Field(False, description="the oracle: Stable unCLIP conditioned on each real image (its weights)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "strengths" in data:
+            raise ValueError(
+                "ablations.oracle.strengths is now ablations.oracle.reconstruction_strengths (img2img from real "
+                "training images is a reconstruction, not the oracle)"
+            )
+        return data
 
 
 class DiversityAblation(Config):
@@ -145,19 +164,19 @@ def plan_texture_shape(
 
 
 def oracle_generations(generation: GenerationConfig, config: AblationsConfig) -> dict[str, GenerationConfig]:
-    """Per oracle variant, its generation: each image denoised from a noised real training image of its class by the
-    generation's own model (the offline generator, or Stable Diffusion), and with ``unclip`` one from Stable
-    unCLIP's embedding of the real image."""
+    """Per set of the oracle namespace, its generation: per reconstruction strength, each image denoised from a
+    real training image of its class noised to that strength by the generation's own model (the offline generator,
+    or Stable Diffusion); with ``unclip``, the oracle, each image from Stable unCLIP's embedding of the real image."""
     offline = generation.backend == "class_diffusion" or (
         generation.backend == "img2img" and generation.img2img_model == "class_diffusion"
     )
     model = "class_diffusion" if offline else "stable_diffusion"
     configs = {
         f"strength {s:g}": generation.model_copy(update={"backend": "img2img", "img2img_model": model, "strength": s})
-        for s in config.oracle.strengths
+        for s in config.oracle.reconstruction_strengths
     }
     if config.oracle.unclip:
-        configs["unclip"] = generation.model_copy(update={"backend": "unclip"})
+        configs[UNCLIP] = generation.model_copy(update={"backend": "unclip"})
     return configs
 
 
@@ -210,9 +229,10 @@ def diversity_sets(
 
 
 def plan_oracle(variants: Mapping[str, ImageSet], config: AblationsConfig) -> list[StudentJob]:
-    """Synthetic-only students on each oracle variant's set."""
+    """Synthetic-only students on each set of the oracle namespace: the unCLIP set's of the factor oracle, each
+    reconstruction strength's of the factor reconstruction."""
     return [
-        _job("oracle", variant, "synthetic", seed, views(variant), variants)
+        _job("oracle" if variant == UNCLIP else "reconstruction", variant, "synthetic", seed, views(variant), variants)
         for variant in variants
         for seed in config.seeds
     ]
@@ -343,6 +363,41 @@ def texture_shape_groups(
     return groups + [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
 
 
+def view_comparisons(texture_shape_views: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant whose students of both sources were tested on the views: on each view of the test set
+    (``texture_shape.VIEWS``), the real students' accuracy above the synthetic ones' (``<view>_between_sources_pp``)
+    and how far that exceeds their gap on the test set itself (``<view>_extra_gap_pp``), each the mean of per-seed
+    differences in points ± 95% CI with its p-value; the extra gaps' p Holm-corrected as one family, every view of
+    every variant (``<view>_extra_gap_pp_p_holm``).
+
+    An extra gap on the shape view with none on the controls points to texture; one on every view, to brittleness.
+    """
+    rows = []
+    for variant, students in texture_shape_views.groupby("variant", sort=False):
+        sources = dict(list(students.groupby("trained_on")))
+        if not {"real", "synthetic"} <= set(sources):
+            continue
+        real, synthetic = sources["real"], sources["synthetic"]
+        test_gap = np.subtract(*by_seed(real, synthetic))
+        row: dict[str, Any] = {"variant": variant}
+        for view in VIEWS:
+            real_view, synthetic_view = by_seed(real, synthetic, metric=f"{view}_accuracy")
+            row |= paired_columns(f"{view}_between_sources_pp", paired_difference(real_view, synthetic_view))
+            row |= paired_columns(f"{view}_extra_gap_pp", paired_difference(real_view - synthetic_view, test_gap))
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["variant"])
+    table = pd.DataFrame(rows)
+    names = [f"{view}_extra_gap_pp" for view in VIEWS]
+    corrected = np.reshape(holm(table[[f"{name}_p" for name in names]].to_numpy().ravel().tolist()), (len(table), -1))
+    return table.assign(**{f"{name}_p_holm": corrected[:, i] for i, name in enumerate(names)})
+
+
+def _with_factor(views_table: pd.DataFrame) -> pd.DataFrame:
+    """A table of the texture-shape views with the factor of each variant: the baselines' (standard) or its own."""
+    return views_table.assign(factor=np.where(views_table["variant"] == "standard", "baseline", "texture_shape"))
+
+
 def summarize(
     real_runs: pd.DataFrame,
     synthetic_runs: pd.DataFrame,
@@ -356,7 +411,8 @@ def summarize(
     ``gap_pp``, below the real-only baseline student; ``vs_baseline_pp``, gained over the baseline student of the
     same source (rows trained on one source), Holm-corrected over every such row of the table (one family) in
     ``vs_baseline_pp_p_holm``; ``gap_between_sources_pp``, where both sources ran a variant, its real student above
-    its synthetic one.
+    its synthetic one. Where the texture-shape views ran: each view's accuracies, and per variant of both sources
+    ``view_comparisons``' columns on both its rows.
     """
     baselines = pd.concat(
         [real_runs.assign(trained_on=real_runs["cell"]), synthetic_runs.assign(trained_on=synthetic_runs["cell"])],
@@ -391,12 +447,9 @@ def summarize(
         columns = texture_shape_views.columns
         measured = [c for c in columns if c.endswith(("_accuracy", "_bias")) and c != "test_accuracy"]
         view_summary = summarize_metrics(texture_shape_views, by=["variant", "trained_on"], metrics=measured)
+        summary = summary.merge(_with_factor(view_summary.drop(columns=["n"])), on=by, how="left")
         summary = summary.merge(
-            view_summary.drop(columns=["n"]).assign(
-                factor=lambda t: np.where(t["variant"] == "standard", "baseline", "texture_shape")
-            ),
-            on=by,
-            how="left",
+            _with_factor(view_comparisons(texture_shape_views)), on=["factor", "variant"], how="left"
         )
     compared = {
         f"{row.factor}.{row.variant}.{row.trained_on}.{name}": getattr(row, name, None)

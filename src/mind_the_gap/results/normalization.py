@@ -63,6 +63,7 @@ def profile_chart(table: pd.DataFrame) -> LineChart:
                     ("cka_real_real", "real vs real student (other seed)", "C0", "-"),
                     ("cka_synthetic_synthetic", "synthetic vs synthetic student (other seed)", "C3", ":"),
                     ("cka_real_synthetic", "real vs synthetic student (same seed)", "C4", "--"),
+                    ("cka_real_synthetic_across_seeds", "real vs synthetic student (other seed)", "C1", "-."),
                 ),
             ),
             Panel(

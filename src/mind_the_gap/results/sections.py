@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from mind_the_gap.analysis.texture_shape import VIEWS
 from mind_the_gap.results.report import Figure, Report, Section, number, percent, share, with_intervals
 
 TITLE = "Mind the gap between synthetic and real: the study's results"
@@ -39,6 +40,7 @@ def study_report(
     layer_swap_summary: pd.DataFrame | None = None,
     layer_swap_interactive: go.Figure | None = None,
     data_efficiency_summary: pd.DataFrame | None = None,
+    data_efficiency_learning_rate_summary: pd.DataFrame | None = None,
     data_efficiency_interactive: go.Figure | None = None,
     normalization_summary: pd.DataFrame | None = None,
     normalization_unit_profile: pd.DataFrame | None = None,
@@ -50,6 +52,7 @@ def study_report(
     """The report of what the experiments wrote (None where one has not run); the PNGs are read from
     ``figures_dir``; ``run_times`` has one row per pipeline of the run (``pipeline``, ``nodes``, ``seconds``)."""
     png = lambda name: figures_dir / f"{name}.png"  # noqa: E731 - the PNGs the experiments wrote
+    views = views_by_source(ablations_summary)
     sections = [
         Section(
             "Data",
@@ -110,15 +113,21 @@ def study_report(
             "Data efficiency",
             "data_efficiency",
             data_efficiency_summary is not None,
-            "The synthetic students' last units fine-tuned on fractions of the real data, against students "
-            "trained from scratch on the same fraction. "
+            "On fractions of the real data: the synthetic students' last units fine-tuned from their weights (all: "
+            "every unit, pretrain on synthetic and fine-tune on real) or re-initialised and trained under the frozen "
+            "lower units, against students trained from scratch on the same fraction. Each arm's learning rate "
+            "(lr_factor, times training.lr) was chosen once, at one fraction, on the real validation set, and used "
+            "at every fraction. "
             + PAIRED
-            + " vs_scratch_pp: points gained over the from-scratch student of the same seed and subset.",
+            + " vs_scratch_pp: points gained over the from-scratch student of the same seed and subset; "
+            "more_steps_gain_pp: what seed 0's students gained with a larger step budget (the convergence check)."
+            + crossover_sentence(data_efficiency_summary),
             _table(
                 "Per strategy and fraction" + _holm_caption(data_efficiency_summary, "vs_scratch_pp"),
                 data_efficiency_summary,
                 [
                     "strategy",
+                    "lr_factor",
                     "fraction_label",
                     "real_images",
                     *ACCURACY,
@@ -127,6 +136,11 @@ def study_report(
                     "vs_scratch_pp_p_holm",
                     "more_steps_gain_pp",
                 ],
+            )
+            + _table(
+                "The learning-rate choice: validation accuracy per arm and factor",
+                data_efficiency_learning_rate_summary,
+                ["arm", "lr_factor", "fraction_label", "val_accuracy", "n", "chosen"],
             ),
             [Figure("Test accuracy against real images used", png("data_efficiency"), data_efficiency_interactive)],
         ),
@@ -136,7 +150,11 @@ def study_report(
             normalization_summary is not None,
             "Input statistics, the per-unit profile of the baseline students, and fixes through normalisation. "
             + PAIRED
-            + frechet_caveat(normalization_unit_profile),
+            + " Per unit, CKA compares real- and synthetic-trained students of the same seed (cka_real_synthetic: "
+            "they share initial weights and batch order) and of different seeds (cka_real_synthetic_across_seeds: "
+            "real seed i vs synthetic seed j ≠ i); the reference level, cka_real_real, pairs real students of "
+            "different seeds, so it is to be read beside the across-seeds pairs (mean ± 95% CI over pairs of "
+            "students, which share students: a rough interval)." + frechet_caveat(normalization_unit_profile),
             [
                 *_table(
                     "Normalisation variants and AdaBN" + _holm_caption(normalization_summary, "change_vs_synthetic_pp"),
@@ -158,6 +176,7 @@ def study_report(
                         "name",
                         "bn_shift",
                         "cka_real_synthetic",
+                        "cka_real_synthetic_across_seeds",
                         "cka_real_real",
                         "probe_real",
                         "probe_synthetic",
@@ -175,7 +194,9 @@ def study_report(
             "Ablations",
             "ablations",
             ablations_summary is not None,
-            "The other suspects: augmentation, texture vs shape, oracle prompts, diversity, mixing. "
+            "The other suspects: augmentation; texture vs shape; reconstruction, img2img from real training images "
+            "at each strength (the reconstruction dial of arXiv 2311.13090, not the oracle); the oracle, Stable "
+            "unCLIP conditioned on real images, where it ran; diversity; mixing. "
             + PAIRED
             + " vs_baseline_pp: points gained over the baseline student of the same source.",
             [
@@ -194,6 +215,23 @@ def study_report(
                         "shape_bias",
                     ],
                 ),
+                *_table(
+                    "Real vs synthetic students on each view of the test set: shape (edges) and texture (patches "
+                    "shuffled), and the blur, noise and contrast controls. between_sources_pp: the real students' "
+                    "lead on the view; extra_gap_pp: that lead minus their lead on the test set itself. A lead that "
+                    "grows on the shape view but not on the controls points to texture; one that grows on the "
+                    "controls too, to general brittleness" + _holm_caption(views, "extra_gap_pp"),
+                    views,
+                    [
+                        "variant",
+                        "view",
+                        "real_accuracy",
+                        "synthetic_accuracy",
+                        "between_sources_pp",
+                        "extra_gap_pp",
+                        "extra_gap_pp_p_holm",
+                    ],
+                ),
                 *_table("Diversity of each set", ablations_diversity, ["set", "within_class_spread", "share_of_real"]),
             ],
             [Figure("What each factor does to the gap", png("ablations"), ablations_interactive)],
@@ -207,11 +245,67 @@ def _table(caption: str, table: pd.DataFrame | None, columns: list[str]) -> list
     return [] if table is None else [(caption, with_intervals(table, columns))]
 
 
+def views_by_source(summary: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The ablations summary's views of the test set as one row per variant tested on them and view (the test set
+    itself first): each source's accuracy, the real students' lead, and how far it exceeds their lead on the test
+    set, paired by seed; None where no variant's students of both sources were tested on the views."""
+    if summary is None or "shape_extra_gap_pp" not in summary:
+        return None
+    rows = summary.set_index(["factor", "variant", "trained_on"])
+    table = []
+    for factor, variant in rows[rows["shape_extra_gap_pp"].notna()].index.droplevel("trained_on").unique():
+        real, synthetic = rows.loc[(factor, variant, "real")], rows.loc[(factor, variant, "synthetic")]
+        for view in ("test", *VIEWS):
+            lead = "gap_between_sources_pp" if view == "test" else f"{view}_between_sources_pp"
+            extra = f"{view}_extra_gap_pp"  # none for the test set itself
+            table.append(
+                {
+                    "variant": f"{factor}: {variant}",
+                    "view": view,
+                    "real_accuracy_mean": real[f"{view}_accuracy_mean"],
+                    "real_accuracy_ci95": real[f"{view}_accuracy_ci95"],
+                    "synthetic_accuracy_mean": synthetic[f"{view}_accuracy_mean"],
+                    "synthetic_accuracy_ci95": synthetic[f"{view}_accuracy_ci95"],
+                    "between_sources_pp": real[lead],
+                    "between_sources_pp_ci95": real[f"{lead}_ci95"],
+                    **{f"extra_gap_pp{end}": real.get(f"{extra}{end}", math.nan) for end in ("", "_ci95", "_p_holm")},
+                }
+            )
+    return pd.DataFrame(table)
+
+
 def _holm_caption(table: pd.DataFrame | None, name: str) -> str:
     """What the caption of a table that tests a family of comparisons says of its p-values."""
     tested = 0 if table is None or f"{name}_p_holm" not in table else int(table[f"{name}_p_holm"].notna().sum())
     plural = "s" if tested > 1 else ""
     return f" ({name}: p Holm-corrected over the table's {tested} comparison{plural})" if tested else ""
+
+
+def crossover_sentence(summary: pd.DataFrame | None) -> str:
+    """Per arm, the pair of fractions between which its mean gain over scratch turns positive as the real data
+    shrinks, with the paired gain at each; nothing where the summary has none."""
+    if summary is None or "beats_scratch_between" not in summary:
+        return ""
+    arms = summary.dropna(subset=["beats_scratch_between"])
+    parts = []
+    for arm, rows in arms.groupby("strategy", sort=False):
+        where = rows["beats_scratch_between"].iloc[0]
+        gains = rows.set_index(rows["fraction_label"].astype(str))
+        if " and " in where:
+            above, below = where.split(" and ")
+            where = (
+                f"between {above} ({points(gains.loc[above], 'vs_scratch_pp')}) and "
+                f"{below} ({points(gains.loc[below], 'vs_scratch_pp')})"
+            )
+        else:
+            where = f"at {where}"
+        parts.append(f"{arm}: {where}")
+    if not parts:
+        return ""
+    return (
+        " Where each arm's mean gain over scratch turns positive as the real data shrinks (a positive mean, not a "
+        "significant one: see the Holm-corrected p): " + "; ".join(parts) + "."
+    )
 
 
 def frechet_caveat(profile: pd.DataFrame | None) -> str:

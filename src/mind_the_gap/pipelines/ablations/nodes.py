@@ -99,13 +99,10 @@ def evaluate_texture_shape(
     analyses: Path,
     config: AblationsConfig,
 ) -> pd.DataFrame:
-    """Every baseline and texture-shape student on the real test set, its shape-only and texture-only views and,
-    where given, cue-conflict images: accuracy on each and the shape bias."""
+    """Every baseline and texture-shape student on the real test set, its shape-only and texture-only views, the
+    blur, noise and contrast controls and, where given, cue-conflict images: accuracy on each and the shape bias."""
     groups = ablations.texture_shape_groups(real_runs, synthetic_runs, texture_shape_runs)
-    views = config.texture_shape
-    return texture_shape.texture_shape_views(
-        groups, config.seeds, study, analyses, views.texture_grid, views.cue_conflict_dir
-    )
+    return texture_shape.texture_shape_views(groups, config.seeds, study, analyses, config.texture_shape)
 
 
 def summarize_ablations(
