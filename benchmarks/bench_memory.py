@@ -14,7 +14,7 @@ of the tracked peak: what does not grow with the data (the interpreter, the mode
 tensors grow with ``normalization.analysis_images`` and ``probe_images``, which the overlay keeps at 16: at the
 paper's 5,000, ResNet-50's pooled features of every unit are 0.3 GB a set, small beside the sets. Usage:
 
-    python benchmarks/bench_memory.py [--sizes 20 60] [--keep /tmp/bench-memory]
+    python benchmarks/bench_memory.py [--sizes 20 40] [--keep /tmp/bench-memory]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def measure(folder: Path, train_per_class: int) -> pd.DataFrame:
     overlay["generation"]["images_per_class"] = max(4, round(train_per_class * GENERATED_PER_TRAIN_IMAGE))
     project = make_paper_shaped_project(folder / "project", overlay)
     log = folder / "memory.jsonl"
-    kedro_run(project, hf_home=folder / "hf", memory_log=log)
+    kedro_run(project, hf_home=folder / "hf", memory_log=log, timeout=4 * 3600)
     return pd.read_json(log, lines=True).drop_duplicates("node").set_index("node")
 
 
@@ -91,7 +91,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[20, 60], help="real training images a class")
+    parser.add_argument("--sizes", type=int, nargs=2, default=[20, 40], help="real training images a class")
     parser.add_argument("--paper-set-gib", type=float, default=PAPER_SET_GIB)
     parser.add_argument("--keep", type=Path, default=None, help="keep the scratch projects here")
     args = parser.parse_args()

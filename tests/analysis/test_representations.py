@@ -19,7 +19,7 @@ from mind_the_gap.analysis.representations import (
     unit_features,
     unit_grams,
 )
-from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.imageset import ImageSet, ImageView
 from mind_the_gap.models.architectures import StudentConfig, build_student
 from mind_the_gap.models.units import freeze_units
 from mind_the_gap.training.engine import Normalization
@@ -63,6 +63,14 @@ def test_unit_features_of_chosen_units_only():
     assert len(chosen) == 2
     assert torch.equal(chosen[0], every[8])
     assert torch.equal(chosen[1], every[2])
+
+
+def test_unit_features_of_a_view_are_those_of_its_images():
+    model, data = tiny_student(), tiny_set()
+    index = torch.tensor([7, 2, 5, 0])
+    of_view = unit_features(model, ImageView(((data, index),)), NORM, pooled=True, batch_size=3)
+    of_copy = unit_features(model, data.subset(index), NORM, pooled=True, batch_size=3)
+    assert all(torch.equal(a, b) for a, b in zip(of_view, of_copy, strict=True))
 
 
 def test_unflattened_features_and_limit():

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from mind_the_gap import memory
 from mind_the_gap.data import imageset
 from mind_the_gap.data.imageset import ImageSet, ImageView, load_image_set, save_image_set
+from mind_the_gap.experiments.executor import set_file
 from mind_the_gap.experiments.study import SetView, StudentJob
 
 from ..conftest import striped_images
@@ -111,3 +112,18 @@ def test_the_memory_ledger_counts_each_storage_once_while_it_lives_and_the_large
     assert memory.window_peak() == memory.WindowPeak(0, 0)
     memory.track(loaded.images, read=True)  # a set handed to the next window in memory counts there
     assert memory.window_peak() == memory.WindowPeak(data.nbytes, data.nbytes)
+
+
+def test_a_set_handed_to_workers_is_read_from_its_own_file_or_written_once(tmp_path: Path):
+    stored, built = striped_images(4), striped_images(4, seed=5)
+    save_image_set(stored, tmp_path / "stored.safetensors")
+    loaded = load_image_set(tmp_path / "stored.safetensors")
+    assert loaded.file == (tmp_path / "stored.safetensors").resolve()
+    assert set_file(loaded, tmp_path / "sets").path == str(loaded.file)  # no copy of a stored set
+    assert built.file is None
+    handed = set_file(built, tmp_path / "sets")
+    assert Path(handed.path).parent == (tmp_path / "sets").resolve()
+    assert torch.equal(handed.load().images, built.images)
+    save_image_set(built, tmp_path / "stored.safetensors")  # the catalog's file replaced by a later run
+    with pytest.raises(ValueError, match="stored.safetensors changed after its cell handed it"):
+        set_file(loaded, tmp_path / "sets").load()

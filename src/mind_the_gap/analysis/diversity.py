@@ -15,7 +15,7 @@ from mind_the_gap.analysis import distributions, representations
 from mind_the_gap.analysis.cache import cached_table
 from mind_the_gap.analysis.distributions import spread_sample, within_class_spread
 from mind_the_gap.analysis.representations import unit_features
-from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.imageset import ImageSet, ImageView
 from mind_the_gap.devices import resolve_device
 from mind_the_gap.experiments.study import Study, load_students, parent_keys
 from mind_the_gap.training import engine
@@ -50,7 +50,7 @@ def measure_diversity(
         judge.to(resolve_device(study.training.device, allow_cpu=study.training.allow_cpu))
 
         def spread(images: ImageSet) -> float:
-            sample = images.subset(torch.cat(spread_sample(images.labels, spread_images)))  # only what is compared
+            sample = ImageView(((images, torch.cat(spread_sample(images.labels, spread_images))),))  # no copy
             penultimate = [judge.num_units - 2]
             batch_size = study.training.eval_batch_size
             features = unit_features(

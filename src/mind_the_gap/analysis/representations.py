@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mind_the_gap import memory
-from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.data.imageset import ImageSet, TrainingImages
 from mind_the_gap.models.architectures import UnitNet
 from mind_the_gap.training.engine import Normalization
 
@@ -46,12 +46,13 @@ def _inspecting(
 
 
 def _inputs(
-    images: torch.Tensor, normalization: Normalization, batch_size: int, device: torch.device
+    images: torch.Tensor | TrainingImages, normalization: Normalization, batch_size: int, device: torch.device
 ) -> Iterator[torch.Tensor]:
-    """Batches of ``images`` prepared as the training engine prepares them: [0, 1] floats, then normalised."""
+    """Batches of ``images`` (uint8 images, or a set or view to gather them from) prepared as the training engine
+    prepares them: [0, 1] floats, then normalised."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    for chunk in images.split(batch_size):
+    for chunk in images.split(batch_size) if isinstance(images, torch.Tensor) else images.chunks(batch_size):
         yield normalization.apply(chunk.to(device).float().div_(255))
 
 
@@ -63,7 +64,7 @@ def _output_module(model: UnitNet, index: int) -> nn.Module:
 
 def unit_features(
     model: UnitNet,
-    data: ImageSet,
+    data: TrainingImages,
     normalization: Normalization,
     pooled: bool,
     batch_size: int = 512,
@@ -78,7 +79,7 @@ def unit_features(
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    images = data.images if limit is None else data.images[:limit]
+    images = data if limit is None else data.images[:limit]  # a limit is for a set, not a view
     if len(images) == 0:
         raise ValueError("unit_features needs at least one image")
     units = range(model.num_units) if units is None else units

@@ -98,6 +98,11 @@ class ImageSet:
             self.with_fingerprint(digest.hexdigest())
         return self.__dict__["_fingerprint"]
 
+    @property
+    def file(self) -> Path | None:
+        """The file the set was read from (``load_image_set``): what another process maps instead of a copy."""
+        return self.__dict__.get("_file")
+
     def with_fingerprint(self, fingerprint: str) -> ImageSet:
         """This set, its fingerprint known already (from its file, or as a view of a set whose fingerprint is known):
         the set is frozen, so its fingerprint is computed at most once."""
@@ -213,6 +218,7 @@ def load_image_set(path: str | Path) -> ImageSet:
         data = ImageSet(memory.track(images, read=True), labels, tuple(json.loads(metadata["class_names"])))
     except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError, ValueError, struct.error) as exc:
         raise ValueError(f"cannot read image set {path}: {exc}") from exc
+    data.__dict__["_file"] = path.resolve()
     return data.with_fingerprint(metadata["fingerprint"]) if "fingerprint" in metadata else data
 
 

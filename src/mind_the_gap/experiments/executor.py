@@ -131,21 +131,29 @@ def on_cluster() -> bool:
 
 @dataclass(frozen=True)
 class SetFile:
-    """An image set a worker reads from a file (memory-mapped: the workers of one host share its pages)."""
+    """An image set a worker reads from a file (memory-mapped: the workers of one host share its pages), checked
+    against the fingerprint of the set the cell handed over."""
 
     path: str
+    fingerprint: str
 
     def load(self) -> ImageSet:
-        return load_image_set(self.path)
+        data = load_image_set(self.path)
+        if data.fingerprint() != self.fingerprint:
+            raise ValueError(f"image set {self.path} changed after its cell handed it to the workers: run it again")
+        return data
 
 
 def set_file(data: ImageSet, folder: Path) -> SetFile:
-    """``data`` as a file in ``folder`` named by its fingerprint, written once, for the workers to read."""
+    """The file a worker reads ``data`` from: the one it was read from (a stored set of the catalog), else one in
+    ``folder`` named by its fingerprint, written once (a set built in memory, such as a generated variant's)."""
+    if data.file is not None:
+        return SetFile(str(data.file), data.fingerprint())
     path = folder.resolve() / f"{data.fingerprint()}.safetensors"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image_set(data, path)
-    return SetFile(str(path))
+    return SetFile(str(path), data.fingerprint())
 
 
 @functools.cache
