@@ -1,4 +1,4 @@
-"""Input statistics: histograms and moments of hand-made sets, distances with known values, the spread measure."""
+"""Input statistics: histograms and moments of hand-made sets, distances with known values, samples a class."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from mind_the_gap.analysis.distributions import (
     class_histograms,
     frechet_distance,
     histogram_moments,
+    spread_sample,
     wasserstein_per_channel,
-    within_class_spread,
 )
 from mind_the_gap.data.imageset import ImageSet
 
@@ -169,26 +169,10 @@ def test_frechet_distance_rejects_bad_shapes():
         frechet_distance(np.zeros((1, 2)), np.zeros((5, 2)))
 
 
-def test_within_class_spread_of_identical_features_is_zero():
-    assert within_class_spread(np.ones((6, 3)), [0, 0, 0, 1, 1, 1]) == 0
-
-
-def test_within_class_spread_is_the_mean_distance_within_classes():
-    # Class 0: points 0, 3 and 4 on a line (distances 3, 4, 1); class 1: two points 10 apart; class 2: one point.
-    features = torch.tensor([[0.0], [3.0], [4.0], [0.0], [10.0], [99.0]])
-    labels = torch.tensor([0, 0, 0, 1, 1, 2])
-    assert within_class_spread(features, labels) == pytest.approx((8 / 3 + 10) / 2)
-    assert within_class_spread(features * 2.5, labels) == pytest.approx(2.5 * (8 / 3 + 10) / 2)
-
-
-def test_within_class_spread_samples_at_most_max_per_class_reproducibly():
-    features = np.random.default_rng(3).normal(size=(40, 2))
-    labels = np.zeros(40, dtype=np.int64)
-    sampled = within_class_spread(features, labels, max_per_class=5, seed=1)
-    assert sampled == within_class_spread(features, labels, max_per_class=5, seed=1)
-    assert sampled != within_class_spread(features, labels, max_per_class=5, seed=2)
-
-
-def test_within_class_spread_needs_a_class_of_two():
-    with pytest.raises(ValueError, match="at least 2 images"):
-        within_class_spread(np.zeros((2, 3)), [0, 1])
+def test_spread_sample_takes_at_most_max_per_class_reproducibly_and_skips_classes_of_one():
+    labels = torch.tensor([0] * 40 + [1] * 3 + [2])
+    groups = spread_sample(labels, max_per_class=5, seed=1)
+    assert [len(g) for g in groups] == [5, 3]
+    assert all((labels[g] == labels[g[0]]).all() for g in groups)
+    assert all(torch.equal(a, b) for a, b in zip(groups, spread_sample(labels, 5, seed=1), strict=True))
+    assert not torch.equal(groups[0], spread_sample(labels, 5, seed=2)[0])

@@ -304,7 +304,12 @@ def test_pipeline_has_one_namespace_per_factor_from_one_template():
     names = {n.name for n in pipeline.nodes}
     assert {f"ablations.{factor}.train_students" for factor in FACTORS} <= names
     assert {"ablations.oracle.generate", "ablations.diversity.generate", "ablations.summarize"} <= names
-    assert "ablations_summary" in pipeline.outputs()
+    assert {"ablations.diversity.measure_sets", "ablations.measure_per_class_gaps"} <= names
+    assert {
+        "ablations_summary",
+        "ablations_diversity_per_class",
+        "ablations_per_class_summary",
+    } <= pipeline.all_outputs()
     assert "synthetic_train" in pipeline.inputs()
 
 
@@ -318,6 +323,7 @@ def test_pipeline_has_one_namespace_per_factor_from_one_template():
         ({"texture_shape": {"noise_std": -0.1}}, "noise_std"),
         ({"augmentation": {"policies": ["mixup"]}}, "policies"),
         ({"diversity": {"guidance_scales": [-1]}}, "guidance_scales"),
+        ({"diversity": {"spread_images": 8, "neighbours": 8}}, r"neighbours \(8\) must be below spread_images"),
     ],
 )
 def test_bad_configuration_names_the_key(update, culprit):

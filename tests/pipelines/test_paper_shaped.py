@@ -287,6 +287,9 @@ def test_every_experiment_summary_has_its_rows(paper_run: PaperShapedRun):
     assert ablations["test_accuracy_mean"].between(0, 1).all()
     diversity = pd.read_csv(reporting / "ablations_diversity.csv")
     assert diversity["set"].tolist() == ["real", "synthetic (generation)", "guidance 1", "guidance 2", "guidance 4"]
+    per_class = pd.read_csv(reporting / "ablations_diversity_per_class.csv")
+    assert len(per_class) == 5 * len(CLASSES)  # one judge (the ablations' seed), five sets
+    assert per_class[["precision", "recall", "density", "coverage"]].notna().all().all()
 
 
 def test_the_report_names_no_pipeline_as_not_run(paper_run: PaperShapedRun):

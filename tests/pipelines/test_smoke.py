@@ -45,7 +45,7 @@ LAYER_SWAP_CELLS = [  # the cross-source cells and their same-source controls
 ]
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
-INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations"]  # their figures, interactive too
+INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations", "ablations_per_class"]  # also interactive
 # Every smoke student's learned metrics, from the code before the library was reorganised: a refactoring must give
 # the same students to the bit. `MIND_THE_GAP_WRITE_SMOKE_REFERENCE=1 pytest tests/pipelines/test_smoke.py -k
 # reference` writes it anew, from a change that is meant to alter what students learn.
@@ -278,8 +278,14 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     assert set(mixing.loc["all real + all synthetic", "train_images"]) == {TRAIN_POOL + 10 * 24}
     diversity = pd.read_csv(reporting / "ablations_diversity.csv")
     assert diversity["set"].tolist() == ["real", "synthetic (generation)", "guidance 1"]
-    assert diversity["share_of_real"].iloc[0] == 1
-    assert diversity["within_class_spread"].gt(0).all()
+    assert diversity["share_of_real_mean"].iloc[0] == 1
+    assert diversity["judges"].eq(2).all()  # every seed's real student judges
+    assert diversity["within_class_spread_mean"].gt(0).all()
+    for measure in ("recognisability", "precision", "recall", "coverage"):
+        assert diversity[f"{measure}_mean"].iloc[1:].between(0, 1).all(), measure
+    assert diversity["recognisability_mean"].isna().iloc[0]  # the judges trained on the real pool
+    per_class = pd.read_csv(reporting / "ablations_diversity_per_class.csv")
+    assert len(per_class) == 2 * 3 * 10  # judges, sets, classes
     oracle = pd.read_csv(smoke / "data/smoke/03_primary/ablations/oracle_manifest.csv")
     assert set(oracle["variant"]) == {"strength 0.5"}
     assert len(oracle) == 10 * 24
@@ -325,6 +331,7 @@ def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path)
         for name, caption in (
             ("layer_swap", "Test accuracy against cut"),
             ("ablations", "What each factor does to the gap"),
+            ("ablations_per_class", "Per-class gaps"),
         )
     )
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):

@@ -1,4 +1,4 @@
-"""Input statistics of image sets: pixel histograms and their moments, distances between sources, diversity."""
+"""Input statistics of image sets: pixel histograms and their moments, distances between sources, samples a class."""
 
 from __future__ import annotations
 
@@ -116,8 +116,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def spread_sample(labels: torch.Tensor, max_per_class: int = 256, seed: int = 0) -> list[torch.Tensor]:
-    """The images ``within_class_spread`` compares: per class with at least two images, the positions of at most
-    ``max_per_class`` of them, picked at random with a generator seeded by ``seed``. Only their features are needed."""
+    """A sample of a set's images a class, so that sets of different sizes compare on equal terms at a bounded cost:
+    per class with at least two images, the positions of at most ``max_per_class`` of them, picked at random with a
+    generator seeded by ``seed``."""
     if max_per_class < 2:
         raise ValueError(f"max_per_class must be at least 2, got {max_per_class}")
     generator = torch.Generator().manual_seed(seed)
@@ -129,24 +130,3 @@ def spread_sample(labels: torch.Tensor, max_per_class: int = 256, seed: int = 0)
         if len(index) >= 2:
             groups.append(index)
     return groups
-
-
-def within_class_spread(
-    features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, max_per_class: int = 256, seed: int = 0
-) -> float:
-    """Diversity of a set: the mean Euclidean distance between two images' features of one class, averaged over the
-    classes that have at least two images.
-
-    At most ``max_per_class`` images of a class take part, picked at random with a generator seeded by ``seed``, so
-    the cost stays quadratic in ``max_per_class`` and sets of different sizes compare on equal terms.
-    """
-    features = torch.as_tensor(features, dtype=torch.float64)
-    labels = torch.as_tensor(labels, dtype=torch.int64)
-    if features.ndim != 2 or labels.shape != (len(features),):
-        raise ValueError(
-            f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
-        )
-    spreads = [torch.pdist(features[index]).mean() for index in spread_sample(labels, max_per_class, seed)]
-    if not spreads:
-        raise ValueError("within_class_spread needs a class with at least 2 images")
-    return float(torch.stack(spreads).mean())

@@ -61,6 +61,7 @@ Source = Literal["real", "synthetic"]
 Policy = Literal["none", "rand_augment", "trivial_augment", "auto_augment"]
 SETS: dict[Source, str] = {"real": "real_train", "synthetic": "synthetic_train"}  # each source's stored set
 UNCLIP = "unclip"  # the oracle's set; the reconstruction's are named by their strength
+GENERATION_SET = "synthetic (generation)"  # the synthetic baselines' set, among the sets whose fidelity is measured
 
 
 class AugmentationAblation(Config):
@@ -97,9 +98,20 @@ class OracleAblation(Config):
 
 class DiversityAblation(Config):
     guidance_scales: list[Annotated[float, Field(ge=0)]] = [1.0, 2.0, 4.0, 8.0]
-    spread_images: int = Field(256, ge=2, description="images per class whose pairwise feature distances are averaged")
+    spread_images: int = Field(
+        256, ge=2, description="images a class of each set measured (and the real reference's), for fidelity and spread"
+    )
+    neighbours: int = Field(5, ge=1, description="k of the k-nearest-neighbour manifolds (precision ... coverage)")
     first_units: int = Field(3, ge=1, description="layer swap: the first units learned from real, the rest kept")
     last_units: int = Field(3, ge=1, description="layer swap: the last units learned from real, the rest kept")
+
+    @model_validator(mode="after")
+    def _neighbours_within_the_sample(self) -> DiversityAblation:
+        if self.neighbours >= self.spread_images:
+            raise ValueError(
+                f"ablations.diversity.neighbours ({self.neighbours}) must be below spread_images ({self.spread_images})"
+            )
+        return self
 
 
 class MixingAblation(Config):
@@ -223,7 +235,7 @@ def diversity_sets(
 
     def load() -> Mapping[str, ImageSet]:
         variants = load_variants(manifest, output_dir, real_train, generation)
-        return variants.after({"real": real_train, "synthetic (generation)": synthetic_train})
+        return variants.after({"real": real_train, GENERATION_SET: synthetic_train})
 
     return keys, load
 

@@ -79,10 +79,11 @@ class BarChart:
     levels: list[Level]
     value_range: tuple[float, float]
     size: tuple[float, float]
+    order: list[str] = field(default_factory=list)  # the categories from top to bottom across groups; else by group
 
     @property
     def categories(self) -> list[str]:
-        return [category for group in self.groups for category in group.categories]
+        return self.order or [category for group in self.groups for category in group.categories]
 
 
 Chart = LineChart | BarChart

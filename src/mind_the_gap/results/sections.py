@@ -48,6 +48,9 @@ def study_report(
     ablations_summary: pd.DataFrame | None = None,
     ablations_diversity: pd.DataFrame | None = None,
     ablations_interactive: go.Figure | None = None,
+    ablations_per_class_summary: pd.DataFrame | None = None,
+    ablations_per_class_correlations: pd.DataFrame | None = None,
+    ablations_per_class_interactive: go.Figure | None = None,
 ) -> Report:
     """The report of what the experiments wrote (None where one has not run); the PNGs are read from
     ``figures_dir``; ``run_times`` has one row per pipeline of the run (``pipeline``, ``nodes``, ``seconds``)."""
@@ -232,9 +235,53 @@ def study_report(
                         "extra_gap_pp_p_holm",
                     ],
                 ),
-                *_table("Diversity of each set", ablations_diversity, ["set", "within_class_spread", "share_of_real"]),
+                *_table(
+                    "Fidelity and diversity of each set in the real-trained students' penultimate features, mean ± "
+                    "95% CI over those judges: recognisability (the share a judge puts in the image's class), "
+                    "within-class spread as a share of the real pool's, precision and density (fidelity: near real "
+                    "images), recall and coverage (diversity: the real variety reached), each against real training "
+                    "images; the row real is a second sample of the real pool, the level of a set drawn like it",
+                    ablations_diversity,
+                    [
+                        "set",
+                        "recognisability",
+                        "share_of_real",
+                        "precision",
+                        "recall",
+                        "density",
+                        "coverage",
+                        "frechet_distance",
+                    ],
+                ),
+                *_table(
+                    "Per class, the largest gap first: the real-only students' lead over the synthetic-only ones "
+                    "on the class (gap_pp, paired by seed), beside the judges' measures of the class's synthetic "
+                    "training images (mean over judges)" + _holm_caption(ablations_per_class_summary, "gap_pp"),
+                    ablations_per_class_summary,
+                    [
+                        "class",
+                        "real_accuracy",
+                        "synthetic_accuracy",
+                        "gap_pp",
+                        "gap_pp_p_holm",
+                        "recognisability",
+                        "precision",
+                        "recall",
+                        "coverage",
+                        "frechet_distance",
+                    ],
+                ),
+                *_table(
+                    "Which judged measure points at the classes the synthetic students lose: Spearman's rank "
+                    "correlation with the per-class gap over the classes (exploratory: one class is one point)",
+                    ablations_per_class_correlations,
+                    ["measure", "spearman_with_gap"],
+                ),
             ],
-            [Figure("What each factor does to the gap", png("ablations"), ablations_interactive)],
+            [
+                Figure("What each factor does to the gap", png("ablations"), ablations_interactive),
+                Figure("Per-class gaps", png("ablations_per_class"), ablations_per_class_interactive),
+            ],
         ),
         run_times_section(run_times),
     ]

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import plotly.graph_objects as go
 
-from mind_the_gap.analysis import diversity, texture_shape
+from mind_the_gap.analysis import fidelity, per_class, texture_shape
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments import ablations
 from mind_the_gap.experiments.ablations import AblationsConfig
@@ -19,6 +19,7 @@ from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.results.ablations import ablations_chart
 from mind_the_gap.results.figures import matplotlib_figure
 from mind_the_gap.results.interactive import plotly_figure
+from mind_the_gap.results.per_class import per_class_chart
 
 
 def train_on_pools(
@@ -71,7 +72,7 @@ def train_diversity(
     return ablations.train_diversity(variants, real_train, study, config)
 
 
-def measure_diversity(
+def measure_sets(
     manifest: pd.DataFrame,
     output_dir: Path,
     generation: GenerationConfig,
@@ -81,14 +82,37 @@ def measure_diversity(
     study: Study,
     analyses: Path,
     config: AblationsConfig,
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """The within-class spread of each set in the penultimate features of the first seed's real-trained student, and
-    its share of the real training pool's."""
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
+    """Each set's fidelity and diversity in every real-trained student's penultimate features (recognisability,
+    within-class spread, precision, recall, density, coverage): per judge and class, and per set over the judges."""
     keys, load = ablations.diversity_sets(manifest, output_dir, generation, real_train, synthetic_train)
-    table = diversity.measure_diversity(
-        real_runs, min(config.seeds), keys, load, study, analyses, config.diversity.spread_images
+    units = config.diversity
+    per_class = fidelity.measure_sets(
+        real_runs, config.seeds, keys, load, study, analyses, units.spread_images, units.neighbours
     )
-    return table, as_metrics({f"{row.set}.share_of_real": row.share_of_real for row in table.itertuples()})
+    summary = fidelity.summarize_sets(per_class)
+    metrics = {
+        f"{row['set']}.{measure}": row[f"{measure}_mean"]
+        for row in summary.to_dict("records")
+        for measure in ("share_of_real", *fidelity.METRICS)
+    }
+    return summary, per_class, as_metrics(metrics)
+
+
+def measure_per_class_gaps(
+    real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, judged: pd.DataFrame, study: Study
+) -> tuple[pd.DataFrame, pd.DataFrame, plt.Figure, go.Figure]:
+    """Each class's real-vs-synthetic gap of the baseline students, paired by seed, beside the judges' measures of
+    the generation's synthetic images of the class; the rank correlations between them; the gaps as a chart."""
+    table = per_class.per_class_gaps(
+        per_class.per_class_accuracy(real_runs, study),
+        per_class.per_class_accuracy(synthetic_runs, study),
+        list(study.test.class_names),
+        judged,
+        ablations.GENERATION_SET,
+    )
+    chart = per_class_chart(table)
+    return table, per_class.rank_correlations(table), matplotlib_figure(chart), plotly_figure(chart)
 
 
 def evaluate_texture_shape(

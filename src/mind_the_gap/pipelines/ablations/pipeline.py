@@ -1,5 +1,6 @@
 """Ablations: one namespace per factor, each from one template (its training sets, then its students over the
-seeds); the texture-vs-shape tests and the diversity measure; one summary over every factor."""
+seeds); the texture-vs-shape tests, each set's fidelity and diversity, the per-class gaps; one summary over every
+factor."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -57,7 +58,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         namespace="ablations.texture_shape",
     )
     diversity = Node(
-        nodes.measure_diversity,
+        nodes.measure_sets,
         [
             "ablations.diversity.generation_sets",
             "synthetic_images_dir",
@@ -69,9 +70,21 @@ def create_pipeline(**kwargs) -> Pipeline:
             "analysis_store",
             "params:ablations",
         ],
-        ["ablations_diversity", "ablations_diversity_metrics"],
-        name="measure_diversity",
+        ["ablations_diversity", "ablations_diversity_per_class", "ablations_diversity_metrics"],
+        name="measure_sets",
         namespace="ablations.diversity",
+    )
+    per_class_gaps = Node(
+        nodes.measure_per_class_gaps,
+        ["baselines_real_runs", "baselines_synthetic_runs", "ablations_diversity_per_class", "study"],
+        [
+            "ablations_per_class_summary",
+            "ablations_per_class_correlations",
+            "ablations_per_class_figure",
+            "ablations_per_class_interactive",
+        ],
+        name="measure_per_class_gaps",
+        namespace="ablations",
     )
     summary = Node(
         nodes.summarize_ablations,
@@ -85,4 +98,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         name="summarize",
         namespace="ablations",
     )
-    return Pipeline([study_node(), *(_factor(factor) for factor in FACTORS), views, diversity, summary])
+    return Pipeline([study_node(), *(_factor(factor) for factor in FACTORS), views, diversity, per_class_gaps, summary])

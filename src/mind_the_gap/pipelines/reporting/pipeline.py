@@ -23,6 +23,9 @@ OPTIONAL_INPUTS = [
     "ablations_summary",
     "ablations_diversity",
     "ablations_interactive",
+    "ablations_per_class_summary",
+    "ablations_per_class_correlations",
+    "ablations_per_class_interactive",
 ]
 
 
