@@ -15,6 +15,7 @@ from mind_the_gap.devices import map_concurrently
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.training import engine, student_cache
 from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.distillation import Teacher
 from mind_the_gap.training.engine import Evaluation, Normalization, evaluate
 from mind_the_gap.training.student_cache import (
     TRAINING_MODULES,
@@ -49,6 +50,7 @@ class Trainer:
         student: StudentConfig = STUDENT,
         seed: int = 0,
         tracker: student_cache.StudentTracker | None = None,
+        teacher: Teacher | None = None,
     ) -> StudentResult:
         return train_student(
             self.store,
@@ -60,6 +62,7 @@ class Trainer:
             normalization,
             transfer=transfer,
             tracker=tracker,
+            teacher=teacher,
         )
 
 
@@ -100,7 +103,16 @@ def test_code_version_digests_the_training_source_and_torch(tmp_path: Path, monk
     code_version.cache_clear()
     assert code_version((module,)) != edited
     names = {m.__name__.rsplit(".", 1)[-1] for m in TRAINING_MODULES}
-    assert names == {"engine", "augment", "transfer", "architectures", "units", "devices", "student_cache"}
+    assert names == {
+        "engine",
+        "augment",
+        "transfer",
+        "distillation",
+        "architectures",
+        "units",
+        "devices",
+        "student_cache",
+    }
 
 
 def test_the_key_changes_with_the_normalization_that_the_test_set_is_seen_through(trainer: Trainer):
@@ -178,6 +190,25 @@ def test_the_key_changes_with_the_parent_and_what_is_kept_from_it(trainer: Train
     keys = [child.key, *(other.key for other in others)]
     assert len(set(keys)) == len(keys)
     assert not any(other.cache_hit for other in others)
+
+
+def test_a_taught_student_learns_its_teachers_predictions_and_keys_them(trainer: Trainer):
+    teacher = trainer(seed=1)
+    teacher_weights = {
+        k: v.clone() for k, v in trainer.store.load_model(teacher.key, STUDENT, trainer.train).state_dict().items()
+    }
+    labels = trainer()
+    taught = trainer(teacher=Teacher(teacher.key, 4.0))
+    assert not taught.cache_hit
+    assert taught.key not in {labels.key, teacher.key}
+    # Same seed, data and recipe: only the targets differ, so the losses (to the teacher, not the labels) do.
+    assert taught.history[-1]["train_loss"] != labels.history[-1]["train_loss"]
+    assert trainer(teacher=Teacher(teacher.key, 4.0)).cache_hit
+    assert trainer(teacher=Teacher(teacher.key, 2.0)).key != taught.key
+    after = trainer.store.load_model(teacher.key, STUDENT, trainer.train).state_dict()
+    assert all(torch.equal(after[k], v) for k, v in teacher_weights.items())  # the stored teacher is untouched
+    with pytest.raises(ValueError, match="the teacher missing is not in"):
+        trainer(teacher=Teacher("missing", 4.0))
 
 
 def test_the_numbering_alone_does_not_change_a_fresh_students_key(trainer: Trainer):

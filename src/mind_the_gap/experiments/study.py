@@ -37,6 +37,7 @@ from mind_the_gap.experiments.executor import (
 from mind_the_gap.experiments.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.models.architectures import StudentConfig, UnitNet
 from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.distillation import Teacher
 from mind_the_gap.training.engine import Normalization, planned_steps
 from mind_the_gap.training.student_cache import StudentResult, StudentStore, train_student
 from mind_the_gap.training.transfer import Transfer
@@ -137,7 +138,8 @@ class SetView:
 @dataclass(frozen=True)
 class StudentJob:
     """One student of a cell: its run name, seed, training data (views of stored sets, joined in order), optional
-    parent, the cell's columns and, where it differs from the study's, its training recipe.
+    parent, the cell's columns, where it differs from the study's its training recipe, and an optional teacher
+    whose predictions it learns instead of the labels.
 
     A job names its data, it does not hold it: the images are gathered when the student trains.
     """
@@ -148,6 +150,7 @@ class StudentJob:
     transfer: Transfer | None = None
     columns: Mapping[str, Any] = field(default_factory=dict)  # in the runs table and as MLflow tags
     training: TrainConfig | None = None
+    teacher: Teacher | None = None
 
     def size(self, sets: Mapping[str, ImageSet]) -> int:
         return sum(view.size(sets) for view in self.train)
@@ -223,6 +226,7 @@ def _train_student(
             transfer=job.transfer,
             tracker=_StopWhenAsked(run, stop, job.name),
             description=job.name,
+            teacher=job.teacher,
         )
         run.log_result(result, study.test.class_names)
     return {
@@ -274,6 +278,8 @@ def _run_params(
             "kept": job.transfer.kept,
             **job.transfer.config.model_dump(),
         }
+    if job.teacher is not None:
+        params["distillation"] = job.teacher.describe()
     return params
 
 

@@ -22,6 +22,7 @@ from mind_the_gap.devices import autocast, resolve_device, resolve_precision, us
 from mind_the_gap.files import write_atomically
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.distillation import distillation_loss
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,16 @@ class Normalization:
         for)."""
         mean, std = self.tensors(images.device, images.dtype) if tensors is None else tensors
         return (images - mean) / std
+
+
+@dataclass(frozen=True)
+class TeacherModel:
+    """A trained student whose predictions, softened at ``temperature``, are the targets (``distillation.Teacher``,
+    loaded), with the input normalisation it was trained with."""
+
+    model: nn.Module
+    normalization: Normalization
+    temperature: float
 
 
 @dataclass
@@ -308,6 +319,7 @@ def fit(
     *,
     device: torch.device | None = None,
     precision: torch.dtype | None = None,
+    teacher: TeacherModel | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``; evaluate on ``val`` after every round.
 
@@ -324,7 +336,9 @@ def fit(
     ``torch.compile(model)``.
     ``training.data_on_device`` keeps the whole set on the device or streams each batch from host memory
     (``data_stays_on_device``): the same batches and the same draws either way, so the same student. ``device`` and
-    ``precision``, when given, are ``config``'s resolved once by the caller (see ``placement``).
+    ``precision``, when given, are ``config``'s resolved once by the caller (see ``placement``). With ``teacher``,
+    the loss is the distillation loss to the teacher's predictions on the same augmented batch, not to the labels
+    (which still score the training accuracy).
     """
     if len(train) < 2:
         raise ValueError(f"cannot train on {len(train)} image(s)")
@@ -340,6 +354,11 @@ def fit(
     # The strong policies' seeds are drawn on the host: read back from a GPU, each would wait for it every step.
     host_generator = generator if device.type == "cpu" else torch.Generator().manual_seed(seed)
     statistics = normalization.tensors(device)
+    if teacher is not None:
+        teacher.model.to(device).eval().requires_grad_(False)
+        if config.channels_last:
+            teacher.model.to(memory_format=torch.channels_last)
+        teacher_statistics = teacher.normalization.tensors(device)
     augment = BatchAugment(
         config.augment, config.crop_padding, config.resized_crop_scale, config.shuffle_patch, config.shuffle_share
     )
@@ -389,7 +408,13 @@ def fit(
             x = _prepare_inputs(images, normalization, statistics, config.channels_last)
             with autocast(device, precision):
                 logits = step_model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                if teacher is None:
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                else:
+                    with torch.no_grad():
+                        seen = _prepare_inputs(images, teacher.normalization, teacher_statistics, config.channels_last)
+                        taught = teacher.model(seen)
+                    loss = distillation_loss(logits, taught, teacher.temperature)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

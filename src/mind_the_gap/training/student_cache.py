@@ -21,12 +21,14 @@ from mind_the_gap.files import write_atomically
 from mind_the_gap.keys import content_key
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
-from mind_the_gap.training import augment, engine, transfer
+from mind_the_gap.training import augment, distillation, engine, transfer
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
+from mind_the_gap.training.distillation import Teacher
 from mind_the_gap.training.engine import (
     Evaluation,
     Normalization,
+    TeacherModel,
     evaluate,
     fit,
     placement,
@@ -52,7 +54,7 @@ _NOT_IN_KEY = {
 }
 # The code that decides what a student learns (`devices` resolves its precision and autocasts), this module included:
 # its source is part of every key, so that students of older code are never reused.
-TRAINING_MODULES = (engine, augment, transfer, architectures, units, devices, sys.modules[__name__])
+TRAINING_MODULES = (engine, augment, transfer, distillation, architectures, units, devices, sys.modules[__name__])
 
 
 @functools.cache
@@ -176,11 +178,13 @@ def train_student(
     transfer: Transfer | None = None,
     tracker: StudentTracker | None = None,
     description: str = "student",
+    teacher: Teacher | None = None,
 ) -> StudentResult:
     """Train a student on ``train`` and test it on ``test``, or reuse the stored one with the same key.
 
-    A fresh student, or with ``transfer`` one that starts from a stored parent student. The device and precision
-    are resolved here, once, on the machine that trains it.
+    A fresh student, or with ``transfer`` one that starts from a stored parent student; with ``teacher``, one that
+    learns a stored student's softened predictions. The device and precision are resolved here, once, on the machine
+    that trains it.
     """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
@@ -203,6 +207,7 @@ def train_student(
                 "val": val.fingerprint() if val is not None else "",
             },
             "transfer": transfer.describe(model) if transfer is not None else None,
+            **({"teacher": teacher.describe()} if teacher is not None else {}),
         }
     )
     cached = store.load_result(key)
@@ -229,6 +234,7 @@ def train_student(
         progress_file=store.progress_path(key),
         device=device,
         precision=precision,
+        teacher=_load_teacher(store, teacher, student, train),
     )
     result = StudentResult(
         key=key,
@@ -255,3 +261,15 @@ def train_student(
         result.train_seconds,
     )
     return result
+
+
+def _load_teacher(
+    store: StudentStore, teacher: Teacher | None, student: StudentConfig, like: TrainingImages
+) -> TeacherModel | None:
+    """The stored teacher student, with the normalisation it was trained with."""
+    if teacher is None:
+        return None
+    result = store.load_result(teacher.key)
+    if result is None:
+        raise ValueError(f"the teacher {teacher.key} is not in {store.directory}: train it first (its pipeline's run)")
+    return TeacherModel(store.load_model(teacher.key, student, like), result.normalization, teacher.temperature)
