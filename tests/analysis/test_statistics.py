@@ -118,6 +118,10 @@ def test_an_unbounded_fieller_set_falls_back_to_the_delta_method_and_says_so():
 def test_gap_recovered_without_a_gap_is_undefined():
     ratio = gap_recovered([0.7, 0.8], [0.5, 0.6], [0.5, 0.6])
     assert math.isnan(ratio.estimate)
+    # Equal accuracies whose differences round to about 1e-17, not to 0: still no gap, not a ratio of 1e16.
+    rounded = gap_recovered([0.3, 0.3], [0.15, 0.05], [0.2, 0.0])
+    assert math.isnan(rounded.estimate)
+    assert math.isnan(rounded.low)
 
 
 def test_holm_multiplies_the_ith_smallest_by_m_minus_i_plus_1_and_keeps_the_order():

@@ -17,6 +17,7 @@ from scipy import stats
 
 FIELLER = "fieller"
 DELTA = "delta (Fieller unbounded)"  # the denominator's interval includes 0: Fieller's set is no finite interval
+NO_GAP = 1e-12  # a mean gap below this (rounding of equal accuracies) has no share to recover
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -82,7 +83,7 @@ class Ratio:
 def gap_recovered(cell: Sequence[float], low: Sequence[float], high: Sequence[float]) -> Ratio:
     """(cell - low) / (high - low), the three aligned by seed: 0 at the ``low`` reference, 1 at the ``high``.
 
-    The estimate is mean(cell - low) / mean(high - low). Fieller's 95% interval is the set of ratios r for which
+    The estimate is mean(cell - low) / mean(high - low); NaN where that gap is zero (to rounding). Fieller's 95% interval is the set of ratios r for which
     mean(a) - r mean(b) (a = cell - low, b = high - low per seed) is within its t-interval of zero:
     (ā - r b̄)² <= t² (v_aa - 2 r v_ab + r² v_bb), v the (co)variances of the means. It is a finite interval when the
     denominator's mean is significantly non-zero (b̄² > t² v_bb); where it is not, the delta method's
@@ -91,7 +92,7 @@ def gap_recovered(cell: Sequence[float], low: Sequence[float], high: Sequence[fl
     a = np.asarray(cell, dtype=float) - np.asarray(low, dtype=float)
     b = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
     n = a.size
-    if n == 0 or b.mean() == 0:
+    if n == 0 or abs(b.mean()) < NO_GAP:
         return Ratio(math.nan, math.nan, math.nan, n, FIELLER)
     mean_a, mean_b = float(a.mean()), float(b.mean())
     ratio = mean_a / mean_b
