@@ -124,6 +124,7 @@ def size_overlay(dataset: Path, stable_diffusion: Path, unclip: Path, device: st
             "diversity": {"guidance_scales": [1.0, 2.0, 4.0], "spread_images": 8},
             "mixing": {"real_shares": [0.5]},
         },
+        "levers": {"seeds": [0]},
         "generation": {
             "images_per_class": 12,
             "batch_size": 8,

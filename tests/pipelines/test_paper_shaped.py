@@ -12,15 +12,17 @@ changed, and nothing else:
   ResNet-50's logits diverge within the epoch, test losses of 1e9 to 1e13), `eval_batch_size: 32`,
   `training.device` the device under test, `training.allow_cpu: true`;
 - seeds `[0, 1]` for the baselines and the normalisation study (which compares students of two seeds), `[0]` for
-  the layer swap, data efficiency and ablations, so the run trains 35 students: at ResNet-50's 94 MB a student,
-  they fit the test's 3.5 GB of disk;
+  the layer swap, data efficiency, ablations and levers, so the run trains 37 students: at ResNet-50's 94 MB a
+  student, about 3.5 GB of disk;
 - one or two cells a factor: layer-swap cut 15 (the paper's last three units) with its same-source controls; data
   efficiency on half the real pool, `last_units: [1, all]` beside `conf/paper`'s re-initialised last 2, each arm's
   rate from a grid of one value at 1/2 (no extra candidate students), the convergence check for every arm;
   normalisation on 16 analysis and 16 probe images, CKA minibatches of 8; ablations
   with TrivialAugment and local shuffles on synthetic students, oracle img2img at strength 0.5 and Stable unCLIP
   (`oracle.unclip: true`, as in `conf/paper`), guidance scales 1, 2 and 4 (2 is the generation's own), 8 images a
-  class for the spread, mixing at 50 % real; 4 synthetic images a class in the baselines' sample grid;
+  class for the spread, mixing at 50 % real; 4 synthetic images a class in the baselines' sample grid; the
+  levers at `conf/paper`'s settings (distillation at its temperature, and the headline swap from that student; the
+  synthetic baseline's headline swap is the layer swap's own);
 - generation: tiny random-weight Stable Diffusion (also img2img's) and Stable unCLIP pipelines, saved as local
   folders and loaded by `model_id` through `from_pretrained` with `HF_HUB_OFFLINE=1`; 12 images a class in batches
   of 8, 4 steps, at 128 px (`generation.height`/`width`, `unclip_height`/`unclip_width`: the tiny models' native
@@ -70,7 +72,7 @@ IMAGES_PER_CLASS = 12  # generated, per set
 # The sets generated: the generation's own (also the diversity factor's guidance 2), the oracle's two, and the
 # diversity factor's other two guidance scales.
 GENERATED_SETS = 5
-STUDENTS = 35  # the overlay's grid (see the module docstring); each reused student is trained once
+STUDENTS = 37  # the overlay's grid (see the module docstring); each reused student is trained once
 UNITS = 18  # ResNet-50 numbered by blocks: stem, 16 bottlenecks, classifier
 # What a node may hold at most, in live image and feature tensors, as a multiple of the largest image set it reads:
 # the set, a part of it or of another one being built, the study's validation and test sets, and features.
@@ -290,6 +292,16 @@ def test_every_experiment_summary_has_its_rows(paper_run: PaperShapedRun):
     per_class = pd.read_csv(reporting / "ablations_diversity_per_class.csv")
     assert len(per_class) == 5 * len(CLASSES)  # one judge (the ablations' seed), five sets
     assert per_class[["precision", "recall", "density", "coverage"]].notna().all().all()
+
+
+def test_the_levers_ask_the_layer_swaps_question_of_each_lever(paper_run: PaperShapedRun):
+    summary = pd.read_csv(paper_run.reporting / "levers_summary.csv", keep_default_na=False, na_values=[""])
+    assert list(zip(summary["lever"], summary["variant"], strict=True)) == [
+        ("none", "synthetic baseline"),
+        ("distillation", "temperature 4"),
+    ]
+    assert summary["swap_kept"].eq(f"0-{15 - 1}").all()  # conf/paper's headline cut: ResNet-50's units 15-17 on real
+    assert summary["swap_accuracy_mean"].between(0, 1).all()
 
 
 def test_the_report_names_no_pipeline_as_not_run(paper_run: PaperShapedRun):

@@ -29,7 +29,7 @@ from .servers import free_port, get_json, mlflow_serving, serving
 
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
-STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations"]
+STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations", "levers"]
 # conf/smoke's data_efficiency arms (last_units: [2, all], reinit_last_units: [2]) and their convergence checks
 ARMS = ["scratch", "last 2", "all", "last 2 re-initialised"]
 STRATEGIES = [*ARMS, *(f"{arm} 2x steps" for arm in ARMS)]
@@ -45,7 +45,8 @@ LAYER_SWAP_CELLS = [  # the cross-source cells and their same-source controls
 ]
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
-INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations", "ablations_per_class"]  # also interactive
+# The figures drawn interactive too.
+INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations", "ablations_per_class", "levers"]
 # Every smoke student's learned metrics, per machine kind (the stamp: what decides the students' floating-point
 # arithmetic), from the code before the library was reorganised: a refactoring must give the same students to the
 # bit. A student a factor added later is in the references written since. `MIND_THE_GAP_WRITE_SMOKE_REFERENCE=1
@@ -135,6 +136,7 @@ def test_every_pipeline_is_registered():
         "data_efficiency",
         "normalization",
         "ablations",
+        "levers",
         "reporting",
     }
 
@@ -252,6 +254,24 @@ def test_smoke_run_writes_the_normalization_tables(smoke: Path):
         assert (reporting / f"{figure}.png").stat().st_size > 0, figure
 
 
+def test_smoke_run_writes_the_levers_table(smoke: Path):
+    summary = pd.read_csv(smoke / "data/smoke/08_reporting/levers_summary.csv", keep_default_na=False, na_values=[""])
+    assert list(zip(summary["lever"], summary["variant"], strict=True)) == [
+        ("none", "synthetic baseline"),
+        ("distillation", "temperature 4"),
+    ]
+    assert summary["n"].eq(2).all()
+    assert summary["swap_kept"].eq("0-4").all()  # conf/smoke's headline cut, 5
+    layer_swap = pd.read_csv(smoke / "data/smoke/08_reporting/layer_swap_summary.csv")
+    headline = layer_swap[layer_swap["headline"].astype(str) == "True"].iloc[0]
+    # The baselines' headline students are the layer swap's own: the same accuracy, to the bit.
+    assert summary.loc[0, "swap_accuracy_mean"] == headline["test_accuracy_mean"]
+    assert summary["remaining_recovered"].notna().all()
+    assert pd.isna(summary.loc[0, "vs_baseline_pp"])
+    assert pd.notna(summary.loc[1, "vs_baseline_pp"])
+    assert (smoke / "data/smoke/08_reporting/levers.png").stat().st_size > 0
+
+
 def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     reporting = smoke / "data/smoke/08_reporting"
     summary = pd.read_csv(reporting / "ablations_summary.csv")
@@ -335,6 +355,7 @@ def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path)
             ("layer_swap", "Test accuracy against cut"),
             ("ablations", "What each factor does to the gap"),
             ("ablations_per_class", "Per-class gaps"),
+            ("levers", "What each lever does to the gap"),
         )
     )
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
@@ -356,7 +377,7 @@ def test_the_report_of_a_study_in_progress_names_what_has_not_run(project: Path)
     run_pipeline(project, "reporting")  # its inputs are optional: no missing-input error
     page = (project / "data/smoke/08_reporting/report.html").read_text()
     assert "t-shirt/top" in page  # the data section
-    for pipeline in ("baselines", "layer_swap", "data_efficiency", "normalization", "ablations"):
+    for pipeline in ("baselines", "layer_swap", "data_efficiency", "normalization", "ablations", "levers"):
         assert f"Not run: <code>kedro run --pipeline {pipeline}</code>" in page, pipeline
     assert "No experiment pipeline ran in this" in page
 
@@ -400,6 +421,19 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     assert set(ablations["tags.cell"]) == {"augmentation", "texture_shape", "oracle", "diversity", "mixing"}
     assert "ablations/augmentation/trivial_augment/synthetic/seed1" in set(ablations["tags.mlflow.runName"])
     assert ablations.groupby(["tags.cell", "tags.variant", "tags.trained_on"]).size().eq(2).all()  # one per seed
+    levers = default[default["tags.pipeline"] == "levers"]
+    assert levers.groupby(["tags.cell", "tags.variant", "tags.trained_on"]).size().to_dict() == {
+        ("distillation", "temperature 4", "last units real"): 2,
+        ("distillation", "temperature 4", "synthetic"): 2,
+        ("none", "synthetic baseline", "last units real"): 2,
+    }
+    # Each distilled student names its teacher, the real baseline student of its seed.
+    distilled = levers[levers["tags.trained_on"] == "synthetic"].set_index("params.seed")
+    real = pd.read_csv(smoke / "data/smoke/07_model_output/baselines/real_runs.csv", dtype={"student_key": str})
+    teachers = real.set_index(real["seed"].astype(str))["student_key"]
+    assert distilled["tags.teacher"].to_dict() == teachers.to_dict()
+    assert distilled["params.distillation.teacher"].to_dict() == teachers.to_dict()
+    assert distilled["params.distillation.temperature"].eq("4.0").all()
 
     # Each pipeline run again by name reuses every student, and tracks each once more.
     for pipeline in STUDENT_PIPELINES:
@@ -559,7 +593,7 @@ def test_a_person_sees_every_pipeline_in_kedro_viz(smoke: Path, viz: str, browse
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(viz)
     page.wait_for_selector("svg .pipeline-node", timeout=60_000)
-    experiments = ["ablations", "baselines", "data_efficiency", "layer_swap", "normalization", "reporting"]
+    experiments = ["ablations", "baselines", "data_efficiency", "layer_swap", "levers", "normalization", "reporting"]
     # innerText holds only what is rendered: the experiments listed as groups of cells in the sidebar.
     page.wait_for_function(
         "names => names.every(n => document.body.innerText.split('\\n').includes(n))", arg=experiments, timeout=60_000

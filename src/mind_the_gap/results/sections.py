@@ -51,6 +51,8 @@ def study_report(
     ablations_per_class_summary: pd.DataFrame | None = None,
     ablations_per_class_correlations: pd.DataFrame | None = None,
     ablations_per_class_interactive: go.Figure | None = None,
+    levers_summary: pd.DataFrame | None = None,
+    levers_interactive: go.Figure | None = None,
 ) -> Report:
     """The report of what the experiments wrote (None where one has not run); the PNGs are read from
     ``figures_dir``; ``run_times`` has one row per pipeline of the run (``pipeline``, ``nodes``, ``seconds``)."""
@@ -282,6 +284,33 @@ def study_report(
                 Figure("What each factor does to the gap", png("ablations"), ablations_interactive),
                 Figure("Per-class gaps", png("ablations_per_class"), ablations_per_class_interactive),
             ],
+        ),
+        Section(
+            "Levers",
+            "levers",
+            levers_summary is not None,
+            "What users of synthetic data try next, each asked the layer swap's question: the lever's synthetic "
+            "students, and from each the layer swap's headline student (the units after those kept retrained on "
+            "real images). " + PAIRED + " vs_baseline_pp: points gained over the synthetic baseline students; "
+            "remaining_recovered: the share of the gap left after the lever that the headline students recover (0 "
+            "at the lever's students, 1 at the real baselines), with Fieller's 95% interval.",
+            _table(
+                "Per lever and variant (none: the synthetic baselines)"
+                + _holm_caption(levers_summary, "vs_baseline_pp"),
+                levers_summary,
+                [
+                    "lever",
+                    "variant",
+                    *ACCURACY,
+                    "gap_pp",
+                    "vs_baseline_pp",
+                    "vs_baseline_pp_p_holm",
+                    "swap_kept",
+                    "swap_accuracy",
+                    "remaining_recovered",
+                ],
+            ),
+            [Figure("What each lever does to the gap", png("levers"), levers_interactive)],
         ),
         run_times_section(run_times),
     ]

@@ -22,11 +22,12 @@ import pandas as pd
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.experiments import ablations, baselines, data_efficiency, layer_swap, normalization
+from mind_the_gap.experiments import ablations, baselines, data_efficiency, layer_swap, levers, normalization
 from mind_the_gap.experiments.ablations import AblationsConfig
 from mind_the_gap.experiments.data_efficiency import DataEfficiencyConfig
 from mind_the_gap.experiments.executor import Task
 from mind_the_gap.experiments.layer_swap import LayerSwapConfig
+from mind_the_gap.experiments.levers import LeversConfig
 from mind_the_gap.experiments.normalization import NormalizationConfig
 from mind_the_gap.experiments.study import StudentJob
 from mind_the_gap.generators.config import GenerationConfig
@@ -187,6 +188,15 @@ def study_work(parameters: Mapping[str, Any], shape: StudyShape, throughput: Thr
         {v: throughput.generation_seconds(g, generated) for v, g in diversity.items() if v not in own},
         [[(job, variants) for job in first if job.name not in reused], [(job, sets) for job in swaps]],
     )
+
+    # A lever's students, then the headline swap from each; the synthetic baselines' swaps are the layer swap's own.
+    lever_config = LeversConfig.model_validate(parameters["levers"])
+    pools = {levers.SETS[source]: data for source, data in pools.items()}
+    for lever, plan_lever in levers.PLANS.items():
+        jobs = plan_lever(_runs(baseline_jobs["real"]), lever_config)
+        runs = _runs(jobs, variant=lambda job: job.columns["variant"])
+        swaps = levers.plan_swaps(lever, runs, student, lever_config, swap.headline_cut)
+        cells[f"levers.{lever}"] = CellWork({}, [[(job, pools) for job in jobs], [(job, pools) for job in swaps]])
     return cells
 
 

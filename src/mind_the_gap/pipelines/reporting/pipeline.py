@@ -26,6 +26,8 @@ OPTIONAL_INPUTS = [
     "ablations_per_class_summary",
     "ablations_per_class_correlations",
     "ablations_per_class_interactive",
+    "levers_summary",
+    "levers_interactive",
 ]
 
 
