@@ -49,8 +49,10 @@ def test_manifold_rejects_too_few_images_and_mismatched_features():
 def test_class_groups_names_the_set_and_the_class_that_is_too_small():
     labels = torch.tensor([0] * 8 + [1] * 2 + [2] * 8)
     with pytest.raises(ValueError, match="'guidance 1' has 2 images of class 1"):
-        class_groups(labels, 4, "guidance 1", least=2)
-    groups = class_groups(torch.tensor([1, 0, 1, 0, 1, 0]), 2, "real", least=1)
+        class_groups(labels, 3, 4, "guidance 1", least=2)
+    with pytest.raises(ValueError, match="'real' has 0 images of class 3"):  # a class the set lacks entirely
+        class_groups(labels, 4, 4, "real", least=1)
+    groups = class_groups(torch.tensor([1, 0, 1, 0, 1, 0]), 2, 2, "real", least=1)
     assert [len(g) for g in groups] == [2, 2]
     assert [int(torch.tensor([1, 0, 1, 0, 1, 0])[g[0]]) for g in groups] == [0, 1]
 

@@ -73,11 +73,10 @@ def manifold(real: torch.Tensor, generated: torch.Tensor, k: int = 5) -> Manifol
     )
 
 
-def class_groups(labels: torch.Tensor, per_class: int, name: str, least: int) -> list[torch.Tensor]:
-    """Per class in order, the positions of at most ``per_class`` images picked at random (``spread_sample``); an
-    error naming the set and the class where a class has ``least`` images or fewer."""
+def class_groups(labels: torch.Tensor, classes: int, per_class: int, name: str, least: int) -> list[torch.Tensor]:
+    """Per class 0..``classes``-1, the positions of at most ``per_class`` images picked at random
+    (``spread_sample``); an error naming the set and the class where a class has ``least`` images or fewer."""
     groups = {int(labels[g[0]]): g for g in spread_sample(labels, per_class)}
-    classes = int(labels.max()) + 1 if len(labels) else 0
     for label in range(classes):
         count = len(groups.get(label, ()))
         if count <= least:
@@ -126,7 +125,8 @@ def measure_sets(
         device = resolve_device(study.training.device, allow_cpu=study.training.allow_cpu)
         for judge, _ in judges.values():
             judge.to(device)
-        pairs = class_groups(real.labels, 2 * sample_images, "real", 2 * neighbours + 1)
+        classes = real.num_classes
+        pairs = class_groups(real.labels, classes, 2 * sample_images, "real", 2 * neighbours + 1)
         reference, held = [g[0::2] for g in pairs], [g[1::2] for g in pairs]
 
         def judged(images: ImageSet, groups: list[torch.Tensor]) -> dict[int, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -166,7 +166,8 @@ def measure_sets(
         rows = measure("real", judged(real, held))
         # Each set is read in turn and released once measured (no loop variable keeps it while the next is read).
         for name in names[1:]:
-            rows += measure(name, judged(sets[name], class_groups(sets[name].labels, sample_images, name, neighbours)))
+            groups = class_groups(sets[name].labels, classes, sample_images, name, neighbours)
+            rows += measure(name, judged(sets[name], groups))
         return pd.DataFrame(rows)
 
     return cached_table(analyses, parts, compute)

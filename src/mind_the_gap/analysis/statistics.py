@@ -83,8 +83,9 @@ class Ratio:
 def gap_recovered(cell: Sequence[float], low: Sequence[float], high: Sequence[float]) -> Ratio:
     """(cell - low) / (high - low), the three aligned by seed: 0 at the ``low`` reference, 1 at the ``high``.
 
-    The estimate is mean(cell - low) / mean(high - low); NaN where that gap is zero (to rounding). Fieller's 95% interval is the set of ratios r for which
-    mean(a) - r mean(b) (a = cell - low, b = high - low per seed) is within its t-interval of zero:
+    The estimate is mean(cell - low) / mean(high - low), NaN where that gap is zero (to rounding). Fieller's 95%
+    interval is the set of ratios r for which mean(a) - r mean(b) (a = cell - low, b = high - low per seed) is within
+    its t-interval of zero:
     (ā - r b̄)² <= t² (v_aa - 2 r v_ab + r² v_bb), v the (co)variances of the means. It is a finite interval when the
     denominator's mean is significantly non-zero (b̄² > t² v_bb); where it is not, the delta method's
     r ± t sqrt(v_aa - 2 r v_ab + r² v_bb) / |b̄| is given instead, and ``method`` says so.
