@@ -125,6 +125,15 @@ def test_the_paper_study_keeps_8_gpus_busy_students_generations_and_waits_includ
         "generate_synthetic_images/generate synthetic" in by_name[n].needs for n in names if "baselines.synth" in n
     )
     assert all(any(need.startswith("baselines.synthetic/") for need in by_name[n].needs) for n in finetune)
+    # A lever's students wait for their teachers' cell; the headline swap from each waits for the lever's students.
+    lever = environment_parameters(REPO / "conf", "paper")["levers"]
+    distilled = sorted(n for n in names if n.startswith("levers.distillation/"))
+    assert len(distilled) == 2 * len(lever["seeds"]) * len(lever["distillation"]["temperatures"])
+    students = [n for n in distilled if n.endswith(f"/synthetic/seed{lever['seeds'][0]}")]
+    assert students
+    assert all(any(need.startswith("baselines.real/") for need in by_name[n].needs) for n in students)
+    swaps = [n for n in distilled if "/last units real/" in n]
+    assert all(set(students) <= set(by_name[n].needs) for n in swaps)
     run = simulate(tasks, gpus=8)
     assert run.utilization >= 0.85
     # One task a cell, as before, leaves GPUs idle.
