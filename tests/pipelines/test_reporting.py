@@ -55,6 +55,8 @@ def test_every_interactive_figure_a_pipeline_writes_is_in_the_report(registered:
         "data_efficiency_interactive",
         "normalization_interactive",
         "ablations_interactive",
+        "ablations_per_class_interactive",
+        "levers_interactive",
     }
     assert interactive <= set(OPTIONAL_INPUTS)
 
