@@ -144,12 +144,14 @@ def test_frechet_distance_agrees_with_the_sqrtm_formula_on_a_well_conditioned_ca
 
 def test_frechet_distance_with_more_dimensions_than_images_where_sqrtm_is_complex():
     # Rectified low-rank features 2,048 wide from 200 images, as a ResNet-50's last unit gives: scipy's square root
-    # of the covariance product has an imaginary part far from rounding.
+    # of the covariance product comes out complex, its imaginary part far from rounding by an amount that depends
+    # on the CPU and its BLAS (above 1e-2 on a Xeon, about 1e-4 on an AMD EPYC), so only its being complex is
+    # asserted; the distance itself is checked against the exact value.
     rng = np.random.default_rng(0)
     a = np.maximum(rng.normal(size=(200, 30)) @ rng.normal(size=(30, 2048)) * 10, 0)
     b = np.maximum(rng.normal(size=(200, 30)) @ rng.normal(size=(30, 2048)) * 10 + 10, 0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    assert np.abs(np.diagonal(linalg.sqrtm(cov_a @ cov_b)).imag).max() > 1e-2
+    assert np.abs(np.diagonal(linalg.sqrtm(cov_a @ cov_b)).imag).max() > 1e-6
     # By hand in D x D: Tr sqrt(S_a^1/2 S_b S_a^1/2) from that symmetric matrix's eigenvalues, the largest N - 1 of
     # them (its rank): the square roots of the other 1,849, zero but for rounding, would add about 0.1 here.
     values, vectors = np.linalg.eigh(cov_a)
