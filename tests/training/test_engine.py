@@ -70,7 +70,7 @@ def test_engine_learns_an_easy_task():
 def test_non_finite_loss_is_a_clear_error():
     train = striped_images(16)
     model = build_student(STUDENT, train.num_classes, 1, 16)
-    with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) in epoch 1 .* lower training.lr"):
+    with pytest.raises(NonFiniteLossError, match=r"loss became (nan|inf) in epoch [12] .* lower training.lr"):
         fit(model, train, FAST.model_copy(update={"lr": 1e12, "log_every": 1}), seed=0, normalization=UNIT)
 
 
