@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mind_the_gap.analysis.fidelity import Manifold, class_groups, manifold, summarize_sets
+from mind_the_gap.analysis.fidelity import Manifold, class_groups, manifold, summarize_sets, summary_values
 
 
 def test_manifold_of_a_hand_computed_case():
@@ -98,3 +98,6 @@ def test_summarize_sets_averages_classes_per_judge_then_judges():
     assert summary.loc["guidance 1", "share_of_real_mean"] == pytest.approx(0.5)
     assert summary.loc["guidance 1", "share_of_real_ci95"] == 0
     assert math.isnan(summary.loc["real", "recognisability_mean"])
+    values = summary_values(summary.reset_index())
+    assert values["guidance 1.precision"] == pytest.approx(0.35)
+    assert values["real.share_of_real"] == 1

@@ -181,3 +181,13 @@ def summarize_sets(per_class: pd.DataFrame) -> pd.DataFrame:
     per_judge["share_of_real"] = per_judge["within_class_spread"] / per_judge["judge_seed"].map(real_spread)
     measures = ["recognisability", "within_class_spread", "share_of_real", *METRICS, "frechet_distance"]
     return summarize(per_judge, ["set"], measures).rename(columns={"n": "judges"})
+
+
+def summary_values(summary: pd.DataFrame) -> dict[str, float]:
+    """``summarize_sets``' means of the share of the real spread and the manifold measures, named ``<set>.<measure>``
+    (the `kedro run`'s summary metrics)."""
+    return {
+        f"{row['set']}.{measure}": row[f"{measure}_mean"]
+        for row in summary.to_dict("records")
+        for measure in ("share_of_real", *METRICS)
+    }

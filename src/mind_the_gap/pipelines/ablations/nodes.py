@@ -91,12 +91,7 @@ def measure_sets(
         real_runs, config.seeds, keys, load, study, analyses, units.spread_images, units.neighbours
     )
     summary = fidelity.summarize_sets(per_class)
-    metrics = {
-        f"{row['set']}.{measure}": row[f"{measure}_mean"]
-        for row in summary.to_dict("records")
-        for measure in ("share_of_real", *fidelity.METRICS)
-    }
-    return summary, per_class, as_metrics(metrics)
+    return summary, per_class, as_metrics(fidelity.summary_values(summary))
 
 
 def measure_per_class_gaps(
