@@ -249,6 +249,22 @@ def test_without_stretching_training_is_epochs_passes(min_steps: int):
     assert [r["data_passes"] for r in history] == pytest.approx([0.96, 1.92, 2.88])
 
 
+def test_max_steps_cuts_a_large_set_to_the_same_steps_in_epochs_rounds():
+    train = striped_images(25)  # 100 images: three batches of 32 per pass, nine steps in three epochs
+    config = FAST.model_copy(update={"max_steps": 4})
+    model = build_student(STUDENT, train.num_classes, 1, 16)
+    steps = _count_training_steps(model)
+    history = fit(model, train, config, seed=0, normalization=UNIT).history
+    assert planned_steps(len(train), config) == steps[0] == 4
+    assert [r["optimizer_steps"] for r in history] == [1, 3, 4]
+    assert history[-1]["lr"] == pytest.approx(0, abs=1e-12)  # the cosine schedule spans the four steps
+
+
+def test_max_steps_below_min_steps_is_refused():
+    with pytest.raises(ValueError, match="max_steps"):
+        TrainConfig.model_validate(FAST.model_dump() | {"max_steps": 3, "min_steps": 5})
+
+
 def test_lr_scales_put_parameters_in_groups_of_their_learning_rate():
     model = build_student(STUDENT, 4, 1, 16)
     scales = {name: 0.1 for name, _ in model.named_parameters() if name.startswith(("0.", "1."))}

@@ -37,6 +37,9 @@ class TrainConfig(Config):
     )
     shuffle_share: float = Field(0.5, ge=0, le=1, description="local_shuffle: share of the images shuffled")
     min_steps: int = Field(0, ge=0, description="optimizer steps at least, however small the training set")
+    max_steps: int | None = Field(
+        None, ge=1, description="optimizer steps at most, however large the training set (null: no cap)"
+    )
     # real: the real training pool's statistics for every student; train: each student's own training set's.
     normalization: Literal["real", "train", "imagenet", "none"] = "real"
     eval_batch_size: int = Field(1024, ge=1)
@@ -68,6 +71,8 @@ class TrainConfig(Config):
         policies = [op for op in self.augment if op.endswith("_augment")]
         if len(policies) > 1:
             raise ValueError(f"training.augment takes one strong policy at most, got {', '.join(policies)}")
+        if self.max_steps is not None and self.max_steps < self.min_steps:
+            raise ValueError(f"training.max_steps ({self.max_steps}) must be at least min_steps ({self.min_steps})")
         if self.concurrent_students != "auto" and self.concurrent_students < 1:
             raise ValueError(f"training.concurrent_students must be auto or at least 1, got {self.concurrent_students}")
         return self

@@ -159,8 +159,10 @@ def _warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float
 
 
 def planned_steps(num_images: int, config: TrainConfig) -> int:
-    """Optimizer steps of a training run: ``epochs`` passes over the data, and at least ``min_steps``."""
-    return max(config.epochs * (num_images // max(1, min(config.batch_size, num_images))), config.min_steps)
+    """Optimizer steps of a training run: ``epochs`` passes over the data, at least ``min_steps`` and at most
+    ``max_steps``."""
+    steps = max(config.epochs * (num_images // max(1, min(config.batch_size, num_images))), config.min_steps)
+    return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
 class ShuffledBatches:
@@ -324,8 +326,9 @@ def fit(
     """Train ``model`` in place on ``train``; evaluate on ``val`` after every round.
 
     Training runs ``planned_steps`` optimizer steps in ``epochs`` rounds: a round is one pass over the data,
-    unless ``min_steps`` stretches training over more passes, so every history has ``epochs`` records whatever
-    the data size. ``lr_scales`` multiplies the learning rate of named parameters (per-unit learning rates).
+    unless ``min_steps`` stretches training over more passes or ``max_steps`` cuts it to part of one, so every
+    history has ``epochs`` records whatever the data size. ``lr_scales`` multiplies the learning rate of named
+    parameters (per-unit learning rates).
     With ``progress_file``, the state after every round (model, optimizer, schedule, random generator, batch order,
     history) is saved there, and a run that finds it continues from it: a killed run resumes at its last round
     and, on the CPU, ends bit-identical to one never stopped. ``on_epoch`` then gets the resumed rounds first.

@@ -40,7 +40,7 @@ from mind_the_gap.training.transfer import Transfer, start_from_parent
 log = logging.getLogger(__name__)
 
 # Settings that change how a run looks or where it runs, not what it learns, are left out of the cache key;
-# `amp` and `min_steps` enter it resolved, as the precision and the number of steps they give.
+# `amp`, `min_steps` and `max_steps` enter it resolved, as the precision and the number of steps they give.
 _NOT_IN_KEY = {
     "device",
     "allow_cpu",
@@ -49,6 +49,7 @@ _NOT_IN_KEY = {
     "eval_batch_size",
     "amp",
     "min_steps",
+    "max_steps",
     "concurrent_students",
     "data_on_device",
 }
