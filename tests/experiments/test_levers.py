@@ -8,8 +8,11 @@ import pytest
 
 from mind_the_gap.experiments import layer_swap, levers
 from mind_the_gap.experiments.levers import LeversConfig, plan_distillation, plan_swaps
+from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.distillation import Teacher
+from mind_the_gap.training.engine import planned_steps
 
 STUDENT = StudentConfig(width=8)  # 10 units by blocks
 CONFIG = LeversConfig.model_validate({"seeds": [0, 1], "distillation": {"temperatures": [1, 4]}})
@@ -92,3 +95,86 @@ def test_the_summary_pairs_by_seed_and_gives_the_share_of_the_remaining_gap():
     assert baseline["remaining_recovered"] == pytest.approx((19 / 3) / (32 / 3))
     assert pd.isna(baseline["vs_baseline_pp"])
     assert metrics["distillation.temperature 4.remaining_recovered"]["value"] == pytest.approx(0.6)
+
+
+def manifest(per_class: int, classes: int = 2, key: str = "gen") -> pd.DataFrame:
+    """A generation's manifest: ``per_class`` images of each class, class by class."""
+    return pd.DataFrame(
+        {
+            "run_key": key,
+            "class_index": [c for c in range(classes) for _ in range(per_class)],
+            "index": [i for _ in range(classes) for i in range(per_class)],
+            "file": [f"{key}/{c}/{i}.png" for c in range(classes) for i in range(per_class)],
+        }
+    )
+
+
+def test_the_pool_holds_what_the_largest_factor_and_the_smallest_share_need():
+    generation = GenerationConfig(images_per_class=10)
+    both = LeversConfig.model_validate({"more_images": {"factors": [2]}, "filtering": {"keep_shares": [0.8, 0.3]}})
+    assert levers.pool_generation(generation, both).images_per_class == 34  # ceil(10 / 0.3) above 2 x 10
+    more = LeversConfig.model_validate({"more_images": {"factors": [2, 4]}, "filtering": {"keep_shares": [0.5]}})
+    assert levers.pool_generation(generation, more).images_per_class == 40
+    neither = LeversConfig.model_validate({"more_images": {"factors": []}, "filtering": {"keep_shares": []}})
+    assert levers.pool_generation(generation, neither) == generation
+    with pytest.raises(ValueError, match="keep_shares"):
+        LeversConfig.model_validate({"filtering": {"keep_shares": [1.0]}})
+
+
+def test_a_pool_of_another_generation_is_refused():
+    levers.check_pool(manifest(4), manifest(2))
+    with pytest.raises(ValueError, match=r"pool's generation \(other\) is not the one .* \(gen\)"):
+        levers.check_pool(manifest(4, key="other"), manifest(2))
+
+
+def test_more_images_are_the_pools_first_images_of_each_class():
+    config = LeversConfig.model_validate({"more_images": {"factors": [2, 4]}})
+    sets = levers.select_more_images(manifest(8), 2, config)
+    assert sets.groupby("variant", sort=False)["index"].max().to_dict() == {"2x images": 3, "4x images": 7}
+    assert sets.groupby(["variant", "class_index"], sort=False).size().tolist() == [4, 4, 8, 8]
+
+
+def test_more_images_train_at_the_recipes_epochs_and_at_the_baselines_steps():
+    config = LeversConfig.model_validate({"seeds": [0, 1], "more_images": {"factors": [2]}})
+    training = TrainConfig(epochs=3, batch_size=4)
+    sets = levers.select_more_images(manifest(8), 4, config)  # 2 classes, 4 images a class in the baselines' set
+    jobs = levers.plan_more_images(sets, 4, 2, training, config)
+    assert [(job.columns["variant"], job.seed, job.train[0].name) for job in jobs] == [
+        ("2x images, same epochs", 0, "2x images"),
+        ("2x images, same epochs", 1, "2x images"),
+        ("2x images, same steps", 0, "2x images"),
+        ("2x images, same steps", 1, "2x images"),
+    ]
+    assert jobs[0].training is None
+    assert planned_steps(16, jobs[2].training) == planned_steps(8, training) == 6  # 3 epochs of 2 batches
+    assert jobs[0].columns["generation_key"] == "gen"
+    assert jobs[0].columns["set_digest"] == jobs[3].columns["set_digest"] != ""
+
+
+def test_the_judge_keeps_the_images_it_is_most_confident_about_at_the_sets_size():
+    pool = manifest(4, classes=1)
+    confidence = pd.Series([0.1, 0.9, 0.5, 0.9])
+    config = LeversConfig.model_validate({"filtering": {"keep_shares": [0.8, 0.5]}})
+    kept = levers.select_filtered(pool, confidence, "judge-key", 2, config)
+    by_share = kept.groupby("variant", sort=False)["index"].apply(list).to_dict()
+    # 0.8: of the first ceil(2 / 0.8) = 3 images, the two best; 0.5: of all four, the two best (a tie, both kept).
+    assert by_share == {"judge keeps 80%": [1, 2], "judge keeps 50%": [1, 3]}
+    assert (kept["judge"] == "judge-key").all()
+    tie = levers.select_filtered(pool, pd.Series([0.5, 0.5, 0.5, 0.5]), "k", 2, config)
+    assert tie.groupby("variant")["index"].apply(list).to_dict()["judge keeps 50%"] == [0, 1]  # ties: earlier first
+    jobs = levers.plan_filtering(kept, LeversConfig(seeds=[0]))
+    assert [(job.columns["variant"], job.columns["judge_key"], job.train[0].name) for job in jobs] == [
+        ("judge keeps 80%", "judge-key", "judge keeps 80%"),
+        ("judge keeps 50%", "judge-key", "judge keeps 50%"),
+    ]
+
+
+def test_a_lever_without_variants_trains_nothing_and_the_summary_skips_it():
+    empty = levers.train_with_swaps("more_images", None, {}, [], CONFIG, headline_cut=8)
+    assert empty.empty
+    real, synthetic = rows([0.90, 0.92, 0.94]), rows([0.80, 0.80, 0.84])
+    baseline_swaps = rows(
+        [0.86, 0.87, 0.90], lever="none", variant="synthetic baseline", trained_on=levers.SWAPPED, kept="0-7"
+    )
+    summary, _ = levers.summarize(real, synthetic, [baseline_swaps, empty])
+    assert summary["lever"].tolist() == ["none"]

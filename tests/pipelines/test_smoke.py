@@ -259,9 +259,23 @@ def test_smoke_run_writes_the_levers_table(smoke: Path):
     assert list(zip(summary["lever"], summary["variant"], strict=True)) == [
         ("none", "synthetic baseline"),
         ("distillation", "temperature 4"),
+        ("more_images", "2x images, same epochs"),
+        ("more_images", "2x images, same steps"),
+        ("filtering", "judge keeps 50%"),
     ]
     assert summary["n"].eq(2).all()
     assert summary["swap_kept"].eq("0-4").all()  # conf/smoke's headline cut, 5
+    # The pool is the generation's own set topped up in its folder: its first 24 images a class are that set.
+    primary = smoke / "data/smoke/03_primary"
+    own, pool = pd.read_csv(primary / "synthetic_manifest.csv"), pd.read_csv(primary / "levers/pool_manifest.csv")
+    assert pool.groupby("class_index").size().eq(48).all()  # conf/smoke: 24 a class, more_images at 2x
+    assert pool[pool["index"] < 24]["file"].tolist() == own["file"].tolist()
+    filtered = pd.read_csv(primary / "levers/filtering_manifest.csv")
+    assert filtered.groupby("class_index").size().eq(24).all()  # the set's size, kept from 48 a class
+    assert filtered["judge_confidence"].between(0, 1).all()
+    for _, kept in filtered.groupby("class_index"):
+        dropped = pool[(pool["class_index"] == kept["class_index"].iloc[0]) & ~pool["file"].isin(kept["file"])]
+        assert len(dropped) == 24
     layer_swap = pd.read_csv(smoke / "data/smoke/08_reporting/layer_swap_summary.csv")
     headline = layer_swap[layer_swap["headline"].astype(str) == "True"].iloc[0]
     # The baselines' headline students are the layer swap's own: the same accuracy, to the bit.
@@ -428,8 +442,25 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     assert levers.groupby(["tags.cell", "tags.variant", "tags.trained_on"]).size().to_dict() == {
         ("distillation", "temperature 4", "last units real"): 2,
         ("distillation", "temperature 4", "synthetic"): 2,
+        ("filtering", "judge keeps 50%", "last units real"): 2,
+        ("filtering", "judge keeps 50%", "synthetic"): 2,
+        ("judge", "judge", "generator pool"): 1,
+        ("more_images", "2x images, same epochs", "last units real"): 2,
+        ("more_images", "2x images, same epochs", "synthetic"): 2,
+        ("more_images", "2x images, same steps", "last units real"): 2,
+        ("more_images", "2x images, same steps", "synthetic"): 2,
         ("none", "synthetic baseline", "last units real"): 2,
     }
+    # Each student of a generated set names its generation, its images and, filtered, its judge.
+    generated = levers[
+        levers["tags.cell"].isin(["more_images", "filtering"]) & (levers["tags.trained_on"] == "synthetic")
+    ]
+    own = pd.read_csv(smoke / "data/smoke/03_primary/synthetic_manifest.csv")
+    assert generated["tags.generation_key"].eq(own["run_key"].iloc[0]).all()
+    assert generated.groupby("tags.variant")["tags.set_digest"].nunique().eq(1).all()
+    judge = pd.read_csv(smoke / "data/smoke/07_model_output/levers/judge_runs.csv", dtype={"student_key": str})
+    filtered = generated[generated["tags.cell"] == "filtering"]
+    assert filtered["tags.judge_key"].eq(judge["student_key"].iloc[0]).all()
     # Each distilled student names its teacher, the real baseline student of its seed.
     distilled = levers[levers["tags.trained_on"] == "synthetic"].set_index("params.seed")
     real = pd.read_csv(smoke / "data/smoke/07_model_output/baselines/real_runs.csv", dtype={"student_key": str})

@@ -10,13 +10,25 @@ layer swap's own headline students (the same students: a run of the layer swap t
   baseline student of the same seed, its predictions on each training batch softened at a temperature (Hinton et
   al., 2015, as DM-KD, He et al. 2023, distils from synthetic images). If it closes most of the gap, what the last
   units lack is the decision boundary real labels give, not the features.
+- more_images: the synthetic set at 2x, 4x... the images a class (Real-Fake; Fan et al. find synthetic data scales
+  poorly), the generation's own set its first images (a generated set's first images are the same for any larger
+  count), each trained at the recipe's epochs (more steps) and at the synthetic baselines' optimizer steps (the same
+  schedule, more distinct images).
+- filtering: a judge keeps the images it is most confident show their class (He et al. 2023 filter with CLIP):
+  of each class's first images_per_class / share generated images, the images_per_class it scores highest, so the
+  set keeps its size. Offline the judge is a student trained on the generator pool, real images no student sees.
+
+The larger pool both draw from is one generation (``pool``): the generation pipeline's, topped up in its folder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from pydantic import Field, PositiveFloat
@@ -35,20 +47,30 @@ from mind_the_gap.experiments import layer_swap
 from mind_the_gap.experiments.ablations import SETS
 from mind_the_gap.experiments.study import (
     SeedsConfig,
+    SetsOnDemand,
     StudentJob,
     Study,
     as_metrics,
+    load_students,
     parent_keys,
     summarize_runs,
     train_cell,
     views,
 )
+from mind_the_gap.generators.config import GenerationConfig
+from mind_the_gap.generators.store import load_images
+from mind_the_gap.generators.synthesis import load_set
+from mind_the_gap.keys import content_key
 from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.distillation import Teacher
+from mind_the_gap.training.engine import planned_steps, predict
 from mind_the_gap.training.transfer import TransferConfig
 
 BASELINE = "none"  # the synthetic baselines, the lever every other is compared with
 SWAPPED = "last units real"  # the trained_on of a lever's headline layer-swap students
+LEVERS = ("distillation", "more_images", "filtering")  # besides the reference, the synthetic baselines
+GENERATOR_POOL = "real_generator_pool"  # the stored set the judge trains on
 
 
 class DistillationLever(Config):
@@ -57,17 +79,35 @@ class DistillationLever(Config):
     )
 
 
+class MoreImagesLever(Config):
+    factors: list[Annotated[int, Field(ge=2)]] = Field(
+        [2, 4], description="images a class, times the generation's (1x is the synthetic baselines); [] for none"
+    )
+    budgets: list[Literal["epochs", "steps"]] = Field(
+        ["epochs", "steps"],
+        min_length=1,
+        description="epochs: the recipe's epochs over the larger set; steps: the synthetic baselines' steps",
+    )
+
+
+class FilteringLever(Config):
+    keep_shares: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [0.8, 0.5], description="shares of the generated images the judge keeps, topped up to the set's size"
+    )
+    judge_seed: int = Field(0, description="the seed of the judge, a student trained on the generator pool")
+
+
 class LeversConfig(SeedsConfig, TransferConfig):
     """The seeds, each lever's variants, and how the headline layer-swap students keep units (as the layer swap)."""
 
     distillation: DistillationLever = DistillationLever()
+    more_images: MoreImagesLever = MoreImagesLever()
+    filtering: FilteringLever = FilteringLever()
 
 
-def _job(lever: str, variant: str, seed: int, **fields: Any) -> StudentJob:
+def _job(lever: str, variant: str, seed: int, train: str = SETS["synthetic"], **fields: Any) -> StudentJob:
     columns = {"lever": lever, "variant": variant, "trained_on": "synthetic"} | fields.pop("columns", {})
-    return StudentJob(
-        f"levers/{lever}/{variant}/synthetic/seed{seed}", seed, views(SETS["synthetic"]), **fields, columns=columns
-    )
+    return StudentJob(f"levers/{lever}/{variant}/synthetic/seed{seed}", seed, views(train), **fields, columns=columns)
 
 
 def plan_distillation(real_runs: pd.DataFrame, config: LeversConfig) -> list[StudentJob]:
@@ -86,7 +126,140 @@ def plan_distillation(real_runs: pd.DataFrame, config: LeversConfig) -> list[Stu
     ]
 
 
-PLANS: dict[str, Callable[[pd.DataFrame, LeversConfig], list[StudentJob]]] = {"distillation": plan_distillation}
+def pool_generation(generation: GenerationConfig, config: LeversConfig) -> GenerationConfig:
+    """The generation of the pool more_images and filtering draw from: the generation's own (its images the pool's
+    first of each class), with as many images a class as the largest factor and the smallest keep share need."""
+    per_class = generation.images_per_class
+    needs = [per_class]
+    needs += [factor * per_class for factor in config.more_images.factors]
+    needs += [math.ceil(per_class / share) for share in config.filtering.keep_shares]
+    return generation.model_copy(update={"images_per_class": max(needs)})
+
+
+def check_pool(pool: pd.DataFrame, synthetic_manifest: pd.DataFrame) -> pd.DataFrame:
+    """The pool, once it is known to start with the synthetic baselines' set: the same generation, topped up."""
+    pool_key, own_key = pool["run_key"].iloc[0], synthetic_manifest["run_key"].iloc[0]
+    if pool_key != own_key:
+        raise ValueError(
+            f"levers: the pool's generation ({pool_key}) is not the one the synthetic baselines trained on "
+            f"({own_key}): the generation parameters changed since; run `kedro run --pipeline generation` first"
+        )
+    return pool
+
+
+def more_images_set(factor: int) -> str:
+    return f"{factor}x images"
+
+
+def kept_set(share: float) -> str:
+    return f"judge keeps {share:.0%}"
+
+
+def select_more_images(pool: pd.DataFrame, images_per_class: int, config: LeversConfig) -> pd.DataFrame:
+    """Per factor, the pool's first ``factor * images_per_class`` images of each class: one manifest with a
+    ``variant`` column (the set's name)."""
+    parts = [
+        pool[pool["index"] < factor * images_per_class].assign(variant=more_images_set(factor))
+        for factor in config.more_images.factors
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pool.iloc[:0].assign(variant="")
+
+
+def judge_job(config: LeversConfig) -> StudentJob:
+    """The filtering's judge: a student of the study's recipe on the generator pool, real images no student sees."""
+    seed = config.filtering.judge_seed
+    columns = {"lever": "filtering", "variant": "judge", "trained_on": "generator pool"}
+    return StudentJob(f"levers/filtering/judge/seed{seed}", seed, views(GENERATOR_POOL), columns=columns)
+
+
+def judge_confidence(
+    pool: pd.DataFrame, output_dir: Path, real_train: ImageSet, judge_runs: pd.DataFrame, study: Study
+) -> pd.Series:
+    """The judge's softmax probability of each pool image's own class, read class by class (one class's images in
+    memory at a time)."""
+    seed = int(judge_runs["seed"].iloc[0])
+    judge, result = load_students(judge_runs, [seed], "judge", study, real_train)[seed]
+    size, channels = real_train.image_size[0], real_train.channels
+    scores = []
+    for _, rows in pool.groupby("class_index", sort=False):
+        images = load_images(output_dir, rows, size, channels, real_train.class_names)
+        logits = predict(judge, images, result.normalization, study.training)
+        scores.append(pd.Series(logits.softmax(1).gather(1, images.labels[:, None]).squeeze(1).numpy(), rows.index))
+    return pd.concat(scores).reindex(pool.index)
+
+
+def select_filtered(
+    pool: pd.DataFrame, confidence: pd.Series, judge_key: str, images_per_class: int, config: LeversConfig
+) -> pd.DataFrame:
+    """Per keep share, of each class's first ``ceil(images_per_class / share)`` pool images the ``images_per_class``
+    the judge is most confident about (ties to the earlier image), in the pool's order: one manifest with ``variant``,
+    ``judge_confidence`` and ``judge`` columns."""
+    scored = pool.assign(judge_confidence=confidence, judge=judge_key)
+    parts = []
+    for share in config.filtering.keep_shares:
+        candidates = scored[scored["index"] < math.ceil(images_per_class / share)]
+        ranked = candidates.sort_values(["judge_confidence", "index"], ascending=[False, True], kind="stable")
+        kept = ranked.groupby("class_index", sort=False).head(images_per_class).sort_index()
+        parts.append(kept.assign(variant=kept_set(share)))
+    return pd.concat(parts, ignore_index=True) if parts else scored.iloc[:0].assign(variant="")
+
+
+def generated_sets(
+    manifest: pd.DataFrame, output_dir: Path, real_train: ImageSet, generation: GenerationConfig
+) -> SetsOnDemand:
+    """Each set of a manifest with a ``variant`` column, read from disk when a student needs it (one at a time)."""
+    groups = dict(list(manifest.groupby("variant", sort=False)))
+    classes = real_train.num_classes
+    loaders = {
+        name: partial(
+            load_set,
+            rows,
+            output_dir,
+            real_train,
+            generation.model_copy(update={"images_per_class": len(rows) // classes}),
+        )
+        for name, rows in groups.items()
+    }
+    return SetsOnDemand(loaders, {name: len(rows) for name, rows in groups.items()})
+
+
+def _lineage(rows: pd.DataFrame) -> dict[str, str]:
+    """What made a generated set, on each of its students' runs: the generation's run key and the set's images."""
+    lineage = {"generation_key": str(rows["run_key"].iloc[0]), "set_digest": content_key(list(rows["file"]), 16)}
+    return lineage | ({"judge_key": str(rows["judge"].iloc[0])} if "judge" in rows else {})
+
+
+def plan_more_images(
+    manifest: pd.DataFrame, images_per_class: int, classes: int, training: TrainConfig, config: LeversConfig
+) -> list[StudentJob]:
+    """Per factor, budget and seed, a student of the larger set: at the recipe's epochs, or capped at the synthetic
+    baselines' optimizer steps (with the same schedule over them)."""
+    baseline_steps = planned_steps(images_per_class * classes, training)
+    recipes = {"epochs": None, "steps": training.model_copy(update={"max_steps": baseline_steps})}
+    jobs = []
+    for name, rows in manifest.groupby("variant", sort=False):
+        for budget in config.more_images.budgets:
+            jobs += [
+                _job(
+                    "more_images",
+                    f"{name}, same {budget}",
+                    seed,
+                    name,
+                    training=recipes[budget],
+                    columns=_lineage(rows),
+                )
+                for seed in config.seeds
+            ]
+    return jobs
+
+
+def plan_filtering(manifest: pd.DataFrame, config: LeversConfig) -> list[StudentJob]:
+    """Per keep share and seed, a student of the judge's kept set."""
+    return [
+        _job("filtering", name, seed, name, columns=_lineage(rows))
+        for name, rows in manifest.groupby("variant", sort=False)
+        for seed in config.seeds
+    ]
 
 
 def plan_swaps(
@@ -104,23 +277,28 @@ def plan_swaps(
     return jobs
 
 
-def train_lever(
+def train_with_swaps(
     lever: str,
     study: Study,
     sets: Mapping[str, ImageSet],
-    real_runs: pd.DataFrame,
-    synthetic_runs: pd.DataFrame,
+    jobs: list[StudentJob],
     config: LeversConfig,
     headline_cut: int,
 ) -> pd.DataFrame:
-    """A lever's students, then the headline layer-swap student from each; for ``none``, the swaps from the
-    synthetic baselines alone."""
-    if lever == BASELINE:
-        runs = synthetic_runs.assign(lever=BASELINE, variant="synthetic baseline", trained_on="synthetic")
-        return train_cell(study, "levers", lever, plan_swaps(lever, runs, study.student, config, headline_cut), sets)
-    runs = train_cell(study, "levers", lever, PLANS[lever](real_runs, config), sets)
+    """A lever's students (``jobs``), then the headline layer-swap student from each (``sets`` holds both's data)."""
+    if not jobs:
+        return pd.DataFrame(columns=["lever", "variant", "trained_on", "seed", "student_key", "test_accuracy"])
+    runs = train_cell(study, "levers", lever, jobs, sets)
     swaps = plan_swaps(lever, runs, study.student, config, headline_cut)
     return pd.concat([runs, train_cell(study, "levers", lever, swaps, sets)], ignore_index=True)
+
+
+def train_baseline_swaps(
+    study: Study, sets: Mapping[str, ImageSet], synthetic_runs: pd.DataFrame, config: LeversConfig, headline_cut: int
+) -> pd.DataFrame:
+    """The reference lever ``none``: the headline layer-swap students of the synthetic baselines."""
+    runs = synthetic_runs.assign(lever=BASELINE, variant="synthetic baseline", trained_on="synthetic")
+    return train_cell(study, "levers", BASELINE, plan_swaps(BASELINE, runs, study.student, config, headline_cut), sets)
 
 
 def summarize(

@@ -293,7 +293,11 @@ def study_report(
             "students, and from each the layer swap's headline student (the units after those kept retrained on "
             "real images). " + PAIRED + " vs_baseline_pp: points gained over the synthetic baseline students; "
             "remaining_recovered: the share of the gap left after the lever that the headline students recover (0 "
-            "at the lever's students, 1 at the real baselines), with Fieller's 95% interval.",
+            "at the lever's students, 1 at the real baselines), with Fieller's 95% interval. more_images: the "
+            "synthetic set at a multiple of its images a class, at the recipe's epochs or at the synthetic "
+            "baselines' optimizer steps; filtering: of each class's generated images, the share a judge is most "
+            "confident show their class, topped up to the set's size from a larger generation; the judge is a "
+            "student of the study's recipe trained on the generator pool (real images no other student sees).",
             _table(
                 "Per lever and variant (none: the synthetic baselines)"
                 + _holm_caption(levers_summary, "vs_baseline_pp"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,18 @@ def _stand_in(per_class: int, classes: int = 100) -> ImageSet:
     return ImageSet(torch.zeros(len(labels), 1, 1, 1, dtype=torch.uint8), labels, tuple(map(str, range(classes))))
 
 
+def _manifest(per_class: int, classes: int) -> pd.DataFrame:
+    """A stand-in generation manifest: ``per_class`` images of each class, in a generation's order."""
+    return pd.DataFrame(
+        {
+            "run_key": "stand-in",
+            "class_index": [c for c in range(classes) for _ in range(per_class)],
+            "index": [i for _ in range(classes) for i in range(per_class)],
+            "file": [f"{c}/{i}.png" for c in range(classes) for i in range(per_class)],
+        }
+    )
+
+
 def _runs(jobs: list[StudentJob], **columns: Callable[[StudentJob], Any]) -> pd.DataFrame:
     """A cell's runs table as its next cells read it, each student's key its name."""
     return pd.DataFrame(
@@ -122,10 +134,24 @@ def _runs(jobs: list[StudentJob], **columns: Callable[[StudentJob], Any]) -> pd.
 
 @dataclass(frozen=True)
 class CellWork:
-    """A cell's GPU work: generations first, then rounds of students, each round after the one before."""
+    """A cell's GPU work: generations first, then rounds of students, each round after the one before; and the
+    students it hands to ``train_cell`` that another cell trains (the store gives them back: no GPU work)."""
 
     generations: dict[str, float]  # name: seconds
     rounds: list[list[tuple[StudentJob, Mapping[str, ImageSet]]]]
+    reused: list[tuple[StudentJob, Mapping[str, ImageSet]]] = field(default_factory=list)
+
+
+def planned_students(work: Mapping[str, CellWork], training: TrainConfig) -> dict[str, dict[str, int]]:
+    """Per cell, every student it hands to ``train_cell`` (another cell's too) by name, with its planned optimizer
+    steps: what a run's progress counts."""
+    return {
+        cell: {
+            job.name: planned_steps(job.size(sets), job.training or training)
+            for job, sets in [*(student for round_ in cell_work.rounds for student in round_), *cell_work.reused]
+        }
+        for cell, cell_work in work.items()
+    }
 
 
 def study_work(parameters: Mapping[str, Any], shape: StudyShape, throughput: Throughput) -> dict[str, CellWork]:
@@ -187,16 +213,38 @@ def study_work(parameters: Mapping[str, Any], shape: StudyShape, throughput: Thr
     cells["ablations.diversity"] = CellWork(
         {v: throughput.generation_seconds(g, generated) for v, g in diversity.items() if v not in own},
         [[(job, variants) for job in first if job.name not in reused], [(job, sets) for job in swaps]],
+        [(job, variants) for job in first if job.name in reused],
     )
 
     # A lever's students, then the headline swap from each; the synthetic baselines' swaps are the layer swap's own.
+    # The generated-set levers draw on one pool, the generation topped up; the judge trains on a stand-in of the
+    # real pool's size (the generator pool's own size is not in the shape).
     lever_config = LeversConfig.model_validate(parameters["levers"])
     pools = {levers.SETS[source]: data for source, data in pools.items()}
-    for lever, plan_lever in levers.PLANS.items():
-        jobs = plan_lever(_runs(baseline_jobs["real"]), lever_config)
+
+    def lever_work(lever: str, jobs: list[StudentJob], sets: Mapping[str, ImageSet]) -> CellWork:
         runs = _runs(jobs, variant=lambda job: job.columns["variant"])
-        swaps = levers.plan_swaps(lever, runs, student, lever_config, swap.headline_cut)
-        cells[f"levers.{lever}"] = CellWork({}, [[(job, pools) for job in jobs], [(job, pools) for job in swaps]])
+        swaps = levers.plan_swaps(lever, runs, student, lever_config, swap.headline_cut) if jobs else []
+        return CellWork({}, [[(job, sets) for job in jobs], [(job, sets) for job in swaps]])
+
+    cells["levers.distillation"] = lever_work(
+        "distillation", levers.plan_distillation(_runs(baseline_jobs["real"]), lever_config), pools
+    )
+    pool = levers.pool_generation(generation, lever_config)
+    added = (pool.images_per_class - generation.images_per_class) * shape.classes
+    cells["levers.pool"] = CellWork({"pool": throughput.generation_seconds(generation, added)}, [])
+    per_class = generation.images_per_class
+    manifest = _manifest(pool.images_per_class, shape.classes)
+    chosen = levers.select_more_images(manifest, per_class, lever_config)
+    sets = {name: _stand_in(len(rows) // shape.classes, shape.classes) for name, rows in chosen.groupby("variant")}
+    jobs = levers.plan_more_images(chosen, per_class, shape.classes, training, lever_config)
+    cells["levers.more_images"] = lever_work("more_images", jobs, sets | pools)
+    judge = [levers.judge_job(lever_config)] if lever_config.filtering.keep_shares else []
+    cells["levers.judge"] = CellWork({}, [[(job, {levers.GENERATOR_POOL: real}) for job in judge]])
+    confidence = pd.Series(0.0, index=manifest.index)
+    kept = levers.select_filtered(manifest, confidence, "judge", per_class, lever_config)
+    sets = {name: _stand_in(per_class, shape.classes) for name in kept["variant"].unique()}
+    cells["levers.filtering"] = lever_work("filtering", levers.plan_filtering(kept, lever_config), sets | pools)
     return cells
 
 

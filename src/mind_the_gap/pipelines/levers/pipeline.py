@@ -1,45 +1,89 @@
 """Levers: one namespace per lever (its synthetic students, then from each the layer swap's headline student), the
-synthetic baselines' own headline students as the reference lever ``none``; the summary and figure over all."""
+synthetic baselines' own headline students as the reference lever ``none``; the pool the generated-set levers draw
+from and the filtering's judge; the summary and figure over all."""
 
 from kedro.pipeline import Node, Pipeline
 
-from mind_the_gap.experiments.levers import BASELINE, PLANS
-from mind_the_gap.pipelines.levers.nodes import summarize_levers, train_lever
+from mind_the_gap.experiments.levers import BASELINE, LEVERS
+from mind_the_gap.pipelines.levers import nodes
 from mind_the_gap.pipelines.wiring import bind, study_node
 
-LEVERS = [BASELINE, *PLANS]
+HEADLINE_CUT = "params:layer_swap.headline_cut"
+GENERATED = ("more_images", "filtering")  # the levers whose students train on sets drawn from the pool
 
 
-def _lever(lever: str) -> Pipeline:
-    train = Node(
-        bind(train_lever, lever=lever),
-        [
+def _train(lever: str) -> Node:
+    """The node that trains a lever's students and their headline swaps, with the inputs that lever reads."""
+    if lever in GENERATED:
+        inputs = [
+            f"levers.{lever}.generation_sets",
+            "synthetic_images_dir",
             "real_train",
-            "synthetic_train",
-            "baselines_real_runs",
-            "baselines_synthetic_runs",
             "study",
+            "params:generation",
             "params:levers",
-            "params:layer_swap.headline_cut",
-        ],
-        "runs",
-        name="train_students",
-    )
-    external = {"real_train", "synthetic_train", "baselines_real_runs", "baselines_synthetic_runs", "study"}
-    return Pipeline(
-        [train],
-        namespace=f"levers.{lever}",
-        inputs=external,
-        parameters={"params:levers", "params:layer_swap.headline_cut"},
-    )
+            HEADLINE_CUT,
+        ]
+        func = bind(nodes.train_on_generated, lever=lever)
+    elif lever == BASELINE:
+        inputs = ["real_train", "baselines_synthetic_runs", "study", "params:levers", HEADLINE_CUT]
+        func = nodes.train_baseline_swaps
+    else:
+        inputs = ["real_train", "synthetic_train", "baselines_real_runs", "study", "params:levers", HEADLINE_CUT]
+        func = nodes.train_distillation
+    return Node(func, inputs, f"levers.{lever}.runs", name="train_students", namespace=f"levers.{lever}")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    pool = Node(
+        nodes.generate_pool,
+        [
+            "synthetic_manifest",
+            "params:generation",
+            "generator_model",
+            "real_train",
+            "synthetic_images_dir",
+            "params:levers",
+        ],
+        "levers.pool.generation_sets",
+        name="generate_images",
+        namespace="levers.pool",
+    )
+    more_images = Node(
+        nodes.select_more_images,
+        ["levers.pool.generation_sets", "params:generation", "params:levers"],
+        "levers.more_images.generation_sets",
+        name="select_sets",
+        namespace="levers.more_images",
+    )
+    judge = Node(
+        nodes.train_judge,
+        ["real_generator_pool", "study", "params:levers"],
+        "levers.judge.runs",
+        name="train_students",
+        namespace="levers.judge",
+    )
+    filtered = Node(
+        nodes.select_filtered,
+        [
+            "levers.pool.generation_sets",
+            "levers.judge.runs",
+            "synthetic_images_dir",
+            "real_train",
+            "study",
+            "params:generation",
+            "params:levers",
+        ],
+        "levers.filtering.generation_sets",
+        name="select_sets",
+        namespace="levers.filtering",
+    )
     summary = Node(
-        summarize_levers,
-        ["baselines_real_runs", "baselines_synthetic_runs", *(f"levers.{lever}.runs" for lever in LEVERS)],
+        nodes.summarize_levers,
+        ["baselines_real_runs", "baselines_synthetic_runs", *(f"levers.{lever}.runs" for lever in (BASELINE, *LEVERS))],
         ["levers_summary", "levers_metrics", "levers_figure", "levers_interactive"],
         name="summarize",
         namespace="levers",
     )
-    return Pipeline([study_node(), *(_lever(lever) for lever in LEVERS), summary])
+    trains = [_train(lever) for lever in (BASELINE, *LEVERS)]
+    return Pipeline([study_node(), pool, more_images, judge, filtered, *trains, summary])
