@@ -462,7 +462,8 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     filtered = generated[generated["tags.cell"] == "filtering"]
     assert filtered["tags.judge_key"].eq(judge["student_key"].iloc[0]).all()
     # Each distilled student names its teacher, the real baseline student of its seed.
-    distilled = levers[levers["tags.trained_on"] == "synthetic"].set_index("params.seed")
+    distilled = levers[(levers["tags.cell"] == "distillation") & (levers["tags.trained_on"] == "synthetic")]
+    distilled = distilled.set_index("params.seed")
     real = pd.read_csv(smoke / "data/smoke/07_model_output/baselines/real_runs.csv", dtype={"student_key": str})
     teachers = real.set_index(real["seed"].astype(str))["student_key"]
     assert distilled["tags.teacher"].to_dict() == teachers.to_dict()
