@@ -47,8 +47,8 @@ def measure(folder: Path, train_per_class: int) -> pd.DataFrame:
     """One `kedro run --env paper_shaped` of every pipeline with ``train_per_class`` real images a class: each
     node's row of the memory log (its first run: nothing cached)."""
     dataset = write_imagenet_folder(folder / "imagenet", train_per_class, max(2, train_per_class // 4))
-    stable_diffusion, unclip = save_tiny_models(folder / "models")
-    overlay = size_overlay(dataset, stable_diffusion, unclip, "cpu")
+    stable_diffusion, unclip, clip = save_tiny_models(folder / "models")
+    overlay = size_overlay(dataset, stable_diffusion, unclip, clip, "cpu")
     overlay["generation"]["images_per_class"] = max(4, round(train_per_class * GENERATED_PER_TRAIN_IMAGE))
     project = make_paper_shaped_project(folder / "project", overlay)
     log = folder / "memory.jsonl"

@@ -178,3 +178,20 @@ def test_a_lever_without_variants_trains_nothing_and_the_summary_skips_it():
     )
     summary, _ = levers.summarize(real, synthetic, [baseline_swaps, empty])
     assert summary["lever"].tolist() == ["none"]
+
+
+def test_the_judge_scores_only_the_images_some_share_chooses_from():
+    config = LeversConfig.model_validate({"filtering": {"keep_shares": [0.8, 0.4]}})
+    assert levers.filter_candidates(manifest(8), 2, config)["index"].max() == 4  # ceil(2 / 0.4) = 5 a class
+    none = LeversConfig.model_validate({"filtering": {"keep_shares": []}})
+    assert levers.filter_candidates(manifest(8), 2, none).empty
+
+
+def test_auto_judges_with_clip_where_its_weights_are_present(tmp_path):
+    absent = levers.FilteringLever(judge="auto", clip_model_id=str(tmp_path / "missing"))
+    assert levers.judge_kind(absent) == "student"
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "config.json").write_text("{}")
+    assert levers.judge_kind(absent.model_copy(update={"clip_model_id": str(tmp_path / "clip")})) == "clip"
+    assert levers.judge_kind(levers.FilteringLever(judge="clip", clip_model_id="not/here")) == "clip"
+    assert levers.judge_kind(levers.FilteringLever(judge="student", clip_model_id=str(tmp_path / "clip"))) == "student"

@@ -18,6 +18,7 @@ import yaml
 from diffusers import AutoencoderKL
 from PIL import Image
 
+from mind_the_gap.analysis.clip_judge import save_tiny_clip
 from mind_the_gap.generators.diffusers_backends import save_tiny_stable_diffusion
 from mind_the_gap.hooks import MEMORY_LOG_ENV
 
@@ -69,8 +70,9 @@ def write_imagenet_folder(root: Path, train_per_class: int = 20, val_per_class: 
     return root
 
 
-def save_tiny_models(directory: Path) -> tuple[Path, Path]:
-    """Tiny random-weight Stable Diffusion (also what img2img loads) and Stable unCLIP pipelines, as local folders.
+def save_tiny_models(directory: Path) -> tuple[Path, Path, Path]:
+    """Tiny random-weight Stable Diffusion (also what img2img loads) and Stable unCLIP pipelines, and a tiny CLIP (the
+    levers' filtering judge), as local folders.
 
     Their autoencoder is replaced by one that, as Stable Diffusion's, has four blocks and so downsamples 8 times:
     128 px images denoise as 16 px latents, the UNet's own size, which makes 128 px the models' native resolution
@@ -90,10 +92,10 @@ def save_tiny_models(directory: Path) -> tuple[Path, Path]:
             )
         autoencoder.save_pretrained(model / "vae")
         models.append(model)
-    return models[0], models[1]
+    return models[0], models[1], save_tiny_clip(directory / "clip")
 
 
-def size_overlay(dataset: Path, stable_diffusion: Path, unclip: Path, device: str) -> dict[str, Any]:
+def size_overlay(dataset: Path, stable_diffusion: Path, unclip: Path, clip: Path, device: str) -> dict[str, Any]:
     """What the paper-shaped environment changes in `conf/paper`: sizes, the device, and where the data and models
     are. The test module's docstring states each setting and why."""
     return {
@@ -124,7 +126,7 @@ def size_overlay(dataset: Path, stable_diffusion: Path, unclip: Path, device: st
             "diversity": {"guidance_scales": [1.0, 2.0, 4.0], "spread_images": 8},
             "mixing": {"real_shares": [0.5]},
         },
-        "levers": {"seeds": [0]},
+        "levers": {"seeds": [0], "filtering": {"clip_model_id": str(clip)}},
         "generation": {
             "images_per_class": 12,
             "batch_size": 8,

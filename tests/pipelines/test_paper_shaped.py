@@ -12,7 +12,7 @@ changed, and nothing else:
   ResNet-50's logits diverge within the epoch, test losses of 1e9 to 1e13), `eval_batch_size: 32`,
   `training.device` the device under test, `training.allow_cpu: true`;
 - seeds `[0, 1]` for the baselines and the normalisation study (which compares students of two seeds), `[0]` for
-  the layer swap, data efficiency, ablations and levers, so the run trains 37 students: at ResNet-50's 94 MB a
+  the layer swap, data efficiency, ablations and levers, so the run trains 45 students: at ResNet-50's 94 MB a
   student, about 3.5 GB of disk;
 - one or two cells a factor: layer-swap cut 15 (the paper's last three units) with its same-source controls; data
   efficiency on half the real pool, `last_units: [1, all]` beside `conf/paper`'s re-initialised last 2, each arm's
@@ -21,19 +21,21 @@ changed, and nothing else:
   with TrivialAugment and local shuffles on synthetic students, oracle img2img at strength 0.5 and Stable unCLIP
   (`oracle.unclip: true`, as in `conf/paper`), guidance scales 1, 2 and 4 (2 is the generation's own), 8 images a
   class for the spread, mixing at 50 % real; 4 synthetic images a class in the baselines' sample grid; the
-  levers at `conf/paper`'s settings (distillation at its temperature, and the headline swap from that student; the
-  synthetic baseline's headline swap is the layer swap's own);
+  levers at `conf/paper`'s settings (distillation at its temperature, more images at 2x at the same epochs and at
+  the same steps, the CLIP judge keeping 80 % and 50 %, each with the headline swap from its student; the synthetic
+  baseline's headline swap is the layer swap's own);
 - generation: tiny random-weight Stable Diffusion (also img2img's) and Stable unCLIP pipelines, saved as local
   folders and loaded by `model_id` through `from_pretrained` with `HF_HUB_OFFLINE=1`; 12 images a class in batches
   of 8, 4 steps, at 128 px (`generation.height`/`width`, `unclip_height`/`unclip_width`: the tiny models' native
-  size) resized to 96; `generation.device` the device under test, `generation.allow_cpu: true`.
+  size) resized to 96; `generation.device` the device under test, `generation.allow_cpu: true`; a tiny
+  random-weight CLIP saved as a folder, `levers.filtering.clip_model_id`, which `judge: auto` finds and uses.
 
-The runs, each a `kedro run --env paper_shaped` in a throw-away project: the generation and the ablations' oracle
-and diversity sets generated in two shards, each stopping after its images: `generation.shard=0/2`, then shard 1 of
-2 as a launcher starts it (`RANK=1`, `WORLD_SIZE=2`), killed (SIGKILL) once it has written an image and started
-again; then the default run (every pipeline), whose generation packs the shards' images, with each node's memory
-logged (``MIND_THE_GAP_MEMORY_LOG``); then the default run again, which trains and generates nothing. The same test
-runs on a GPU machine with `-m gpu`, on `cuda`.
+The runs, each a `kedro run --env paper_shaped` in a throw-away project: the generation, the ablations' oracle
+and diversity sets and the levers' pool generated in two shards, each stopping after its images:
+`generation.shard=0/2`, then shard 1 of 2 as a launcher starts it (`RANK=1`, `WORLD_SIZE=2`), killed (SIGKILL) once
+it has written an image and started again; then the default run (every pipeline), whose generation packs the
+shards' images, with each node's memory logged (``MIND_THE_GAP_MEMORY_LOG``); then the default run again, which
+trains and generates nothing. The same test runs on a GPU machine with `-m gpu`, on `cuda`.
 """
 
 from __future__ import annotations
@@ -70,14 +72,17 @@ pytestmark = pytest.mark.slow
 TRAIN_PER_CLASS, VAL_PER_CLASS = 20, 6  # the folder's; conf/paper's 5 % validation split takes 1 a class
 IMAGES_PER_CLASS = 12  # generated, per set
 # The sets generated: the generation's own (also the diversity factor's guidance 2), the oracle's two, and the
-# diversity factor's other two guidance scales.
+# diversity factor's other two guidance scales; the levers' pool tops up the generation's own to twice its images.
 GENERATED_SETS = 5
-STUDENTS = 37  # the overlay's grid (see the module docstring); each reused student is trained once
+POOL_EXTRA = IMAGES_PER_CLASS  # conf/paper's levers.more_images at 2x
+STUDENTS = 45  # the overlay's grid (see the module docstring); each reused student is trained once
 UNITS = 18  # ResNet-50 numbered by blocks: stem, 16 bottlenecks, classifier
 # What a node may hold at most, in live image and feature tensors, as a multiple of the largest image set it reads:
 # the set, a part of it or of another one being built, the study's validation and test sets, and features.
 MEMORY_MULTIPLE = 3
-SHARD_NODES = "generate_synthetic_images,ablations.oracle.generate,ablations.diversity.generate"
+SHARD_NODES = (
+    "generate_synthetic_images,ablations.oracle.generate,ablations.diversity.generate,levers.pool.generate_images"
+)
 DEVICES = [
     "cpu",
     pytest.param(
@@ -126,8 +131,8 @@ class PaperShapedRun:
 def paper_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaperShapedRun]:
     root = tmp_path_factory.mktemp("paper_shaped")
     dataset = write_imagenet_folder(root / "imagenet", TRAIN_PER_CLASS, VAL_PER_CLASS)
-    stable_diffusion, unclip = save_tiny_models(root / "models")
-    overlay = size_overlay(dataset, stable_diffusion, unclip, request.param)
+    stable_diffusion, unclip, clip = save_tiny_models(root / "models")
+    overlay = size_overlay(dataset, stable_diffusion, unclip, clip, request.param)
     project = make_paper_shaped_project(root / "project", overlay)
     memory_log = root / "memory.jsonl"
     run = functools.partial(kedro_run, project, hf_home=root / "hf", memory_log=memory_log)
@@ -135,14 +140,14 @@ def paper_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
     run(
         "--pipelines",
-        "data_processing,generator_training,generation,ablations",
+        "data_processing,generator_training,generation,ablations,levers",
         *("--to-nodes", SHARD_NODES, "--params", "generation.shard=0/2"),
     )
     first_shard = _pngs(data)
     # The second shard as a launcher starts it (RANK 1 of WORLD_SIZE 2), killed once it has written an image, then
     # started again: it makes the images it had not made.
     launcher = {"RANK": "1", "WORLD_SIZE": "2"}
-    second_shard = ("--pipelines", "generation,ablations", "--to-nodes", SHARD_NODES)
+    second_shard = ("--pipelines", "generation,ablations,levers", "--to-nodes", SHARD_NODES)
     killed = functools.partial(kedro_run_killed, project, *second_shard, hf_home=root / "hf", environment=launcher)
     killed(when=lambda: len(_pngs(data)) > len(first_shard))
     pngs_when_killed = _pngs(data)
@@ -167,7 +172,7 @@ def paper_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 
 def test_the_environment_is_conf_paper_with_only_the_overlay_changed(tmp_path: Path):
-    overlay = size_overlay(tmp_path / "imagenet", tmp_path / "sd", tmp_path / "unclip", "cpu")
+    overlay = size_overlay(tmp_path / "imagenet", tmp_path / "sd", tmp_path / "unclip", tmp_path / "clip", "cpu")
     project = make_paper_shaped_project(tmp_path / "project", overlay)
 
     def parameters(env: str) -> dict:
@@ -220,7 +225,7 @@ def test_each_shard_generates_its_half_a_killed_one_resumes_and_the_unsharded_ru
     paper_run: PaperShapedRun,
 ):
     first, killed, both = paper_run.pngs_per_shard
-    total = GENERATED_SETS * len(CLASSES) * IMAGES_PER_CLASS
+    total = (GENERATED_SETS * IMAGES_PER_CLASS + POOL_EXTRA) * len(CLASSES)
     assert len(first) == total // 2
     assert first < killed < both  # killed part-way, by RANK's shard
     assert len(both) == total
@@ -299,7 +304,14 @@ def test_the_levers_ask_the_layer_swaps_question_of_each_lever(paper_run: PaperS
     assert list(zip(summary["lever"], summary["variant"], strict=True)) == [
         ("none", "synthetic baseline"),
         ("distillation", "temperature 4"),
+        ("more_images", "2x images, same epochs"),
+        ("more_images", "2x images, same steps"),
+        ("filtering", "judge keeps 80%"),
+        ("filtering", "judge keeps 50%"),
     ]
+    filtered = pd.read_csv(paper_run.data / "03_primary" / "levers" / "filtering_manifest.csv")
+    assert filtered["judge"].str.startswith("clip ").all()  # auto found the CLIP weights
+    assert filtered.groupby(["variant", "class_index"]).size().eq(IMAGES_PER_CLASS).all()
     assert summary["swap_kept"].eq(f"0-{15 - 1}").all()  # conf/paper's headline cut: ResNet-50's units 15-17 on real
     assert summary["swap_accuracy_mean"].between(0, 1).all()
 

@@ -16,7 +16,8 @@ layer swap's own headline students (the same students: a run of the layer swap t
   schedule, more distinct images).
 - filtering: a judge keeps the images it is most confident show their class (He et al. 2023 filter with CLIP):
   of each class's first images_per_class / share generated images, the images_per_class it scores highest, so the
-  set keeps its size. Offline the judge is a student trained on the generator pool, real images no student sees.
+  set keeps its size. The judge is CLIP zero-shot, or a student trained on the generator pool, real images no
+  other student sees (offline, where no CLIP weights are).
 
 The larger pool both draw from is one generation (``pool``): the generation pipeline's, topped up in its folder.
 """
@@ -24,15 +25,17 @@ The larger pool both draw from is one generation (``pool``): the generation pipe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
+import torch
 from pydantic import Field, PositiveFloat
 
+from mind_the_gap.analysis.clip_judge import ClipJudge, clip_weights_present
 from mind_the_gap.analysis.statistics import (
     by_seed,
     gap_recovered,
@@ -43,6 +46,7 @@ from mind_the_gap.analysis.statistics import (
 )
 from mind_the_gap.config import Config
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.devices import resolve_device
 from mind_the_gap.experiments import layer_swap
 from mind_the_gap.experiments.ablations import SETS
 from mind_the_gap.experiments.study import (
@@ -94,7 +98,13 @@ class FilteringLever(Config):
     keep_shares: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.8, 0.5], description="shares of the generated images the judge keeps, topped up to the set's size"
     )
-    judge_seed: int = Field(0, description="the seed of the judge, a student trained on the generator pool")
+    judge: Literal["auto", "clip", "student"] = Field(
+        "student",
+        description="clip: CLIP zero-shot; student: a student trained on the generator pool; auto: CLIP where its "
+        "weights are present, else a student",
+    )
+    judge_seed: int = Field(0, description="the seed of the judge student")
+    clip_model_id: str = Field("openai/clip-vit-large-patch14", description="the CLIP judge: a Hub id or a folder")
 
 
 class LeversConfig(SeedsConfig, TransferConfig):
@@ -172,20 +182,48 @@ def judge_job(config: LeversConfig) -> StudentJob:
     return StudentJob(f"levers/filtering/judge/seed{seed}", seed, views(GENERATOR_POOL), columns=columns)
 
 
-def judge_confidence(
-    pool: pd.DataFrame, output_dir: Path, real_train: ImageSet, judge_runs: pd.DataFrame, study: Study
-) -> pd.Series:
-    """The judge's softmax probability of each pool image's own class, read class by class (one class's images in
-    memory at a time)."""
+def judge_kind(config: FilteringLever) -> Literal["clip", "student"]:
+    """The judge the filtering uses: ``auto`` is CLIP where its weights are present, else a student."""
+    if config.judge == "auto":
+        return "clip" if clip_weights_present(config.clip_model_id) else "student"
+    return config.judge
+
+
+def judge(
+    config: FilteringLever, judge_runs: pd.DataFrame, real_train: ImageSet, study: Study, names: list[str]
+) -> tuple[str, Callable[[ImageSet], torch.Tensor]]:
+    """The filtering's judge, named (CLIP's model id, or the judge student's key), and how it scores images: the
+    probability it gives each image's own class (``names``: the classes as CLIP's prompts name them)."""
+    device = resolve_device(study.training.device, allow_cpu=study.training.allow_cpu)
+    if judge_kind(config) == "clip":
+        return f"clip {config.clip_model_id}", ClipJudge(config.clip_model_id, names, device).confidence
     seed = int(judge_runs["seed"].iloc[0])
-    judge, result = load_students(judge_runs, [seed], "judge", study, real_train)[seed]
+    model, result = load_students(judge_runs, [seed], "judge", study, real_train)[seed]
+
+    def confidence(images: ImageSet) -> torch.Tensor:
+        logits = predict(model, images, result.normalization, study.training, device=device)
+        return logits.softmax(1).gather(1, images.labels[:, None]).squeeze(1)
+
+    return str(judge_runs["student_key"].iloc[0]), confidence
+
+
+def judge_confidence(
+    pool: pd.DataFrame, output_dir: Path, real_train: ImageSet, confidence: Callable[[ImageSet], torch.Tensor]
+) -> pd.Series:
+    """The judge's ``confidence`` in each pool image's own class, read class by class (one class's images in memory
+    at a time)."""
     size, channels = real_train.image_size[0], real_train.channels
     scores = []
     for _, rows in pool.groupby("class_index", sort=False):
         images = load_images(output_dir, rows, size, channels, real_train.class_names)
-        logits = predict(judge, images, result.normalization, study.training)
-        scores.append(pd.Series(logits.softmax(1).gather(1, images.labels[:, None]).squeeze(1).numpy(), rows.index))
+        scores.append(pd.Series(confidence(images).numpy(), rows.index))
     return pd.concat(scores).reindex(pool.index)
+
+
+def filter_candidates(pool: pd.DataFrame, images_per_class: int, config: LeversConfig) -> pd.DataFrame:
+    """The pool images some keep share chooses from: each class's first ``ceil(images_per_class / share)``."""
+    shares = config.filtering.keep_shares
+    return pool[pool["index"] < max((math.ceil(images_per_class / share) for share in shares), default=0)]
 
 
 def select_filtered(

@@ -334,12 +334,9 @@ class UnclipGenerator(_DiffusersGenerator):
         }
 
 
-def save_tiny_stable_diffusion(directory: Path, unclip: bool = False, variant: str | None = None) -> Path:
-    """A Stable Diffusion pipeline (``unclip``: a Stable unCLIP one) with random weights and a few kilobytes of
-    vocabulary, saved like a downloaded model: for tests, benchmarks and offline smoke runs at 32 px. ``variant``
-    ``fp16`` saves only half-precision weights, as a cache holding only a model's fp16 files has them."""
-    directory = Path(directory)
-    vocab_dir = directory / "vocab"
+def tiny_clip_tokenizer(vocab_dir: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer of a few kilobytes of vocabulary (letters, digits and some punctuation), its files written
+    to ``vocab_dir``: for tiny random-weight models."""
     vocab_dir.mkdir(parents=True, exist_ok=True)
     symbols = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789,.-'"))
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -348,12 +345,20 @@ def save_tiny_stable_diffusion(directory: Path, unclip: bool = False, variant: s
         vocab.setdefault(f"{symbol}</w>", len(vocab))
     (vocab_dir / "vocab.json").write_text(json.dumps(vocab))
     (vocab_dir / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=77)
+
+
+def save_tiny_stable_diffusion(directory: Path, unclip: bool = False, variant: str | None = None) -> Path:
+    """A Stable Diffusion pipeline (``unclip``: a Stable unCLIP one) with random weights and a few kilobytes of
+    vocabulary, saved like a downloaded model: for tests, benchmarks and offline smoke runs at 32 px. ``variant``
+    ``fp16`` saves only half-precision weights, as a cache holding only a model's fp16 files has them."""
+    directory = Path(directory)
+    tokenizer = tiny_clip_tokenizer(directory / "vocab")
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=77)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=len(vocab),
+                vocab_size=len(tokenizer),
                 hidden_size=32,
                 intermediate_size=37,
                 num_attention_heads=4,

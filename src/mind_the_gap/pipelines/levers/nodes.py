@@ -62,14 +62,16 @@ def select_more_images(pool: pd.DataFrame, generation: GenerationConfig, config:
 
 
 def train_judge(generator_pool: ImageSet, study: Study, config: LeversConfig) -> pd.DataFrame:
-    """The filtering's judge, a student of the generator pool."""
-    if len(generator_pool) == 0 and config.filtering.keep_shares:
+    """The filtering's judge, where it is a student of the generator pool (none where CLIP judges)."""
+    if not config.filtering.keep_shares or levers.judge_kind(config.filtering) == "clip":
+        return pd.DataFrame(columns=["seed", "student_key"])
+    if len(generator_pool) == 0:
         raise ValueError(
-            "levers.filtering needs a judge trained on the generator pool, which is empty: set "
-            "dataset.split.generator_pool above 0, or levers.filtering.keep_shares to []"
+            "levers.filtering needs a judge: CLIP (no weights for levers.filtering.clip_model_id "
+            f"{config.filtering.clip_model_id!r} here) or a student of the generator pool, which is empty: download "
+            "the CLIP model, set dataset.split.generator_pool above 0, or set levers.filtering.keep_shares to []"
         )
-    jobs = [levers.judge_job(config)] if config.filtering.keep_shares else []
-    return train_cell(study, "levers", "judge", jobs, {levers.GENERATOR_POOL: generator_pool})
+    return train_cell(study, "levers", "judge", [levers.judge_job(config)], {levers.GENERATOR_POOL: generator_pool})
 
 
 def select_filtered(
@@ -84,10 +86,11 @@ def select_filtered(
     """Each keep share's set: the images of each class the judge is most confident about."""
     if not config.filtering.keep_shares:
         return pool.iloc[:0].assign(variant="")
-    candidates = pool[pool["index"] < levers.pool_generation(generation, config).images_per_class]
-    confidence = levers.judge_confidence(candidates, output_dir, real_train, judge_runs, study)
-    judge_key = str(judge_runs["student_key"].iloc[0])
-    return levers.select_filtered(candidates, confidence, judge_key, generation.images_per_class, config)
+    candidates = levers.filter_candidates(pool, generation.images_per_class, config)
+    names = [generation.prompts.names.get(name, name) for name in real_train.class_names]
+    judge, score = levers.judge(config.filtering, judge_runs, real_train, study, names)
+    confidence = levers.judge_confidence(candidates, output_dir, real_train, score)
+    return levers.select_filtered(candidates, confidence, judge, generation.images_per_class, config)
 
 
 def train_on_generated(
