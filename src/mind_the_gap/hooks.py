@@ -1,14 +1,17 @@
 """Project hooks: a run whose inputs other pipelines write says, in one line, which pipelines to run first; the
 report's inputs alone are optional, and arrive as None when their pipeline has not run; the wall time of each
-pipeline of the run is written to the catalog's ``run_times`` dataset, which the report reads.
+pipeline of the run is written to the catalog's ``run_times`` dataset, which the report reads; the run's students
+are counted together, so that each student's log lines say how many are done and about how long is left.
 
 The registered pipelines are Kedro's (``kedro.framework.project.pipelines``), looked up when a run starts."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from functools import partial
 from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,15 @@ from kedro.pipeline import Node, Pipeline
 
 from mind_the_gap import memory
 from mind_the_gap.data.imageset import ImageSet
+from mind_the_gap.experiments import progress
 from mind_the_gap.experiments.study import Study
 from mind_the_gap.files import write_atomically
 from mind_the_gap.runners.dask import EARLIER_SECONDS_ENV
+from mind_the_gap.runners.estimate import StudyShape, Throughput, planned_students, study_work
+from mind_the_gap.runners.grid import grid_cells
+from mind_the_gap.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 # A file named here gets one JSON line per node run: the node's peak of live image and feature tensors, the largest
 # image set it read, and its peak resident memory (see MemoryHook).
@@ -143,6 +152,39 @@ class RunTimesHook:
             row["nodes"] += 1
             row["seconds"] += seconds
         return [{"pipeline": name, **row} for name, row in rows.items()]
+
+
+class StudentProgressHook:
+    """Counts the run's students together (``progress``), so that each student's start and end says how many of the
+    run's are done and about how long the rest take: those of the run's cells, as ``planned_run`` gives them."""
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
+        progress.plan_run(partial(planned_run, pipeline, catalog))
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        progress.end_run()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        progress.end_run()
+
+
+def planned_run(pipeline: Pipeline, catalog: DataCatalog) -> dict[str, int] | None:
+    """Every student of the cells of ``pipeline`` by name, with its planned optimizer steps, as the experiments'
+    plans give them with the run's parameters on stand-ins of its real sets' sizes (``estimate.study_work``); None,
+    with a warning, where they cannot be planned."""
+    try:
+        parameters = catalog["parameters"].load()
+        shape = StudyShape.of(catalog["real_data_summary"].load())
+        work = study_work(parameters, shape, Throughput.read(None))
+    except Exception as error:  # only the count needs it: a plan the estimate no longer mirrors must not stop a run
+        log.warning("each cell counts its own students: the run's students could not be planned (%r)", error)
+        return None
+    students = planned_students(work, TrainConfig.model_validate(parameters["training"]))
+    cells = [cell.name for cell in grid_cells(pipeline) if cell.name in students]
+    return {name: steps for cell in cells for name, steps in students[cell].items()}
 
 
 class MemoryHook:

@@ -2,12 +2,12 @@
 
 from kedro.config import OmegaConfigLoader
 
-from mind_the_gap.hooks import MemoryHook, MissingInputsHook, RunTimesHook
+from mind_the_gap.hooks import MemoryHook, MissingInputsHook, RunTimesHook, StudentProgressHook
 from mind_the_gap.runners.dask import DASK_HOOK
 
 # Pluggy calls the last registered first: RunTimesHook writes the run's times before MissingInputsHook sets the
-# report's inputs that are not on disk to None.
-HOOKS = (MissingInputsHook(), RunTimesHook(), DASK_HOOK, MemoryHook())
+# report's inputs that are not on disk to None; the run's students are counted last, once no hook stopped the run.
+HOOKS = (StudentProgressHook(), MissingInputsHook(), RunTimesHook(), DASK_HOOK, MemoryHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

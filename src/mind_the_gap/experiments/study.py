@@ -34,6 +34,7 @@ from mind_the_gap.experiments.executor import (
     set_file,
     worker_address,
 )
+from mind_the_gap.experiments.progress import StudentProgress, cell_progress
 from mind_the_gap.experiments.tracking import MlflowStudentRun, metric_name
 from mind_the_gap.models.architectures import StudentConfig, UnitNet
 from mind_the_gap.training.config import TrainConfig
@@ -174,8 +175,9 @@ def train_cell(
     """Train (or reuse) every student of a cell, each a nested MLflow run; one row per student.
 
     ``sets`` holds the stored sets the jobs name. Here, ``training.concurrent_students`` students train at once (the
-    longest first), each logging to its own run; in a cell the Dask runner started, each student is a task on its
-    cluster (``executor.map_on_cluster``), reading the sets as files written beside the student store.
+    longest first), each logging to its own run, with a log line as it starts and ends that counts the run's
+    students (``progress``); in a cell the Dask runner started, each student is a task on its cluster
+    (``executor.map_on_cluster``), reading the sets as files written beside the student store.
     """
     jobs = list(jobs)
     # MLflow runs are created here, under the run active in this thread (the `kedro run`'s), whichever thread or
@@ -197,7 +199,19 @@ def train_cell(
         study.training.concurrent_students, resolve_device(study.training.device, allow_cpu=study.training.allow_cpu)
     )
     train = partial(_train_student, study, pipeline, cell, sets, stop)
-    return pd.DataFrame(map_concurrently(train, students, workers, cost=steps, on_failure=stop.set))
+    progress = cell_progress({student[0].name: steps(student) for student in students})
+    reported = partial(_reported, progress, f"{pipeline}.{cell}", train)
+    return pd.DataFrame(map_concurrently(reported, students, workers, cost=steps, on_failure=stop.set))
+
+
+def _reported(
+    progress: StudentProgress,
+    cell: str,
+    train: Callable[[tuple[StudentJob, MlflowStudentRun]], dict[str, Any]],
+    student: tuple[StudentJob, MlflowStudentRun],
+) -> dict[str, Any]:
+    """``train(student)``, logged as it starts and ends with the run's counts (see ``progress``)."""
+    return progress.track(cell, student[0].name, partial(train, student), reused=lambda row: row["cache_hit"])
 
 
 def _train_student(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,8 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import autocast, resolve_device, resolve_precision
 from mind_the_gap.files import write_atomically
 from mind_the_gap.generators.base import ImageRequest
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE, CONFIG_FILE = "unet.safetensors", "model.json"
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -226,7 +229,8 @@ def train_class_diffusion(
     """Train the UNet on ``data`` and return its EMA copy; the same seed and data give the same weights on one machine.
 
     Every ``config.log_every`` steps (and at the last) ``on_log(step, {"loss", "lr", "steps_per_second"})`` gets the
-    mean loss since the previous call.
+    mean loss since the previous call. With ``progress``, a bar shows the steps where stderr is a terminal; elsewhere
+    (a log file) a line is logged as each tenth of the steps is done.
     """
     if len(data) == 0:
         raise ValueError("train_class_diffusion needs at least one image, got an empty image set")
@@ -250,7 +254,9 @@ def train_class_diffusion(
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     params, ema_params = list(unet.parameters()), list(ema.parameters())
     running, since, start = torch.zeros((), device=device), 0, time.perf_counter()
-    bar = tqdm(range(config.steps), desc="class diffusion", disable=not progress, leave=False)
+    # disable=None: no bar where stderr is not a terminal, whose redraws would clutter a log file.
+    bar = tqdm(range(config.steps), desc="class diffusion", disable=None if progress else True, leave=False)
+    logged = 0  # the step of the last line logged in place of the bar
     unet.train()
     for step in bar:
         index = torch.randint(len(data), (config.batch_size,), device=device, generator=generator)
@@ -281,6 +287,15 @@ def train_class_diffusion(
                 "steps_per_second": (step + 1) / (time.perf_counter() - start),
             }
             bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if progress and bar.disable and (step + 1) * 10 // config.steps > logged * 10 // config.steps:
+                logged = step + 1
+                log.info(
+                    "class diffusion step %d/%d: loss %.4f, %.1f steps/s",
+                    logged,
+                    config.steps,
+                    record["loss"],
+                    record["steps_per_second"],
+                )
             if on_log is not None:
                 on_log(step + 1, record)
             running.zero_()

@@ -10,6 +10,7 @@ moment resumes where it stopped, and shards (``shard_requests``) can run at the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -31,6 +32,8 @@ from mind_the_gap.data.prepare import convert_images
 from mind_the_gap.generators.base import ImageGenerator, ImageRequest, image_seed
 from mind_the_gap.generators.prompts import PromptFn
 from mind_the_gap.keys import content_key
+
+log = logging.getLogger(__name__)
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
 MANIFEST_COLUMNS = ["file", "class_name", "class_index", "index", "prompt", "seed", "backend"]
@@ -138,7 +141,8 @@ def generate_into(
     """Generate the requests whose PNG is not yet in ``directory``, ``batch_size`` per ``generator.generate`` call.
 
     ``shard`` names this process's manifest; run each shard's requests (``shard_requests``) in one process at a
-    time. ``on_batch(done, total)`` is called after each batch is on disk.
+    time. ``on_batch(done, total)`` is called after each batch is on disk. With ``progress``, a bar shows the images
+    where stderr is a terminal; elsewhere (a log file) a line is logged as each tenth of them is on disk.
     """
     started = time.perf_counter()
     if batch_size < 1:
@@ -173,8 +177,13 @@ def generate_into(
     with (
         manifest_path.open("a", encoding="utf-8") as manifest,
         ThreadPoolExecutor(1) as writer,
+        # disable=None: no bar where stderr is not a terminal, whose redraws would clutter a log file.
         tqdm(
-            total=len(todo), unit="img", desc=f"generating {directory.name}", disable=not progress, smoothing=0.1
+            total=len(todo),
+            unit="img",
+            desc=f"generating {directory.name}",
+            disable=None if progress else True,
+            smoothing=0.1,
         ) as bar,
     ):
 
@@ -183,6 +192,9 @@ def generate_into(
             count = written.result()  # re-raises the writer's error, if any
             done += count
             bar.update(count)
+            if progress and bar.disable and done * 10 // len(todo) > (done - count) * 10 // len(todo):
+                rate = done / (time.perf_counter() - started)
+                log.info("generating %s: %d/%d images, %.1f images/s", directory.name, done, len(todo), rate)
             if on_batch is not None:
                 on_batch(done, len(todo))
 
