@@ -97,8 +97,15 @@ class StudyShape:
     val_share: float
     test_per_class: int
 
+    @classmethod
+    def of(cls, summary: pd.DataFrame) -> StudyShape:
+        """The sizes of a study's real sets as data_processing's summary counts them, a row per class."""
+        pool = summary["train"] + summary["val"]
+        val_share = float(summary["val"].sum() / pool.sum())
+        return cls(len(summary), round(pool.mean()), val_share, round(summary["test"].mean()))
+
     def real_train(self) -> ImageSet:
-        return _stand_in(self.train_per_class - self.val_per_class)
+        return _stand_in(self.train_per_class - self.val_per_class, self.classes)
 
     @property
     def val_per_class(self) -> int:
@@ -227,6 +234,9 @@ def study_work(parameters: Mapping[str, Any], shape: StudyShape, throughput: Thr
         swaps = levers.plan_swaps(lever, runs, student, lever_config, swap.headline_cut) if jobs else []
         return CellWork({}, [[(job, sets) for job in jobs], [(job, sets) for job in swaps]])
 
+    synthetic_runs = _runs(baseline_jobs["synthetic"]).assign(variant="synthetic baseline")
+    headline = levers.plan_swaps(levers.BASELINE, synthetic_runs, student, lever_config, swap.headline_cut)
+    cells["levers.none"] = CellWork({}, [], reused=[(job, pools) for job in headline])  # the layer swap trains them
     cells["levers.distillation"] = lever_work(
         "distillation", levers.plan_distillation(_runs(baseline_jobs["real"]), lever_config), pools
     )
