@@ -309,7 +309,7 @@ def test_the_levers_ask_the_layer_swaps_question_of_each_lever(paper_run: PaperS
         ("filtering", "judge keeps 80%"),
         ("filtering", "judge keeps 50%"),
     ]
-    filtered = pd.read_csv(paper_run.data / "03_primary" / "levers" / "filtering_manifest.csv")
+    filtered = pd.read_csv(paper_run.data / "07_model_output" / "levers" / "filtering_manifest.csv")
     assert filtered["judge"].str.startswith("clip ").all()  # auto found the CLIP weights
     assert filtered.groupby(["variant", "class_index"]).size().eq(IMAGES_PER_CLASS).all()
     assert summary["swap_kept"].eq(f"0-{15 - 1}").all()  # conf/paper's headline cut: ResNet-50's units 15-17 on real

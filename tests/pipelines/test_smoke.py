@@ -270,7 +270,7 @@ def test_smoke_run_writes_the_levers_table(smoke: Path):
     own, pool = pd.read_csv(primary / "synthetic_manifest.csv"), pd.read_csv(primary / "levers/pool_manifest.csv")
     assert pool.groupby("class_index").size().eq(48).all()  # conf/smoke: 24 a class, more_images at 2x
     assert pool[pool["index"] < 24]["file"].tolist() == own["file"].tolist()
-    filtered = pd.read_csv(primary / "levers/filtering_manifest.csv")
+    filtered = pd.read_csv(smoke / "data/smoke/07_model_output/levers/filtering_manifest.csv")
     assert filtered.groupby("class_index").size().eq(24).all()  # the set's size, kept from 48 a class
     assert filtered["judge_confidence"].between(0, 1).all()
     for _, kept in filtered.groupby("class_index"):
