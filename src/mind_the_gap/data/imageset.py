@@ -164,6 +164,11 @@ class ImageView:
         first = self.parts[0][0]
         return len(self) * first.nbytes // max(1, len(first))
 
+    @property
+    def part_sizes(self) -> list[int]:
+        """The number of images each part contributes, in order."""
+        return self._starts.diff().tolist()
+
     def fingerprint(self) -> str:
         """Derived from the sets' fingerprints and the indices, without reading a pixel (``view_fingerprint``)."""
         return view_fingerprint([(data.fingerprint(), index) for data, index in self.parts])

@@ -40,6 +40,10 @@ class TrainConfig(Config):
     max_steps: int | None = Field(
         None, ge=1, description="optimizer steps at most, however large the training set (null: no cap)"
     )
+    # shared: one set of BatchNorm statistics; per_source: in a training set joined from several sets (real +
+    # synthetic), each set's images normalised by their own batch and running statistics, the first set's (real)
+    # kept for testing (see training.source_norm).
+    batchnorm: Literal["shared", "per_source"] = "shared"
     # real: the real training pool's statistics for every student; train: each student's own training set's.
     normalization: Literal["real", "train", "imagenet", "none"] = "real"
     eval_batch_size: int = Field(1024, ge=1)

@@ -23,6 +23,7 @@ from mind_the_gap.files import write_atomically
 from mind_the_gap.training.augment import BatchAugment
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.distillation import distillation_loss
+from mind_the_gap.training.source_norm import SourceStatistics, part_ids
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,19 @@ def _batch_source(
     return StreamedFromHost(train, device)
 
 
+def _per_source_statistics(
+    model: nn.Module, train: TrainingImages, config: TrainConfig, teacher: TeacherModel | None
+) -> tuple[SourceStatistics | None, torch.Tensor | None]:
+    """With ``training.batchnorm: per_source``, the other sources' BatchNorm statistics and each image's source."""
+    if config.batchnorm == "shared":
+        return None, None
+    if not isinstance(train, ImageView) or len(train.parts) < 2:
+        raise ValueError("training.batchnorm per_source needs a training set joined from several sets (sources)")
+    if teacher is not None:
+        raise ValueError("training.batchnorm per_source does not combine with a teacher")
+    return SourceStatistics(model, len(train.parts)), part_ids(train.part_sizes)
+
+
 def _save_progress(path: Path, state: dict[str, Any]) -> None:
     write_atomically(path, lambda temp: torch.save(state, temp))
 
@@ -374,6 +388,9 @@ def fit(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     batches = ShuffledBatches(len(train), batch_size, generator, on_host=source.index_on_host)
+    per_source, source_of = _per_source_statistics(model, train, config, teacher)
+    if source_of is not None:
+        source_of = source_of.to(batches.home)
 
     history: list[dict[str, float]] = []
     step, seconds_before = 0, 0.0
@@ -384,6 +401,8 @@ def fit(
         schedule.load_state_dict(saved["schedule"])
         scaler.load_state_dict(saved["scaler"])
         generator.set_state(saved["generator"])
+        if per_source is not None:
+            per_source.load(saved["source_statistics"])
         host_generator.set_state(saved["host_generator"])
         batches.load_state_dict(saved["batches"])
         history, step, seconds_before = saved["history"], saved["step"], saved["seconds"]
@@ -406,11 +425,15 @@ def fit(
             disable=None if config.progress else True,
         )
         for i in bar:
-            batch, y = source(next(batches))
+            index = next(batches)
+            batch, y = source(index)
             images = augment(batch.float().div_(255), generator, host_generator)
             x = _prepare_inputs(images, normalization, statistics, config.channels_last)
             with autocast(device, precision):
-                logits = step_model(x)
+                if per_source is None:
+                    logits = step_model(x)
+                else:
+                    logits = per_source.logits(step_model, x, source_of[index])
                 if teacher is None:
                     loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                 else:
@@ -476,6 +499,7 @@ def fit(
                     "schedule": schedule.state_dict(),
                     "scaler": scaler.state_dict(),
                     "generator": generator.get_state(),
+                    **({"source_statistics": per_source.state()} if per_source is not None else {}),
                     "host_generator": host_generator.get_state(),
                     "batches": batches.state_dict(),
                 },

@@ -21,7 +21,7 @@ from mind_the_gap.files import write_atomically
 from mind_the_gap.keys import content_key
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
-from mind_the_gap.training import augment, distillation, engine, transfer
+from mind_the_gap.training import augment, distillation, engine, source_norm, transfer
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.distillation import Teacher
@@ -55,7 +55,17 @@ _NOT_IN_KEY = {
 }
 # The code that decides what a student learns (`devices` resolves its precision and autocasts), this module included:
 # its source is part of every key, so that students of older code are never reused.
-TRAINING_MODULES = (engine, augment, transfer, distillation, architectures, units, devices, sys.modules[__name__])
+TRAINING_MODULES = (
+    engine,
+    augment,
+    transfer,
+    distillation,
+    source_norm,
+    architectures,
+    units,
+    devices,
+    sys.modules[__name__],
+)
 
 
 @functools.cache
