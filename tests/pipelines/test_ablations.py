@@ -42,7 +42,7 @@ CONFIG = AblationsConfig.model_validate(
         "seeds": [0],
         "augmentation": {"policies": ["none", "trivial_augment"], "sources": ["synthetic"]},
         "texture_shape": {"sources": ["real", "synthetic"]},
-        "mixing": {"real_shares": [0.25]},
+        "mixing": {"real_shares": [0.25], "batchnorm": ["shared"]},
     }
 )
 
@@ -72,7 +72,7 @@ def test_mixed_sets_keep_the_pool_size_and_the_real_share(tiny: TinyExperiment, 
 
 def test_a_mixed_job_names_the_subsets_one_generator_per_seed_draws_real_then_synthetic(tiny: TinyExperiment):
     sets = {"real_train": tiny.real_train, "synthetic_train": joined(tiny.synthetic_train, tiny.synthetic_train)}
-    mixed, everything = plan_mixing(sets, CONFIG)
+    mixed, everything = plan_mixing(sets, tiny.study.training, CONFIG)
     generator = torch.Generator().manual_seed(0)
     real = nested_subsets(tiny.real_train, [0.25], generator)[0.25]
     fraction = (len(tiny.real_train) - len(real)) / len(sets["synthetic_train"])
@@ -82,6 +82,21 @@ def test_a_mixed_job_names_the_subsets_one_generator_per_seed_draws_real_then_sy
     assert mixed.columns["real_images"] == len(real)
     assert everything.train == (SetView("real_train"), SetView("synthetic_train"))
     assert_same_images(everything.training_set(sets), joined(*sets.values()))
+
+
+def test_each_mixed_student_also_trains_with_batchnorm_statistics_per_source(tiny: TinyExperiment):
+    sets = {"real_train": tiny.real_train, "synthetic_train": joined(tiny.synthetic_train, tiny.synthetic_train)}
+    config = CONFIG.model_copy(
+        update={"mixing": CONFIG.mixing.model_copy(update={"batchnorm": ["shared", "per_source"]})}
+    )
+    jobs = plan_mixing(sets, tiny.study.training, config)
+    assert [(job.columns["variant"], job.training) for job in jobs] == [
+        ("25% real", None),
+        ("all real + all synthetic", None),
+        ("25% real, BN per source", tiny.study.training.model_copy(update={"batchnorm": "per_source"})),
+        ("all real + all synthetic, BN per source", tiny.study.training.model_copy(update={"batchnorm": "per_source"})),
+    ]
+    assert [job.train for job in jobs[2:]] == [job.train for job in jobs[:2]]  # the same images, seed for seed
 
 
 def joined(*sets: ImageSet) -> ImageSet:
@@ -209,9 +224,15 @@ def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyEx
         [rows("augmentation", "none", "real", [0.88, 0.88]), rows("augmentation", "none", "synthetic", [0.7, 0.7])]
     )
     mixing = rows("mixing", "50% real", "real + synthetic", [0.86, 0.86])
+    per_source = rows("mixing", "50% real, BN per source", "real + synthetic", [0.87, 0.89])
     views = pd.DataFrame(columns=["variant", "trained_on", "shape_accuracy", "texture_accuracy", "shape_bias"])
-    summary, metrics, figure, interactive = summarize_ablations(real, synthetic, views, augmentation, mixing)
+    summary, metrics, figure, interactive = summarize_ablations(
+        real, synthetic, views, augmentation, pd.concat([mixing, per_source])
+    )
     table = summary.set_index(["factor", "variant", "trained_on"])
+    # Per-source statistics against shared ones, paired by seed: (1 + 3) / 2 points.
+    assert table.loc[("mixing", "50% real, BN per source", "real + synthetic"), "vs_shared_bn_pp"] == pytest.approx(2)
+    assert pd.isna(table.loc[("mixing", "50% real", "real + synthetic"), "vs_shared_bn_pp"])
     assert table.loc[("augmentation", "none", "synthetic"), "gap_pp"] == pytest.approx(20)
     assert table.loc[("augmentation", "none", "real"), "gap_between_sources_pp"] == pytest.approx(18)
     assert table.loc[("baseline", "standard", "synthetic"), "gap_between_sources_pp"] == pytest.approx(10)
@@ -221,7 +242,7 @@ def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyEx
     (axes,) = figure.axes
     labels = [tick.get_text() for tick in axes.get_yticklabels()]
     assert labels[-1] == "baseline: standard (real)"
-    assert labels[0] == "mixing: 50% real (real + synthetic)"
+    assert labels[0] == "mixing: 50% real, BN per source (real + synthetic)"
     bars = [bar for container in axes.containers if isinstance(container, BarContainer) for bar in container]
     assert [bar.get_width() for bar in bars] == pytest.approx(summary["test_accuracy_mean"].tolist())
     lines = {line.get_label(): line.get_xdata()[0] for line in axes.get_lines() if line.get_label()[0] != "_"}
@@ -231,7 +252,10 @@ def test_summary_gaps_and_the_gap_between_sources_under_one_variant(tiny: TinyEx
     assert list(bars) == ["baseline", "augmentation", "mixing"]
     assert bars["augmentation"].x == pytest.approx((0.88, 0.70))
     assert bars["augmentation"].error_x.array == (0, 0)
-    assert bars["mixing"].y == ("mixing: 50% real (real + synthetic)",)
+    assert bars["mixing"].y == (
+        "mixing: 50% real (real + synthetic)",
+        "mixing: 50% real, BN per source (real + synthetic)",
+    )
     assert interactive.layout.yaxis.categoryarray[-1] == "baseline: standard (real)"
     lines = {shape.name: shape.x0 for shape in interactive.layout.shapes if shape.type == "line"}
     assert lines == {"real-only": pytest.approx(0.9), "synthetic-only": pytest.approx(0.8)}

@@ -12,7 +12,7 @@ changed, and nothing else:
   ResNet-50's logits diverge within the epoch, test losses of 1e9 to 1e13), `eval_batch_size: 32`,
   `training.device` the device under test, `training.allow_cpu: true`;
 - seeds `[0, 1]` for the baselines and the normalisation study (which compares students of two seeds), `[0]` for
-  the layer swap, data efficiency, ablations and levers, so the run trains 45 students: at ResNet-50's 94 MB a
+  the layer swap, data efficiency, ablations and levers, so the run trains 47 students: at ResNet-50's 94 MB a
   student, about 3.5 GB of disk;
 - one or two cells a factor: layer-swap cut 15 (the paper's last three units) with its same-source controls; data
   efficiency on half the real pool, `last_units: [1, all]` beside `conf/paper`'s re-initialised last 2, each arm's
@@ -20,10 +20,11 @@ changed, and nothing else:
   normalisation on 16 analysis and 16 probe images, CKA minibatches of 8; ablations
   with TrivialAugment and local shuffles on synthetic students, oracle img2img at strength 0.5 and Stable unCLIP
   (`oracle.unclip: true`, as in `conf/paper`), guidance scales 1, 2 and 4 (2 is the generation's own), 8 images a
-  class for the spread, mixing at 50 % real; 4 synthetic images a class in the baselines' sample grid; the
-  levers at `conf/paper`'s settings (distillation at its temperature, more images at 2x at the same epochs and at
-  the same steps, the CLIP judge keeping 80 % and 50 %, each with the headline swap from its student; the synthetic
-  baseline's headline swap is the layer swap's own);
+  class for the spread, mixing at 50 % real (BatchNorm statistics shared and per source, as `conf/paper`); 4
+  synthetic images a class in the baselines' sample grid; the levers at `conf/paper`'s settings (distillation at
+  its temperature, more images at 2x at the same epochs and at the same steps, the CLIP judge keeping 80 % and
+  50 %, each with the headline swap from its student; the synthetic baseline's headline swap is the layer swap's
+  own);
 - generation: tiny random-weight Stable Diffusion (also img2img's) and Stable unCLIP pipelines, saved as local
   folders and loaded by `model_id` through `from_pretrained` with `HF_HUB_OFFLINE=1`; 12 images a class in batches
   of 8, 4 steps, at 128 px (`generation.height`/`width`, `unclip_height`/`unclip_width`: the tiny models' native
@@ -75,7 +76,7 @@ IMAGES_PER_CLASS = 12  # generated, per set
 # diversity factor's other two guidance scales; the levers' pool tops up the generation's own to twice its images.
 GENERATED_SETS = 5
 POOL_EXTRA = IMAGES_PER_CLASS  # conf/paper's levers.more_images at 2x
-STUDENTS = 45  # the overlay's grid (see the module docstring); each reused student is trained once
+STUDENTS = 47  # the overlay's grid (see the module docstring); each reused student is trained once
 UNITS = 18  # ResNet-50 numbered by blocks: stem, 16 bottlenecks, classifier
 # What a node may hold at most, in live image and feature tensors, as a multiple of the largest image set it reads:
 # the set, a part of it or of another one being built, the study's validation and test sets, and features.
@@ -286,6 +287,8 @@ def test_every_experiment_summary_has_its_rows(paper_run: PaperShapedRun):
         ("oracle", "unclip", "synthetic"),
         ("mixing", "50% real", "real + synthetic"),
         ("mixing", "all real + all synthetic", "real + synthetic"),
+        ("mixing", "50% real, BN per source", "real + synthetic"),
+        ("mixing", "all real + all synthetic, BN per source", "real + synthetic"),
     } | {
         ("diversity", f"guidance {scale}", trained_on)
         for scale in (1, 2, 4)

@@ -305,8 +305,13 @@ def test_smoke_run_writes_the_ablations_tables(smoke: Path):
         ("diversity", "guidance 1", "last 2 real, rest synthetic"),
         ("mixing", "50% real", "real + synthetic"),
         ("mixing", "all real + all synthetic", "real + synthetic"),
+        ("mixing", "50% real, BN per source", "real + synthetic"),
+        ("mixing", "all real + all synthetic, BN per source", "real + synthetic"),
     }
     assert summary["n"].eq(2).all()
+    per_source = summary["variant"].str.endswith(", BN per source")
+    assert summary.loc[per_source, "vs_shared_bn_pp"].notna().all()
+    assert summary.loc[~per_source, "vs_shared_bn_pp"].isna().all()
     assert summary["test_accuracy_mean"].between(0, 1).all()
     real = summary[(summary["factor"] == "baseline") & (summary["trained_on"] == "real")]["test_accuracy_mean"].iloc[0]
     assert (summary["gap_pp"] - 100 * (real - summary["test_accuracy_mean"])).abs().max() < 1e-9

@@ -61,6 +61,7 @@ Source = Literal["real", "synthetic"]
 Policy = Literal["none", "rand_augment", "trivial_augment", "auto_augment"]
 SETS: dict[Source, str] = {"real": "real_train", "synthetic": "synthetic_train"}  # each source's stored set
 UNCLIP = "unclip"  # the oracle's set; the reconstruction's are named by their strength
+PER_SOURCE = ", BN per source"  # a mixing variant's suffix where each source has its own BatchNorm statistics
 GENERATION_SET = "synthetic (generation)"  # the synthetic baselines' set, among the sets whose fidelity is measured
 
 
@@ -119,6 +120,11 @@ class MixingAblation(Config):
         [0.1, 0.25, 0.5], description="at the real pool's size; 0 and 1 are the baselines"
     )
     add_synthetic: bool = Field(True, description="also every real image plus the whole synthetic set")
+    batchnorm: list[Literal["shared", "per_source"]] = Field(
+        ["shared", "per_source"],
+        min_length=1,
+        description="BatchNorm statistics shared by both sources, or each source's own (the real ones tested)",
+    )
 
 
 class AblationsConfig(SeedsConfig, TransferConfig):
@@ -300,13 +306,13 @@ def plan_diversity_swaps(
     return jobs
 
 
-def plan_mixing(sets: Mapping[str, ImageSet], config: AblationsConfig) -> list[StudentJob]:
+def plan_mixing(sets: Mapping[str, ImageSet], training: TrainConfig, config: AblationsConfig) -> list[StudentJob]:
     """Students on real and synthetic images mixed at the real pool's size (stratified subsets, the real one then
     the synthetic one drawn from one generator per seed and share), and on every real image plus the whole synthetic
-    set."""
+    set; each with BatchNorm statistics shared by the sources, and with each source's own (``PER_SOURCE``)."""
     real_set, synthetic_set = SETS["real"], SETS["synthetic"]
     real_train, synthetic_train = sets[real_set], sets[synthetic_set]
-    jobs = []
+    mixed = []
     for seed in config.seeds:
         for share in config.mixing.real_shares:
             generator = torch.Generator().manual_seed(seed)
@@ -321,14 +327,27 @@ def plan_mixing(sets: Mapping[str, ImageSet], config: AblationsConfig) -> list[S
             labels, num_classes = synthetic_train.labels, synthetic_train.num_classes
             synthetic = nested_subset_indices(labels, num_classes, [fraction], generator)[fraction]
             train = (SetView(real_set, real), SetView(synthetic_set, synthetic))
-            jobs.append(
-                _job("mixing", f"{share:.0%} real", "real + synthetic", seed, train, sets, real_images=len(real))
-            )
+            mixed.append((f"{share:.0%} real", seed, train, len(real)))
         if config.mixing.add_synthetic:
-            train = (SetView(real_set), SetView(synthetic_set))
-            variant = "all real + all synthetic"
-            jobs.append(_job("mixing", variant, "real + synthetic", seed, train, sets, real_images=len(real_train)))
-    return jobs
+            mixed.append(
+                ("all real + all synthetic", seed, (SetView(real_set), SetView(synthetic_set)), len(real_train))
+            )
+    recipes = {"shared": None, "per_source": training.model_copy(update={"batchnorm": "per_source"})}
+    suffixes = {"shared": "", "per_source": PER_SOURCE}
+    return [
+        _job(
+            "mixing",
+            variant + suffixes[batchnorm],
+            "real + synthetic",
+            seed,
+            train,
+            sets,
+            real_images=real,
+            training=recipes[batchnorm],
+        )
+        for batchnorm in config.mixing.batchnorm
+        for variant, seed, train, real in mixed
+    ]
 
 
 def pools(real_train: ImageSet, synthetic_train: ImageSet) -> dict[str, ImageSet]:
@@ -343,7 +362,7 @@ def plan_on_pools(
     plans = {
         "augmentation": lambda: plan_augmentation(sets, training, config),
         "texture_shape": lambda: plan_texture_shape(sets, training, config),
-        "mixing": lambda: plan_mixing(sets, config),
+        "mixing": lambda: plan_mixing(sets, training, config),
     }
     return plans[factor]()
 
@@ -445,6 +464,9 @@ def summarize(
         baseline = source_baselines.get(trained_on)
         if baseline is not None and factor != "baseline":
             columns |= paired_columns("vs_baseline_pp", paired_difference(*by_seed(students, baseline)))
+        shared = groups.get((factor, variant.removesuffix(PER_SOURCE), trained_on))
+        if variant.endswith(PER_SOURCE) and shared is not None:
+            columns |= paired_columns("vs_shared_bn_pp", paired_difference(*by_seed(students, shared)))
         real, synthetic = groups.get((factor, variant, "real")), groups.get((factor, variant, "synthetic"))
         if real is not None and synthetic is not None:
             difference = paired_difference(*by_seed(real, synthetic))
