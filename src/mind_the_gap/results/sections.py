@@ -203,7 +203,9 @@ def study_report(
             "at each strength (the reconstruction dial of arXiv 2311.13090, not the oracle); the oracle, Stable "
             "unCLIP conditioned on real images, where it ran; diversity; mixing. "
             + PAIRED
-            + " vs_baseline_pp: points gained over the baseline student of the same source.",
+            + " vs_baseline_pp: points gained over the baseline student of the same source; vs_shared_bn_pp: a "
+            "mixed student with each source's own BatchNorm statistics (BN per source, tested with the real ones) "
+            "against the same mix with shared statistics.",
             [
                 *_table(
                     "Per factor and variant" + _holm_caption(ablations_summary, "vs_baseline_pp"),
@@ -217,6 +219,7 @@ def study_report(
                         "vs_baseline_pp",
                         "vs_baseline_pp_p_holm",
                         "gap_between_sources_pp",
+                        "vs_shared_bn_pp",
                         "shape_bias",
                     ],
                 ),
