@@ -108,6 +108,7 @@ def test_code_version_digests_the_training_source_and_torch(tmp_path: Path, monk
         "augment",
         "transfer",
         "distillation",
+        "source_norm",
         "architectures",
         "units",
         "devices",
