@@ -336,7 +336,8 @@ def test_a_second_run_trains_and_generates_nothing(paper_run: PaperShapedRun):
     tables = sorted((paper_run.data / "07_model_output").rglob("*_runs.csv"))
     assert len(tables) >= 5
     for table in tables:
-        assert pd.read_csv(table)["cache_hit"].all(), table
+        runs = pd.read_csv(table)
+        assert runs.empty or runs["cache_hit"].all(), table  # empty: the judge where CLIP judges
     assert paper_run.students_after_rerun == paper_run.students_after_run
     assert paper_run.pngs_after_rerun == paper_run.pngs_after_run
 
