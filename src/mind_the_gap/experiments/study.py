@@ -40,7 +40,8 @@ from mind_the_gap.models.architectures import StudentConfig, UnitNet
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.distillation import Teacher
 from mind_the_gap.training.engine import Normalization, planned_steps
-from mind_the_gap.training.student_cache import StudentResult, StudentStore, train_student
+from mind_the_gap.training.stitching import Stitch
+from mind_the_gap.training.student_cache import StudentResult, StudentStore, stitch_normalization, train_student
 from mind_the_gap.training.transfer import Transfer
 
 METRICS = ["test_accuracy", "test_top5_accuracy", "val_accuracy", "train_accuracy", "train_seconds"]
@@ -139,8 +140,9 @@ class SetView:
 @dataclass(frozen=True)
 class StudentJob:
     """One student of a cell: its run name, seed, training data (views of stored sets, joined in order), optional
-    parent, the cell's columns, where it differs from the study's its training recipe, and an optional teacher
-    whose predictions it learns instead of the labels.
+    parent, the cell's columns, where it differs from the study's its training recipe, an optional teacher
+    whose predictions it learns instead of the labels, and an optional stitch (two stored students joined by a
+    trained stitching layer, nothing else trained).
 
     A job names its data, it does not hold it: the images are gathered when the student trains.
     """
@@ -152,6 +154,7 @@ class StudentJob:
     columns: Mapping[str, Any] = field(default_factory=dict)  # in the runs table and as MLflow tags
     training: TrainConfig | None = None
     teacher: Teacher | None = None
+    stitch: Stitch | None = None
 
     def size(self, sets: Mapping[str, ImageSet]) -> int:
         return sum(view.size(sets) for view in self.train)
@@ -227,6 +230,8 @@ def _train_student(
     recipe = job.training or study.training
     data = job.training_set(sets)
     normalization = Normalization.resolve(recipe.normalization, data, study.real_statistics)
+    if job.stitch is not None:  # the images go through the bottom student first: its normalisation
+        normalization = stitch_normalization(study.students, job.stitch)
     with run.start(_run_params(study, job, recipe, data, normalization)):
         result = train_student(
             study.students,
@@ -241,6 +246,7 @@ def _train_student(
             tracker=_StopWhenAsked(run, stop, job.name),
             description=job.name,
             teacher=job.teacher,
+            stitch=job.stitch,
         )
         run.log_result(result, study.test.class_names)
     return {
@@ -294,6 +300,8 @@ def _run_params(
         }
     if job.teacher is not None:
         params["distillation"] = job.teacher.describe()
+    if job.stitch is not None:
+        params["stitch"] = job.stitch.describe()
     return params
 
 

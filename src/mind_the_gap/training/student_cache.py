@@ -21,7 +21,7 @@ from mind_the_gap.files import write_atomically
 from mind_the_gap.keys import content_key
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
-from mind_the_gap.training import augment, distillation, engine, source_norm, transfer
+from mind_the_gap.training import augment, distillation, engine, source_norm, stitching, transfer
 from mind_the_gap.training.checkpoint import load_checkpoint, save_checkpoint
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.distillation import Teacher
@@ -35,6 +35,7 @@ from mind_the_gap.training.engine import (
     planned_steps,
     seed_everything,
 )
+from mind_the_gap.training.stitching import Stitch, stitch_students
 from mind_the_gap.training.transfer import Transfer, start_from_parent
 
 log = logging.getLogger(__name__)
@@ -190,15 +191,19 @@ def train_student(
     tracker: StudentTracker | None = None,
     description: str = "student",
     teacher: Teacher | None = None,
+    stitch: Stitch | None = None,
 ) -> StudentResult:
     """Train a student on ``train`` and test it on ``test``, or reuse the stored one with the same key.
 
     A fresh student, or with ``transfer`` one that starts from a stored parent student; with ``teacher``, one that
-    learns a stored student's softened predictions. The device and precision are resolved here, once, on the machine
-    that trains it.
+    learns a stored student's softened predictions; with ``stitch``, two stored students joined by a stitching
+    layer, the only part that trains (``stitching.stitch_students``; its checkpoint is the stitched net's). The
+    device and precision are resolved here, once, on the machine that trains it.
     """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
+    if stitch is not None and transfer is not None:
+        raise ValueError("a stitched student starts from its two students, not from a transfer's parent")
     with GLOBAL_RNG:
         seed_everything(seed)
         model = build_student(student, train.num_classes, train.channels, train.image_size[0])
@@ -219,6 +224,8 @@ def train_student(
             },
             "transfer": transfer.describe(model) if transfer is not None else None,
             **({"teacher": teacher.describe()} if teacher is not None else {}),
+            # The stitching code enters a stitched student's key only, so that editing it keeps every other key.
+            **({"stitch": {**stitch.describe(), "code": code_version((stitching,))}} if stitch is not None else {}),
         }
     )
     cached = store.load_result(key)
@@ -232,6 +239,12 @@ def train_student(
     if transfer is not None:
         parent = store.load_model(transfer.parent, student, train)
         lr_scales = start_from_parent(model, parent, transfer)
+    if stitch is not None:
+        bottom = store.load_model(stitch.bottom, student, train)
+        top = store.load_model(stitch.top, student, train)
+        with GLOBAL_RNG:  # a stitching layer whose channels differ draws its initial weights from the seed
+            seed_everything(seed)
+            model = stitch_students(bottom, top, stitch.cut)
     fitted = fit(
         model,
         train,
@@ -272,6 +285,14 @@ def train_student(
         result.train_seconds,
     )
     return result
+
+
+def stitch_normalization(store: StudentStore, stitch: Stitch) -> Normalization:
+    """The input normalisation of a stitched student: its bottom student's, whose units see the images first."""
+    result = store.load_result(stitch.bottom)
+    if result is None:
+        raise ValueError(f"the stitch's bottom student {stitch.bottom} is not in {store.directory}: train it first")
+    return result.normalization
 
 
 def _load_teacher(
