@@ -9,8 +9,9 @@ import torch
 
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student
 from mind_the_gap.models.units import frozen_units
+from mind_the_gap.training.checkpoint import load_checkpoint
 from mind_the_gap.training.config import TrainConfig
-from mind_the_gap.training.engine import Normalization, fit, seed_everything
+from mind_the_gap.training.engine import Normalization, evaluate, fit, seed_everything
 from mind_the_gap.training.stitching import (
     Stitch,
     StitchingLayer,
@@ -18,7 +19,7 @@ from mind_the_gap.training.stitching import (
     stitch_students,
     stitching_layer,
 )
-from mind_the_gap.training.student_cache import StudentStore, stitch_normalization, train_student
+from mind_the_gap.training.student_cache import StudentStore, load_stitched, stitch_normalization, train_student
 from mind_the_gap.training.transfer import Transfer, TransferConfig
 
 from ..conftest import striped_images
@@ -108,6 +109,19 @@ def test_a_stitched_student_is_stored_by_a_key_of_its_students_and_cut(tmp_path:
     assert again.key == first.key
     other = train_student(store, BLOCKS, FAST, train, test, 0, normalization, stitch=Stitch(keys[0], keys[1], 3))
     assert other.key != first.key
+    # The store holds the stitching layer alone; joined to its students again, it is the stitched student tested.
+    state, metadata = load_checkpoint(store.checkpoint_path(first.key))
+    assert sorted(state) == [
+        "0.weight",
+        "1.bias",
+        "1.num_batches_tracked",
+        "1.running_mean",
+        "1.running_var",
+        "1.weight",
+    ]
+    assert metadata["stitch"] == stitch.describe()
+    loaded = load_stitched(store, first.key, stitch, BLOCKS, train)
+    assert evaluate(loaded, test, normalization, FAST).top1 == first.test.top1
     # The stored students are untouched: their checkpoints load as trained.
     for key, state in stored.items():
         after = store.load_model(key, BLOCKS, train).state_dict()

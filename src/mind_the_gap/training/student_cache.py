@@ -35,7 +35,7 @@ from mind_the_gap.training.engine import (
     planned_steps,
     seed_everything,
 )
-from mind_the_gap.training.stitching import Stitch, stitch_students
+from mind_the_gap.training.stitching import Stitch, stitch_students, stitching_layer
 from mind_the_gap.training.transfer import Transfer, start_from_parent
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,17 @@ class StudentStore:
         return model
 
 
+def load_stitched(store: StudentStore, key: str, stitch: Stitch, student: StudentConfig, data: ImageSet) -> UnitNet:
+    """The stored stitched student ``key``: its two students joined by its trained stitching layer."""
+    if not store.checkpoint_path(key).is_file():
+        raise ValueError(f"stitched student {key} is not in {store.directory}: train it first (its pipeline's run)")
+    bottom, top = store.load_model(stitch.bottom, student, data), store.load_model(stitch.top, student, data)
+    with GLOBAL_RNG:
+        model = stitch_students(bottom, top, stitch.cut)
+    load_checkpoint(store.checkpoint_path(key), stitching_layer(model))
+    return model
+
+
 def train_student(
     store: StudentStore,
     student: StudentConfig,
@@ -270,12 +281,10 @@ def train_student(
         images_per_second=fitted.images_per_second,
         num_parameters=count_parameters(model),
     )
-    store.save(
-        key,
-        model.cpu(),
-        result,
-        {"student": student.model_dump(mode="json"), "seed": seed, "class_names": list(train.class_names)},
-    )
+    metadata = {"student": student.model_dump(mode="json"), "seed": seed, "class_names": list(train.class_names)}
+    # A stitched student stores its stitching layer alone: its students are in the store already (see load_stitched).
+    stored = model.cpu() if stitch is None else stitching_layer(model.cpu())
+    store.save(key, stored, result, metadata | ({"stitch": stitch.describe()} if stitch is not None else {}))
     store.progress_path(key).unlink(missing_ok=True)
     log.info(
         "%s: test accuracy %.4f (top-5 %.4f) after %.0f s",
