@@ -12,6 +12,9 @@ from pydantic import ValidationError
 from mind_the_gap.experiments import stitching
 from mind_the_gap.experiments.stitching import ARRANGEMENTS, StitchingConfig, plan, resolve_cuts
 from mind_the_gap.models.architectures import StudentConfig
+from mind_the_gap.results.figures import matplotlib_figure
+from mind_the_gap.results.interactive import plotly_figure
+from mind_the_gap.results.stitching import stitching_chart
 from mind_the_gap.training.config import TrainConfig
 from mind_the_gap.training.stitching import Stitch
 
@@ -127,3 +130,23 @@ def test_the_summary_pairs_each_arrangement_with_real_real_at_its_cut():
     empty, nothing = stitching.summarize(runs.iloc[:0])
     assert len(empty) == 0
     assert nothing == {}
+
+
+def test_the_chart_draws_each_arrangement_against_cut_with_the_baselines():
+    runs = pd.concat(
+        [_runs(arrangement, cut, [0.7, 0.6, 0.65]) for arrangement in ARRANGEMENTS for cut in (3, 8)],
+        ignore_index=True,
+    )
+    summary, _ = stitching.summarize(runs)
+    baselines = {
+        source: keyed([0, 1, 2], source).assign(test_accuracy=accuracy)
+        for source, accuracy in (("real", 0.8), ("synthetic", 0.5))
+    }
+    chart = stitching_chart(summary, baselines["real"], baselines["synthetic"])
+    (panel,) = chart.panels
+    assert [curve.x for curve in panel.curves] == [[3, 8]] * 4
+    assert panel.curves[0].label == "units 0..k-1 of a real student, k..last of a real student"
+    assert [level.mean for level in panel.levels] == [pytest.approx(0.8), pytest.approx(0.5)]
+    figure = plotly_figure(chart)
+    assert len([trace for trace in figure.data if trace.name and trace.name.startswith("units")]) == 4
+    matplotlib_figure(chart)

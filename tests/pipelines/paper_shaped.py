@@ -127,6 +127,7 @@ def size_overlay(dataset: Path, stable_diffusion: Path, unclip: Path, clip: Path
             "mixing": {"real_shares": [0.5]},
         },
         "levers": {"seeds": [0], "filtering": {"clip_model_id": str(clip)}},
+        "stitching": {"seeds": [0, 1], "cuts": [15], "training": {"epochs": 1}},  # across the baselines' two seeds
         "generation": {
             "images_per_class": 12,
             "batch_size": 8,

@@ -11,9 +11,10 @@ changed, and nothing else:
   with `lr: 0.00625` (`conf/paper`'s 0.1 for batches of 256, scaled with the batch: at 0.1, 16-image batches make
   ResNet-50's logits diverge within the epoch, test losses of 1e9 to 1e13), `eval_batch_size: 32`,
   `training.device` the device under test, `training.allow_cpu: true`;
-- seeds `[0, 1]` for the baselines and the normalisation study (which compares students of two seeds), `[0]` for
-  the layer swap, data efficiency, ablations and levers, so the run trains 47 students: at ResNet-50's 94 MB a
-  student, about 3.5 GB of disk;
+- seeds `[0, 1]` for the baselines, the normalisation study (which compares students of two seeds) and stitching
+  (which joins students of two seeds: 4 arrangements at cut 15, each stitched student storing its stitching layer
+  alone), `[0]` for the layer swap, data efficiency, ablations and levers, so the run trains 55 students: at
+  ResNet-50's 94 MB a student, about 3.5 GB of disk;
 - one or two cells a factor: layer-swap cut 15 (the paper's last three units) with its same-source controls; data
   efficiency on half the real pool, `last_units: [1, all]` beside `conf/paper`'s re-initialised last 2, each arm's
   rate from a grid of one value at 1/2 (no extra candidate students), the convergence check for every arm;
@@ -76,7 +77,7 @@ IMAGES_PER_CLASS = 12  # generated, per set
 # diversity factor's other two guidance scales; the levers' pool tops up the generation's own to twice its images.
 GENERATED_SETS = 5
 POOL_EXTRA = IMAGES_PER_CLASS  # conf/paper's levers.more_images at 2x
-STUDENTS = 47  # the overlay's grid (see the module docstring); each reused student is trained once
+STUDENTS = 55  # the overlay's grid (see the module docstring); each reused student is trained once
 UNITS = 18  # ResNet-50 numbered by blocks: stem, 16 bottlenecks, classifier
 # What a node may hold at most, in live image and feature tensors, as a multiple of the largest image set it reads:
 # the set, a part of it or of another one being built, the study's validation and test sets, and features.

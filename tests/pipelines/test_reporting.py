@@ -57,6 +57,7 @@ def test_every_interactive_figure_a_pipeline_writes_is_in_the_report(registered:
         "ablations_interactive",
         "ablations_per_class_interactive",
         "levers_interactive",
+        "stitching_interactive",
     }
     assert interactive <= set(OPTIONAL_INPUTS)
 

@@ -134,6 +134,13 @@ def test_the_paper_study_keeps_8_gpus_busy_students_generations_and_waits_includ
     assert all(any(need.startswith("baselines.real/") for need in by_name[n].needs) for n in students)
     swaps = [n for n in distilled if "/last units real/" in n]
     assert all(set(students) <= set(by_name[n].needs) for n in swaps)
+    # Each arrangement's stitched students, every cut and seed, wait for both baselines' cells.
+    stitch = environment_parameters(REPO / "conf", "paper")["stitching"]
+    for arrangement in ("real_to_real", "real_to_synthetic", "synthetic_to_real", "synthetic_to_synthetic"):
+        stitched = [n for n in names if n.startswith(f"stitching.{arrangement}/")]
+        assert len(stitched) == len(stitch["cuts"]) * len(stitch["seeds"]), arrangement
+        for name in stitched:
+            assert {need.split("/")[0] for need in by_name[name].needs} >= {"baselines.real", "baselines.synthetic"}
     run = simulate(tasks, gpus=8)
     assert run.utilization >= 0.85
     # One task a cell, as before, leaves GPUs idle.

@@ -53,6 +53,8 @@ def study_report(
     ablations_per_class_interactive: go.Figure | None = None,
     levers_summary: pd.DataFrame | None = None,
     levers_interactive: go.Figure | None = None,
+    stitching_summary: pd.DataFrame | None = None,
+    stitching_interactive: go.Figure | None = None,
 ) -> Report:
     """The report of what the experiments wrote (None where one has not run); the PNGs are read from
     ``figures_dir``; ``run_times`` has one row per pipeline of the run (``pipeline``, ``nodes``, ``seconds``)."""
@@ -318,6 +320,33 @@ def study_report(
                 ],
             ),
             [Figure("What each lever does to the gap", png("levers"), levers_interactive)],
+        ),
+        Section(
+            "Stitching",
+            "stitching",
+            stitching_summary is not None,
+            "Model stitching (Bansal et al., 2021): the units 0..k-1 of one baseline student (the bottom) joined to "
+            "the units k..last of another (the top) through a 1x1 convolution and a BatchNorm trained on real "
+            "images, both students frozen: where synthetic features are worse, without letting any unit adapt. "
+            "Seed i's bottom meets seed i+1's top in every arrangement, so real-real (two real students) is what "
+            "stitching costs by itself. " + PAIRED + " vs_real_real_pp: points above the real-real stitch at the "
+            "same cut, paired by the bottom's seed (negative: below). synthetic_to_real near real-real says the "
+            "synthetic student's lower units carry what the real student's upper units need, so the gap is made "
+            "after the cut; real_to_synthetic says how far the synthetic student's upper units can use real features.",
+            _table(
+                "Per cut and arrangement (bottom_to_top)" + _holm_caption(stitching_summary, "vs_real_real_pp"),
+                stitching_summary,
+                [
+                    "cut",
+                    "arrangement",
+                    "bottom_units",
+                    "top_units",
+                    *ACCURACY,
+                    "vs_real_real_pp",
+                    "vs_real_real_pp_p_holm",
+                ],
+            ),
+            [Figure("Stitched students' accuracy against cut", png("stitching"), stitching_interactive)],
         ),
         run_times_section(run_times),
     ]

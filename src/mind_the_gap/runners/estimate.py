@@ -22,13 +22,22 @@ import pandas as pd
 import torch
 
 from mind_the_gap.data.imageset import ImageSet
-from mind_the_gap.experiments import ablations, baselines, data_efficiency, layer_swap, levers, normalization
+from mind_the_gap.experiments import (
+    ablations,
+    baselines,
+    data_efficiency,
+    layer_swap,
+    levers,
+    normalization,
+    stitching,
+)
 from mind_the_gap.experiments.ablations import AblationsConfig
 from mind_the_gap.experiments.data_efficiency import DataEfficiencyConfig
 from mind_the_gap.experiments.executor import Task
 from mind_the_gap.experiments.layer_swap import LayerSwapConfig
 from mind_the_gap.experiments.levers import LeversConfig
 from mind_the_gap.experiments.normalization import NormalizationConfig
+from mind_the_gap.experiments.stitching import StitchingConfig
 from mind_the_gap.experiments.study import StudentJob
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.models.architectures import StudentConfig
@@ -184,6 +193,13 @@ def study_work(parameters: Mapping[str, Any], shape: StudyShape, throughput: Thr
         parents = _runs(baseline_jobs[source])
         jobs = layer_swap.plan(arrangement, source, parents, "train_set", student, swap, trained_on)
         cells[f"layer_swap.{cell}"] = CellWork({}, [[(job, {"train_set": pools[trained_on]}) for job in jobs]])
+
+    # Stitching: per arrangement, every cut and seed's stitching layer over two baseline students, on the real pool.
+    stitch = StitchingConfig.model_validate(parameters["stitching"])
+    real_runs, synthetic_runs = _runs(baseline_jobs["real"]), _runs(baseline_jobs["synthetic"])
+    for arrangement in stitching.ARRANGEMENTS:
+        jobs = stitching.plan(arrangement, real_runs, synthetic_runs, student, training, stitch)
+        cells[f"stitching.{arrangement}"] = CellWork({}, [[(job, {stitching.TRAINING_SET: real}) for job in jobs]])
 
     efficiency = DataEfficiencyConfig.model_validate(parameters["data_efficiency"])
     sets = {"real_train": real}

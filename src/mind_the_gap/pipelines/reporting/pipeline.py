@@ -28,6 +28,8 @@ OPTIONAL_INPUTS = [
     "ablations_per_class_interactive",
     "levers_summary",
     "levers_interactive",
+    "stitching_summary",
+    "stitching_interactive",
 ]
 
 
