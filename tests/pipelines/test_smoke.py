@@ -29,7 +29,7 @@ from .servers import free_port, get_json, mlflow_serving, serving
 
 configure_project("mind_the_gap")
 PIPELINES = sorted(name for name in pipelines if name != "__default__")
-STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations", "levers"]
+STUDENT_PIPELINES = ["baselines", "layer_swap", "data_efficiency", "normalization", "ablations", "levers", "stitching"]
 # conf/smoke's data_efficiency arms (last_units: [2, all], reinit_last_units: [2]) and their convergence checks
 ARMS = ["scratch", "last 2", "all", "last 2 re-initialised"]
 STRATEGIES = [*ARMS, *(f"{arm} 2x steps" for arm in ARMS)]
@@ -46,7 +46,17 @@ LAYER_SWAP_CELLS = [  # the cross-source cells and their same-source controls
 EPOCHS = 2  # training.epochs in conf/smoke
 TRAIN_POOL = 160  # 16 images per class of the stand-in's 40 go to the students' real pool
 # The figures drawn interactive too.
-INTERACTIVE = ["layer_swap", "data_efficiency", "normalization", "ablations", "ablations_per_class", "levers"]
+INTERACTIVE = [
+    "layer_swap",
+    "data_efficiency",
+    "normalization",
+    "ablations",
+    "ablations_per_class",
+    "levers",
+    "stitching",
+]
+# The stitching arrangements (bottom_to_top), the reference first.
+STITCHING = ["real_to_real", "real_to_synthetic", "synthetic_to_real", "synthetic_to_synthetic"]
 # Every smoke student's learned metrics, per machine kind (the stamp: what decides the students' floating-point
 # arithmetic), from the code before the library was reorganised: a refactoring must give the same students to the
 # bit. A student a factor added later is in the references written since. `MIND_THE_GAP_WRITE_SMOKE_REFERENCE=1
@@ -137,6 +147,7 @@ def test_every_pipeline_is_registered():
         "normalization",
         "ablations",
         "levers",
+        "stitching",
         "reporting",
     }
 
@@ -289,6 +300,37 @@ def test_smoke_run_writes_the_levers_table(smoke: Path):
     assert (smoke / "data/smoke/08_reporting/levers.png").stat().st_size > 0
 
 
+def test_smoke_run_writes_the_stitching_table(smoke: Path):
+    for arrangement in STITCHING:  # one cut (5) and two seeds: each seed's bottom with the other seed's top
+        runs = pd.read_csv(
+            smoke / f"data/smoke/07_model_output/stitching/{arrangement}_runs.csv", dtype={"top_key": str}
+        )
+        assert runs["arrangement"].eq(arrangement).all()
+        assert runs[["seed", "top_seed", "cut"]].values.tolist() == [[0, 1, 5], [1, 0, 5]]
+        assert (runs["bottom"] + "_to_" + runs["top"]).eq(arrangement).all()
+    summary = pd.read_csv(
+        smoke / "data/smoke/08_reporting/stitching_summary.csv", keep_default_na=False, na_values=[""]
+    )
+    assert list(zip(summary["cut"], summary["arrangement"], strict=True)) == [(5, a) for a in STITCHING]
+    assert summary[["bottom_units", "top_units"]].drop_duplicates().values.tolist() == [["0-4", "5-9"]]
+    assert summary["n"].eq(2).all()
+    assert summary["test_accuracy_mean"].between(0, 1).all()
+    columns = [
+        "vs_real_real_pp",
+        "vs_real_real_pp_ci95",
+        "vs_real_real_pp_n",
+        "vs_real_real_pp_p",
+        "vs_real_real_pp_p_holm",
+    ]
+    assert set(columns) <= set(summary.columns)
+    assert summary.loc[0, columns].isna().all()  # real-real is the reference
+    compared = summary.iloc[1:]
+    assert compared["vs_real_real_pp_n"].eq(2).all()
+    reference = summary.loc[0, "test_accuracy_mean"]
+    assert (compared["vs_real_real_pp"] - 100 * (compared["test_accuracy_mean"] - reference)).abs().max() < 1e-9
+    assert (smoke / "data/smoke/08_reporting/stitching.png").stat().st_size > 0
+
+
 def test_smoke_run_writes_the_ablations_tables(smoke: Path):
     reporting = smoke / "data/smoke/08_reporting"
     summary = pd.read_csv(reporting / "ablations_summary.csv")
@@ -378,6 +420,7 @@ def test_smoke_run_writes_the_report_and_logs_it_with_the_kedro_run(smoke: Path)
             ("ablations", "What each factor does to the gap"),
             ("ablations_per_class", "Per-class gaps"),
             ("levers", "What each lever does to the gap"),
+            ("stitching", "Stitched students' accuracy against cut"),
         )
     )
     with tracking_to(f"sqlite:///{smoke / 'mlflow.db'}"):
@@ -399,7 +442,7 @@ def test_the_report_of_a_study_in_progress_names_what_has_not_run(project: Path)
     run_pipeline(project, "reporting")  # its inputs are optional: no missing-input error
     page = (project / "data/smoke/08_reporting/report.html").read_text()
     assert "t-shirt/top" in page  # the data section
-    for pipeline in ("baselines", "layer_swap", "data_efficiency", "normalization", "ablations", "levers"):
+    for pipeline in STUDENT_PIPELINES:
         assert f"Not run: <code>kedro run --pipeline {pipeline}</code>" in page, pipeline
     assert "No experiment pipeline ran in this" in page
 
@@ -474,6 +517,23 @@ def test_mlflow_holds_one_run_per_student_of_every_cell(smoke: Path, students: p
     assert distilled["tags.teacher"].to_dict() == teachers.to_dict()
     assert distilled["params.distillation.teacher"].to_dict() == teachers.to_dict()
     assert distilled["params.distillation.temperature"].eq("4.0").all()
+
+    # Each stitched student names what it joins: the bottom student of its seed and the top of the other seed.
+    stitched = default[default["tags.pipeline"] == "stitching"]
+    assert stitched.groupby(["tags.cell", "tags.cut"]).size().to_dict() == {(a, "5"): 2 for a in STITCHING}
+    keys = {
+        source: pd.read_csv(
+            smoke / f"data/smoke/07_model_output/baselines/{source}_runs.csv", dtype={"student_key": str}
+        ).set_index("seed")["student_key"]
+        for source in ("real", "synthetic")
+    }
+    for row in stitched.to_dict("records"):
+        seed, top_seed = int(row["params.seed"]), int(row["tags.top_seed"])
+        assert top_seed == 1 - seed
+        assert row["tags.bottom_key"] == row["params.stitch.bottom"] == keys[row["tags.bottom"]][seed]
+        assert row["tags.top_key"] == row["params.stitch.top"] == keys[row["tags.top"]][top_seed]
+        assert row["params.stitch.cut"] == "5"
+    assert "stitching/synthetic 0-4 + real 5-9/seed0+1" in set(stitched["tags.mlflow.runName"])
 
     # Each pipeline run again by name reuses every student, and tracks each once more.
     for pipeline in STUDENT_PIPELINES:
@@ -634,7 +694,16 @@ def test_a_person_sees_every_pipeline_in_kedro_viz(smoke: Path, viz: str, browse
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(viz)
     page.wait_for_selector("svg .pipeline-node", timeout=60_000)
-    experiments = ["ablations", "baselines", "data_efficiency", "layer_swap", "levers", "normalization", "reporting"]
+    experiments = [
+        "ablations",
+        "baselines",
+        "data_efficiency",
+        "layer_swap",
+        "levers",
+        "normalization",
+        "reporting",
+        "stitching",
+    ]
     # innerText holds only what is rendered: the experiments listed as groups of cells in the sidebar.
     page.wait_for_function(
         "names => names.every(n => document.body.innerText.split('\\n').includes(n))", arg=experiments, timeout=60_000
@@ -690,6 +759,7 @@ def test_kedro_runs_log_their_summary_metrics(smoke: Path):
         recognisability = _parent_metric(db, "__default__", "synthetic_recognisability.top1")
         gap_recovered = _parent_metric(db, "__default__", "layer_swap.prefix_from_real.0-4.test_accuracy_mean")
         below_real = _parent_metric(db, "__default__", "data_efficiency.last 2.1/2.below_real_pp")
+        stitched = _parent_metric(db, "__default__", "stitching.synthetic_to_real.5.vs_real_real_pp")
     assert experiment
     assert generated == [240]
     assert regenerated == [0]
@@ -698,6 +768,7 @@ def test_kedro_runs_log_their_summary_metrics(smoke: Path):
     assert 0.0 <= recognisability[0] <= 1.0
     assert len(gap_recovered) == 1
     assert len(below_real) == 1
+    assert len(stitched) == 1
 
 
 def test_results_notebook_runs_on_what_the_pipelines_wrote(smoke: Path, monkeypatch: pytest.MonkeyPatch):
