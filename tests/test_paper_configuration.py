@@ -21,6 +21,8 @@ from mind_the_gap import settings
 from mind_the_gap.data.sources import FASHION_MNIST_CLASSES
 from mind_the_gap.experiments import layer_swap
 from mind_the_gap.experiments.layer_swap import LayerSwapConfig, resolve_cuts
+from mind_the_gap.experiments.stitching import StitchingConfig
+from mind_the_gap.experiments.stitching import resolve_cuts as resolve_stitching_cuts
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.pipeline_registry import register_pipelines
@@ -101,3 +103,11 @@ def test_every_ablation_seed_pairs_with_a_baseline_student_and_gives_a_paired_in
     assert set(seeds) <= set(paper["baselines"]["seeds"])
     assert len(set(seeds)) >= 3
     assert paper["ablations"]["diversity"]["spread_images"] <= paper["generation"]["images_per_class"]
+
+
+def test_stitching_joins_paper_baseline_students_at_resnet50_cuts_including_the_headline(paper: dict[str, typing.Any]):
+    config = StitchingConfig.model_validate(paper["stitching"])
+    cuts = resolve_stitching_cuts(config, StudentConfig.model_validate(paper["student"]))
+    assert 15 in cuts  # the layer swap's headline: units 15-17 from the top student
+    assert set(cuts) <= set(range(1, 18))
+    assert set(config.seeds) <= set(paper["baselines"]["seeds"])  # each stitch joins two baseline students
