@@ -658,6 +658,7 @@ def test_a_person_sees_the_report_with_its_numbers_and_figures(smoke: Path, brow
         "Normalization",
         "Ablations",
         "Levers",
+        "Stitching",
         "Wall time of this run",
     ]
     assert page.locator(".not-run").count() == 0  # every experiment ran

@@ -208,8 +208,8 @@ def train_student(
 
     A fresh student, or with ``transfer`` one that starts from a stored parent student; with ``teacher``, one that
     learns a stored student's softened predictions; with ``stitch``, two stored students joined by a stitching
-    layer, the only part that trains (``stitching.stitch_students``; its checkpoint is the stitched net's). The
-    device and precision are resolved here, once, on the machine that trains it.
+    layer, the only part that trains (``stitching.stitch_students``; its checkpoint holds that layer alone, see
+    ``load_stitched``). The device and precision are resolved here, once, on the machine that trains it.
     """
     if train.class_names != test.class_names:
         raise ValueError("training and test sets name different classes")
