@@ -212,7 +212,9 @@ def test_the_real_data_is_the_four_paper_classes_at_96_px_the_extra_folder_skipp
 
 
 def test_the_students_are_resnet50_with_the_imagenet_stem(paper_run: PaperShapedRun):
-    checkpoint = next(path for path in paper_run.students_after_run if path.suffix == ".safetensors")
+    # The largest checkpoint is a whole student's (a stitched student's holds its stitching layer alone).
+    checkpoints = [path for path in paper_run.students_after_run if path.suffix == ".safetensors"]
+    checkpoint = max(checkpoints, key=lambda path: path.stat().st_size)
     with safe_open(checkpoint, "pt") as weights:
         stem = weights.get_tensor("0.0.weight")
         classifier = weights.get_tensor(f"{UNITS - 1}.2.weight")
