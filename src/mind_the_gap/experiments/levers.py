@@ -63,7 +63,7 @@ from mind_the_gap.experiments.study import (
 )
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.generators.store import load_images
-from mind_the_gap.generators.synthesis import load_set
+from mind_the_gap.generators.synthesis import SetShape, generate_set, load_set
 from mind_the_gap.keys import content_key
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.training.config import TrainConfig
@@ -313,6 +313,72 @@ def plan_swaps(
             columns = {"lever": lever, "variant": variant, "trained_on": SWAPPED, "kept": job.columns["kept"]}
             jobs.append(replace(job, name=f"levers/{lever}/{variant}/{SWAPPED}/seed{job.seed}", columns=columns))
     return jobs
+
+
+def generate_pool(
+    synthetic_manifest: pd.DataFrame,
+    generation: GenerationConfig,
+    generator_model: dict[str, Any],
+    real_train: ImageSet,
+    output_dir: Path,
+    config: LeversConfig,
+) -> pd.DataFrame:
+    """The generation's images topped up to as many a class as more_images and filtering need: its manifest."""
+    pool = pool_generation(generation, config)
+    manifest, _ = generate_set(pool, generator_model, SetShape.of(real_train), output_dir, real_train)
+    return check_pool(manifest, synthetic_manifest)
+
+
+def train_judge(generator_pool: ImageSet, study: Study, config: LeversConfig) -> pd.DataFrame:
+    """The filtering's judge, where it is a student of the generator pool (none where CLIP judges)."""
+    if not config.filtering.keep_shares or judge_kind(config.filtering) == "clip":
+        return pd.DataFrame(columns=["seed", "student_key"])
+    if len(generator_pool) == 0:
+        raise ValueError(
+            "levers.filtering needs a judge: CLIP (no weights for levers.filtering.clip_model_id "
+            f"{config.filtering.clip_model_id!r} here) or a student of the generator pool, which is empty: download "
+            "the CLIP model, set dataset.split.generator_pool above 0, or set levers.filtering.keep_shares to []"
+        )
+    return train_cell(study, "levers", "judge", [judge_job(config)], {GENERATOR_POOL: generator_pool})
+
+
+def filter_pool(
+    pool: pd.DataFrame,
+    judge_runs: pd.DataFrame,
+    output_dir: Path,
+    real_train: ImageSet,
+    study: Study,
+    generation: GenerationConfig,
+    config: LeversConfig,
+) -> pd.DataFrame:
+    """Each keep share's set: the images of each class the judge is most confident about (``select_filtered``)."""
+    if not config.filtering.keep_shares:
+        return pool.iloc[:0].assign(variant="")
+    candidates = filter_candidates(pool, generation.images_per_class, config)
+    names = [generation.prompts.names.get(name, name) for name in real_train.class_names]
+    name, score = judge(config.filtering, judge_runs, real_train, study, names)
+    confidence = judge_confidence(candidates, output_dir, real_train, score)
+    return select_filtered(candidates, confidence, name, generation.images_per_class, config)
+
+
+def train_on_generated(
+    lever: str,
+    manifest: pd.DataFrame,
+    output_dir: Path,
+    real_train: ImageSet,
+    study: Study,
+    generation: GenerationConfig,
+    config: LeversConfig,
+    headline_cut: int,
+) -> pd.DataFrame:
+    """Students of each generated set of a lever (more_images or filtering), then the headline swap from each."""
+    sets = generated_sets(manifest, output_dir, real_train, generation).after({SETS["real"]: real_train})
+    if lever == "more_images":
+        per_class = generation.images_per_class
+        jobs = plan_more_images(manifest, per_class, real_train.num_classes, study.training, config)
+    else:
+        jobs = plan_filtering(manifest, config)
+    return train_with_swaps(lever, study, sets, jobs, config, headline_cut)
 
 
 def train_with_swaps(

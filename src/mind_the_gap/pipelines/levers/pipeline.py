@@ -4,6 +4,7 @@ from and the filtering's judge; the summary and figure over all."""
 
 from kedro.pipeline import Node, Pipeline
 
+from mind_the_gap.experiments import levers
 from mind_the_gap.experiments.levers import BASELINE, LEVERS
 from mind_the_gap.pipelines.levers import nodes
 from mind_the_gap.pipelines.wiring import bind, study_node
@@ -24,7 +25,7 @@ def _train(lever: str) -> Node:
             "params:levers",
             HEADLINE_CUT,
         ]
-        func = bind(nodes.train_on_generated, lever=lever)
+        func = bind(levers.train_on_generated, lever=lever)
     elif lever == BASELINE:
         inputs = ["real_train", "baselines_synthetic_runs", "study", "params:levers", HEADLINE_CUT]
         func = nodes.train_baseline_swaps
@@ -36,7 +37,7 @@ def _train(lever: str) -> Node:
 
 def create_pipeline(**kwargs) -> Pipeline:
     pool = Node(
-        nodes.generate_pool,
+        levers.generate_pool,
         [
             "synthetic_manifest",
             "params:generation",
@@ -57,14 +58,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         namespace="levers.more_images",
     )
     judge = Node(
-        nodes.train_judge,
+        levers.train_judge,
         ["real_generator_pool", "study", "params:levers"],
         "levers.judge.runs",
         name="train_students",
         namespace="levers.judge",
     )
     filtered = Node(
-        nodes.select_filtered,
+        levers.filter_pool,
         [
             "levers.pool.generation_sets",
             "levers.judge.runs",
