@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mind_the_gap.analysis.statistics import mean_ci95
+
 # Each source's colour wherever a chart shows it: its baseline students and the students that start from them.
 SOURCE_COLOURS = {"real": "C0", "synthetic": "C3"}
 
@@ -107,6 +109,15 @@ def table_curve(
         style,
         band,
     )
+
+
+def runs_levels(runs: Mapping[str, pd.DataFrame]) -> list[Level]:
+    """Per source (real, synthetic), its baseline students' test accuracy, mean ± 95% CI, from their runs tables."""
+    levels = []
+    for source, table in runs.items():
+        mean, ci = mean_ci95(table["test_accuracy"].tolist())
+        levels.append(Level(f"{source}-only", mean, ci_or_zero(ci), SOURCE_COLOURS[source]))
+    return levels
 
 
 def baseline_levels(reference: pd.DataFrame, labels: Mapping[str, str]) -> list[Level]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mind_the_gap.analysis.statistics import mean_ci95
-from mind_the_gap.results.charts import SOURCE_COLOURS, Level, LineChart, Panel, ci_or_zero, table_curve
+from mind_the_gap.results.charts import SOURCE_COLOURS, LineChart, Panel, runs_levels, table_curve
 
 # real-real and synthetic-synthetic solid in their sources' colours; the cross-source arrangements dashed.
 STYLES = {
@@ -25,10 +24,7 @@ def stitching_chart(summary: pd.DataFrame, real_runs: pd.DataFrame, synthetic_ru
         label = f"units 0..k-1 of a {bottom} student, k..last of a {top} student"
         colour, style = STYLES.get(arrangement, ("C7", ":"))
         curves.append(table_curve(rows.sort_values("cut"), "cut", "test_accuracy", label, colour, style))
-    levels = []
-    for source, runs in (("real", real_runs), ("synthetic", synthetic_runs)):
-        mean, ci = mean_ci95(runs["test_accuracy"].tolist())
-        levels.append(Level(f"{source}-only", mean, ci_or_zero(ci), SOURCE_COLOURS[source]))
+    levels = runs_levels({"real": real_runs, "synthetic": synthetic_runs})
     cuts = sorted(set(summary["cut"].tolist()))
     return LineChart(
         "Stitching: can one student's upper units read another's features?",
