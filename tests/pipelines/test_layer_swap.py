@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mind_the_gap.analysis.statistics import gap_recovered, holm, mean_ci95
+from mind_the_gap.experiments import layer_swap
 from mind_the_gap.experiments.layer_swap import CELLS, LayerSwapConfig, cell_name, resolve_cuts, swap_ranges
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.pipelines.layer_swap.nodes import summarize_layer_swap, train_layer_swap
@@ -43,6 +44,17 @@ def test_the_default_headline_is_cut_8_the_last_block_and_the_classifier():
     config = LayerSwapConfig(cuts=[3, 7, 8])
     assert config.headline_cut == 8
     assert swap_ranges("prefix", config.headline_cut, NARROW_UNITS) == ("0-7", "8-9")
+
+
+def test_only_the_arrangements_asked_for_train_and_the_headline_cut_may_have_seeds_of_its_own():
+    config = LayerSwapConfig(seeds=[0, 1], cuts=[3, 8], headline_seeds=[0, 1, 2, 3], arrangements=["prefix"])
+    parents = pd.DataFrame({"seed": range(4), "student_key": [f"synthetic{s}" for s in range(4)]})
+    jobs = layer_swap.plan("prefix", "synthetic", parents, "real_train", STUDENT, config)
+    assert [(job.columns["cut"], job.seed) for job in jobs] == [(3, 0), (3, 1), (8, 0), (8, 1), (8, 2), (8, 3)]
+    assert jobs[-1].transfer.parent == "synthetic3"
+    assert layer_swap.plan("suffix", "synthetic", parents, "real_train", STUDENT, config) == []
+    with pytest.raises(ValueError, match=r"synthetic baseline students of seed\(s\) \[3\]"):
+        layer_swap.plan("prefix", "synthetic", parents[parents["seed"] < 3], "real_train", STUDENT, config)
 
 
 def test_swap_ranges_keep_the_head_for_prefixes_and_the_tail_for_suffixes():

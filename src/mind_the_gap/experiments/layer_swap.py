@@ -56,6 +56,16 @@ class LayerSwapConfig(SeedsConfig, TransferConfig):
         description="the cut set beside the paper's units 15-17: its prefix kept from the synthetic student, the rest "
         "trained on real data, is the report's headline (one of the cuts run)",
     )
+    headline_seeds: list[int] | None = Field(
+        None, min_length=1, description="the headline cut's seeds, where it gets more than the others; null: seeds"
+    )
+    arrangements: list[Arrangement] = Field(
+        list(ARRANGEMENTS), min_length=1, description="prefix: the first units kept; suffix: the last units kept"
+    )
+
+    def seeds_at(self, cut: int) -> list[int]:
+        """The seeds trained at ``cut``: ``headline_seeds`` at the headline cut where set, else ``seeds``."""
+        return self.headline_seeds if cut == self.headline_cut and self.headline_seeds else self.seeds
 
 
 def resolve_cuts(config: LayerSwapConfig, student: StudentConfig) -> list[int]:
@@ -96,11 +106,15 @@ def plan(
     ``parent_runs``), the other units trained on the stored set ``training_set``, of the source ``trained_on``: the
     other source by default, ``source`` itself for a same-source control."""
     trained_on = trained_on or OTHER[source]
-    parents = parent_keys(parent_runs, config.seeds, source, "layer_swap")
+    if arrangement not in config.arrangements:
+        return []
+    cuts = resolve_cuts(config, student)
+    seeds = sorted({seed for cut in cuts for seed in config.seeds_at(cut)})
+    parents = parent_keys(parent_runs, seeds, source, "layer_swap")
     transfer = TransferConfig.model_validate(config.model_dump(include=set(TransferConfig.model_fields)))
     num_units = len(student_unit_names(student))
     jobs = []
-    for cut in resolve_cuts(config, student):
+    for cut in cuts:
         kept, trained = swap_ranges(arrangement, cut, num_units)
         real_units = {
             (True, True): f"0-{num_units - 1}",
@@ -117,7 +131,7 @@ def plan(
             "trained_on": trained_on,
             "real_units": real_units[source == "real", trained_on == "real"],
         }
-        for seed in config.seeds:
+        for seed in config.seeds_at(cut):
             name = f"layer_swap/kept={kept} {source}/rest {trained_on}/seed{seed}"
             jobs.append(StudentJob(name, seed, views(training_set), Transfer(parents[seed], kept, transfer), columns))
     return jobs
