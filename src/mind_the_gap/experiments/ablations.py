@@ -391,6 +391,8 @@ def texture_shape_groups(
     """The students the texture-vs-shape views test, as (variant, trained_on, runs): the baselines (standard) and
     the texture-shape factor's (local_shuffle) of each source."""
     groups = [("standard", "real", real_runs), ("standard", "synthetic", synthetic_runs)]
+    if texture_shape_runs.empty:  # the factor is off
+        return groups
     return groups + [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
 
 

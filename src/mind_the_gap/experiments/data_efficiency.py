@@ -73,8 +73,8 @@ class DataEfficiencyConfig(SeedsConfig):
     )
     reinit_last_units: list[int] = Field(
         [2],
-        min_length=1,
-        description="units re-initialised and trained from scratch under the synthetic student's frozen others",
+        description="units re-initialised and trained from scratch under the synthetic student's frozen others; [] "
+        "for none",
     )
     learning_rate: LearningRateChoice = LearningRateChoice()
     min_steps: int | Literal["full"] = Field("full", description="optimizer steps at least; full: those of the pool")

@@ -79,7 +79,7 @@ GENERATOR_POOL = "real_generator_pool"  # the stored set the judge trains on
 
 class DistillationLever(Config):
     temperatures: list[PositiveFloat] = Field(
-        [4.0], min_length=1, description="softmax temperatures of the teacher's and the student's predictions"
+        [4.0], description="softmax temperatures of the teacher's and the student's predictions; [] for none"
     )
 
 

@@ -172,6 +172,9 @@ def views(name: str, index: torch.Tensor | None = None) -> tuple[SetView, ...]:
     return (SetView(name, index),)
 
 
+RUNS_COLUMNS = ["pipeline", "cell", "seed", "student_key", "cache_hit"]  # besides the jobs' and the results' own
+
+
 def train_cell(
     study: Study, pipeline: str, cell: str, jobs: Iterable[StudentJob], sets: Mapping[str, ImageSet]
 ) -> pd.DataFrame:
@@ -183,6 +186,8 @@ def train_cell(
     (``executor.map_on_cluster``), reading the sets as files written beside the student store.
     """
     jobs = list(jobs)
+    if not jobs:  # a cell whose factor is off: a table with the columns every runs table has, no rows
+        return pd.DataFrame(columns=RUNS_COLUMNS)
     # MLflow runs are created here, under the run active in this thread (the `kedro run`'s), whichever thread or
     # worker then trains the student.
     tags = [{"pipeline": pipeline, "cell": cell, **{k: str(v) for k, v in job.columns.items()}} for job in jobs]
