@@ -8,7 +8,6 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from mind_the_gap.analysis.statistics import mean_ci95
 from mind_the_gap.experiments import data_efficiency
@@ -21,6 +20,7 @@ from mind_the_gap.pipelines.data_efficiency.nodes import (
 )
 from mind_the_gap.pipelines.data_efficiency.pipeline import create_pipeline
 from mind_the_gap.results.sections import study_report
+from mind_the_gap.runners.estimate import environment_parameters
 from mind_the_gap.training.student_cache import StudentStore
 
 from ..conftest import striped_images
@@ -409,24 +409,25 @@ def test_the_report_names_where_each_arm_starts_to_beat_scratch_and_shows_the_le
     assert choice_table["chosen"].tolist() == [False, True, True, False, True, False]
 
 
-def test_the_default_grid_trains_42_students_where_it_trained_39():
-    config = DataEfficiencyConfig.model_validate(
-        yaml.safe_load((REPO / "conf/base/parameters_data_efficiency.yml").read_text())["data_efficiency"]
-    )
+@pytest.mark.parametrize(
+    ("env", "cells", "distinct"),
+    [
+        # 2 arms x 3 learning rates at 1/8 of seed 0; 2 fractions x 3 seeds per arm; no check.
+        ("base", {"learning_rate": 2 * 3, "scratch": 2 * 3, "finetune": 2 * 3, "reinit": 0}, 6 + 12 - 2),
+        # 4 arms x 3 rates; 8 fractions x 3 seeds per arm, and the check's seed 0 at each fraction.
+        ("full", {"learning_rate": 4 * 3, "scratch": 8 * 4, "finetune": 2 * 8 * 4, "reinit": 8 * 4}, 12 + 128 - 4),
+    ],
+)
+def test_the_default_and_full_grids_train_each_student_once(env: str, cells: dict[str, int], distinct: int):
+    config = DataEfficiencyConfig.model_validate(environment_parameters(REPO / "conf", env)["data_efficiency"])
     pool = striped_images(800, num_classes=10, size=4)  # 8,000 images of 10 classes, as the default's real pool
     synthetic = pd.DataFrame({"seed": [0, 1, 2], "student_key": ["s0", "s1", "s2"]})
     plan = data_efficiency.planner(pool, "real_train", TRAINING, config, STUDENT, synthetic)
-    cells = data_efficiency.plan_cells(plan)
-    assert {cell: len(jobs) for cell, jobs in cells.items()} == {
-        "learning_rate": 3 * 3,  # 3 arms, 3 learning rates, seed 0, at 1/8
-        "scratch": 3 * 3 + 3,  # 3 fractions, 3 seeds; the check's seed 0 at each fraction
-        "finetune": 3 * 3 + 3,
-        "reinit": 3 * 3 + 3,
-    }
+    planned = data_efficiency.plan_cells(plan)
+    assert {cell: len(jobs) for cell, jobs in planned.items()} == cells
 
     def student(job) -> tuple:  # what decides what a student learns
         return job.seed, tuple(job.train[0].index.tolist()), repr(job.transfer), job.training.model_dump_json()
 
     # Each arm's chosen candidate is its student at 1/8 of seed 0: trained once.
-    distinct = {student(job) for jobs in cells.values() for job in jobs}
-    assert len(distinct) == 42  # before: 3 seeds x 3 fractions x (scratch, last 1, 2, 3) and 3 checks, 39
+    assert len({student(job) for jobs in planned.values() for job in jobs}) == distinct

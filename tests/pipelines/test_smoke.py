@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from kedro.framework.project import configure_project, pipelines
 from mind_the_gap.devices import cpu_has_native_bf16
 from mind_the_gap.hooks import MissingInputsError
 from mind_the_gap.pipelines.ablations.pipeline import FACTORS as ABLATION_FACTORS
+from mind_the_gap.runners.estimate import environment_parameters
 
 from .conftest import REPO, make_project, run_pipeline, tracking_to
 from .servers import free_port, get_json, mlflow_serving, serving
@@ -854,3 +856,52 @@ def test_bad_input_data_fails_with_one_clear_line(project: Path):
     with pytest.raises(Exception, match="missing train-labels-idx1-ubyte"):
         run_pipeline(project, "data_processing")
     assert not any((project / "data/smoke/02_intermediate").glob("*"))
+
+
+# The switches by which the default (conf/base) leaves a factor's students to conf/full.
+DEFAULT_OFF = [
+    ("layer_swap", "arrangements"),
+    ("data_efficiency", "reinit_last_units"),
+    ("data_efficiency", "convergence_check"),
+    ("ablations", "augmentation", "policies"),
+    ("ablations", "texture_shape", "sources"),
+    ("ablations", "oracle", "reconstruction_strengths"),
+    ("ablations", "diversity", "guidance_scales"),
+    ("ablations", "mixing", "real_shares"),
+    ("ablations", "mixing", "add_synthetic"),
+    ("levers", "distillation", "temperatures"),
+    ("levers", "more_images", "factors"),
+    ("levers", "filtering", "keep_shares"),
+]
+
+
+def test_the_defaults_switches_run_every_pipeline_and_the_report_with_the_factors_off(
+    smoke: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every pipeline at smoke size with conf/base's values of the switches above: the factors it leaves off train
+    nothing, and their tables and the report still come out, holding the baselines and the headline cells."""
+    base = environment_parameters(REPO / "conf", "base")
+    switches: dict[str, Any] = {}
+    for path in DEFAULT_OFF:
+        value = functools.reduce(lambda tree, key: tree[key], path, base)
+        functools.reduce(lambda tree, key: tree.setdefault(key, {}), path[:-1], switches)[path[-1]] = value
+    root = tmp_path / "project"
+    shutil.copytree(smoke, root, symlinks=True)
+    mlflow_yml = root / "conf" / "base" / "mlflow.yml"  # the copy's own database (make_project's absolute path)
+    mlflow_yml.write_text(mlflow_yml.read_text().replace(f"sqlite:///{smoke}/", f"sqlite:///{root}/"))
+    monkeypatch.chdir(root)
+    run_pipeline(root, params=switches)
+    reporting, runs = root / "data/smoke/08_reporting", root / "data/smoke/07_model_output"
+    assert pd.read_csv(runs / "layer_swap/suffix_from_synthetic_runs.csv").empty  # base: prefixes alone
+    swap = pd.read_csv(reporting / "layer_swap_summary.csv")
+    assert set(swap["arrangement"]) == {"baseline", "prefix"}
+    ablations = pd.read_csv(reporting / "ablations_summary.csv")
+    assert set(ablations["factor"]) == {"baseline"}
+    assert set(pd.read_csv(reporting / "levers_summary.csv")["lever"]) == {"none"}
+    strategies = set(pd.read_csv(reporting / "data_efficiency_summary.csv")["strategy"])
+    assert strategies
+    assert not any("re-initialised" in strategy for strategy in strategies)
+    page = (reporting / "report.html").read_text()
+    for section in ("Headline", "Layer swap", "Data efficiency", "Ablations", "Levers", "Stitching"):
+        assert section in page
+    assert "Not run:" not in page
