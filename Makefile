@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FASHION_MNIST := data/01_raw/fashion_mnist
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: install data demo test lint browser viz viz-build mlflow-ui benchmark benchmark-study clean
+.PHONY: install data demo study results test lint browser viz viz-build mlflow-ui benchmark benchmark-study clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,19 @@ demo: install data
 	$(BIN)/kedro run
 	@sed -n '/^## Headline/,/^## Data/{/^## Data/!p}' data/08_reporting/report.md
 	@echo "The whole report: data/08_reporting/report.html. The pipeline graph: make viz. Every run: make mlflow-ui, then http://127.0.0.1:5000"
+
+## Every cell of the offline study (conf/full): its own data root (data/full) and MLflow experiment; many hours.
+study: install data
+	$(BIN)/kedro run --env full
+	@sed -n '/^## Headline/,/^## Data/{/^## Data/!p}' data/full/08_reporting/report.md
+	@echo "The whole report: data/full/08_reporting/report.html"
+
+## docs/results.md: the report of one fresh `make study` of the committed code, stamped with its commit and machine.
+results: install data
+	$(BIN)/python scripts/stamp_results.py --check
+	rm -rf data/full
+	$(MAKE) study
+	$(BIN)/python scripts/stamp_results.py data/full/08_reporting/report.md docs/results.md
 
 ## The test suite (the formatter and linter, unit tests and a `--env smoke` run of every pipeline).
 test: install browser lint
@@ -54,9 +67,9 @@ mlflow-ui: install
 benchmark: install data
 	$(BIN)/python benchmarks/bench_training.py
 
-## The whole study from empty data folders, then cached, in a scratch copy of the project: wall time per pipeline.
+## A study (ENV=base, the default, or ENV=full) from empty data folders, then cached, in a scratch copy: wall time per pipeline.
 benchmark-study: install data
-	$(BIN)/python benchmarks/bench_study.py
+	$(BIN)/python benchmarks/bench_study.py --env $(or $(ENV),base)
 
 clean:
-	rm -rf data/0[2-8]_*/* data/smoke data/paper mlflow.db mlartifacts logs/dask
+	rm -rf data/0[2-8]_*/* data/smoke data/paper data/full mlflow.db mlartifacts logs/dask

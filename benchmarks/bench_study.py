@@ -9,8 +9,10 @@ scratch folder): per pipeline, wall seconds fresh and cached, students trained a
 students' images/s.
 Usage:
 
-    python benchmarks/bench_study.py [--env base] [--params "baselines.seeds=[0]"] [--keep /tmp/study]
+    python benchmarks/bench_study.py [--env base|full] [--params "baselines.seeds=[0]"] [--keep /tmp/study]
         [--pipelines data_processing,generator_training,generation,baselines,normalization]
+
+`make benchmark-study` measures the default (`base`), `make benchmark-study ENV=full` the full study.
 
 ``--pipelines`` runs a part of the study (in dependency order; each needs those it reads from); the last row's
 cached run is then one `kedro run --pipelines` of that part.
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = [
@@ -39,6 +42,9 @@ PIPELINES = [
     "data_efficiency",
     "normalization",
     "ablations",
+    "levers",
+    "stitching",
+    "reporting",
 ]
 
 
@@ -68,9 +74,21 @@ def kedro_run(folder: Path, arguments: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def data_root(env: str) -> str:
+    """Where ``env`` writes (``data_root`` in its globals, else base's)."""
+    for source in (env, "base"):
+        globals_file = ROOT / "conf" / source / "globals.yml"
+        if globals_file.is_file():
+            root = (yaml.safe_load(globals_file.read_text()) or {}).get("data_root")
+            if root:
+                return root
+    return "data"
+
+
 def students(folder: Path, pipeline: str) -> dict[str, float]:
-    """Students trained and reused by a pipeline's last run, and the trained ones' images/s, from its runs tables."""
-    tables = list((folder / "data" / "07_model_output" / pipeline).glob("*_runs.csv"))
+    """Students trained and reused by a pipeline's last run, and the trained ones' images/s, from its runs tables
+    (under the scratch project's data root)."""
+    tables = list((folder / "07_model_output" / pipeline).glob("*_runs.csv"))
     if not tables:
         return {"students_trained": 0, "students_reused": 0, "images_per_second": float("nan")}
     runs = pd.concat([pd.read_csv(table) for table in tables])
@@ -107,10 +125,11 @@ def main() -> None:
         folder.mkdir(parents=True)
     scratch_project(folder)
     options = ["--env", args.env, *(["--params", args.params] if args.params else [])]
+    written = data_root(args.env)
     rows = []
     for pipeline in pipelines:
         seconds = kedro_run(folder, ["--pipeline", pipeline, *options])
-        rows.append({"pipeline": pipeline, "fresh_seconds": seconds, **students(folder, pipeline)})
+        rows.append({"pipeline": pipeline, "fresh_seconds": seconds, **students(folder / written, pipeline)})
         print(f"{pipeline}: {seconds:.0f} s", flush=True)
     for row in rows:
         row["cached_seconds"] = kedro_run(folder, ["--pipeline", row["pipeline"], *options])
