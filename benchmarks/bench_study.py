@@ -89,9 +89,9 @@ def students(folder: Path, pipeline: str) -> dict[str, float]:
     """Students trained and reused by a pipeline's last run, and the trained ones' images/s, from its runs tables
     (under the scratch project's data root)."""
     tables = list((folder / "07_model_output" / pipeline).glob("*_runs.csv"))
-    if not tables:
+    runs = pd.concat([pd.read_csv(table) for table in tables]) if tables else pd.DataFrame()
+    if runs.empty:  # every factor of the pipeline off: tables with no rows
         return {"students_trained": 0, "students_reused": 0, "images_per_second": float("nan")}
-    runs = pd.concat([pd.read_csv(table) for table in tables])
     trained = runs[~runs["cache_hit"].astype(bool)]
     images = (trained["train_images_per_second"] * trained["train_seconds"]).sum()
     return {
