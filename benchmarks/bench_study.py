@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = [
@@ -75,14 +74,11 @@ def kedro_run(folder: Path, arguments: list[str]) -> float:
 
 
 def data_root(env: str) -> str:
-    """Where ``env`` writes (``data_root`` in its globals, else base's)."""
-    for source in (env, "base"):
-        globals_file = ROOT / "conf" / source / "globals.yml"
-        if globals_file.is_file():
-            root = (yaml.safe_load(globals_file.read_text()) or {}).get("data_root")
-            if root:
-                return root
-    return "data"
+    """Where ``env`` writes: ``data_root`` of its globals as Kedro's config loader merges them over base's."""
+    from mind_the_gap import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    return loader["globals"]["data_root"]
 
 
 def students(folder: Path, pipeline: str) -> dict[str, float]:

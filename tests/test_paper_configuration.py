@@ -15,11 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
 from pydantic import BaseModel
 from torchvision.models import resnet
 
-from mind_the_gap import settings
 from mind_the_gap.data.sources import FASHION_MNIST_CLASSES
 from mind_the_gap.experiments import layer_swap
 from mind_the_gap.experiments.layer_swap import LayerSwapConfig, resolve_cuts
@@ -28,6 +26,7 @@ from mind_the_gap.experiments.stitching import resolve_cuts as resolve_stitching
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.pipeline_registry import register_pipelines
+from mind_the_gap.runners.estimate import environment_parameters
 from mind_the_gap.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,14 +42,9 @@ NOT_IN_PAPER = {
 }
 
 
-def environment(env: str) -> dict[str, typing.Any]:
-    loader = OmegaConfigLoader(conf_source=str(REPO / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
-    return loader["parameters"]
-
-
 @pytest.fixture(scope="module")
 def paper() -> dict[str, typing.Any]:
-    return environment("paper")
+    return environment_parameters(REPO / "conf", "paper")
 
 
 def leaves(tree: typing.Any, path: tuple[str, ...] = ()) -> typing.Iterator[tuple[tuple[str, ...], typing.Any]]:
@@ -83,7 +77,7 @@ def test_every_pipelines_parameters_are_valid(paper: dict[str, typing.Any]):
 
 @pytest.mark.parametrize("env", ["base", "full"])
 def test_the_default_and_the_full_study_have_valid_parameters(env: str):
-    parameters = environment(env)
+    parameters = environment_parameters(REPO / "conf", env)
     for name, model in parameter_models().items():
         model.model_validate(parameters[name])
 
