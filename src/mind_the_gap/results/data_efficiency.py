@@ -34,7 +34,7 @@ def data_efficiency_chart(summary: pd.DataFrame, reference: pd.DataFrame) -> Lin
         reference, {"real": "real-only, every real image", "synthetic": "synthetic-only, no real image"}
     )
     return LineChart(
-        "Data efficiency: the last units on a little real data, each arm at its tuned learning rate",
+        "Data efficiency: the last units on a little real data, at tuned rates",
         "real training images used",
         [Panel("test accuracy on real images", curves, levels)],
         log2_x=True,

@@ -37,7 +37,7 @@ def levers_chart(summary: pd.DataFrame, real_runs: pd.DataFrame) -> BarChart:
     ]
     low = np.nanmin([*summary["test_accuracy_mean"], *summary.get("swap_accuracy_mean", [])])
     return BarChart(
-        "Levers: what each does to the gap, and what the last units on real data still recover",
+        "Levers: the gap after each, and the last units on real data",
         "test accuracy on real images (mean ± 95% CI over seeds)",
         groups,
         levels,
