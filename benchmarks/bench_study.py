@@ -75,10 +75,9 @@ def kedro_run(folder: Path, arguments: list[str]) -> float:
 
 def data_root(env: str) -> str:
     """Where ``env`` writes: ``data_root`` of its globals as Kedro's config loader merges them over base's."""
-    from mind_the_gap import settings
+    from mind_the_gap.runners.estimate import environment_config
 
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
-    return loader["globals"]["data_root"]
+    return environment_config(ROOT / "conf", env)["globals"]["data_root"]
 
 
 def students(folder: Path, pipeline: str) -> dict[str, float]:

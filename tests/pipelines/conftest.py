@@ -16,13 +16,13 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
 
-from mind_the_gap import settings
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments.baselines import BaselinesConfig
 from mind_the_gap.experiments.study import Study, build_study
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.pipelines.baselines.nodes import train_baselines
 from mind_the_gap.pipelines.data_processing.nodes import measure_real_statistics
+from mind_the_gap.runners.estimate import environment_config
 from mind_the_gap.training.config import TrainConfig
 
 from ..conftest import striped_images, write_fashion_mnist
@@ -48,8 +48,7 @@ def make_project(root: Path) -> Path:
 
 def project_catalog(project: Path, env: str = "local") -> DataCatalog:
     """The catalog of ``project`` through the project's own config loader; its paths are relative to the cwd."""
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(project / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
-    return DataCatalog.from_config(loader["catalog"])
+    return DataCatalog.from_config(environment_config(project / "conf", env)["catalog"])
 
 
 def run_pipeline(project: Path, pipeline: str | None = None, env: str = "smoke", params: dict | None = None):

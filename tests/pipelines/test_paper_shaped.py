@@ -53,9 +53,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from mind_the_gap import settings
 from mind_the_gap.data.imageset import load_image_set
 from mind_the_gap.models.architectures import SMALL_INPUT_MAX, StudentConfig
+from mind_the_gap.runners.estimate import environment_parameters
 
 from .paper_shaped import (
     CLASSES,
@@ -177,11 +177,7 @@ def test_the_environment_is_conf_paper_with_only_the_overlay_changed(tmp_path: P
     overlay = size_overlay(tmp_path / "imagenet", tmp_path / "sd", tmp_path / "unclip", tmp_path / "clip", "cpu")
     project = make_paper_shaped_project(tmp_path / "project", overlay)
 
-    def parameters(env: str) -> dict:
-        loader = settings.CONFIG_LOADER_CLASS(conf_source=str(project / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
-        return loader["parameters"]
-
-    paper, shaped = parameters("paper"), parameters(ENV)
+    paper, shaped = environment_parameters(project / "conf", "paper"), environment_parameters(project / "conf", ENV)
     assert shaped.keys() == paper.keys()
     changed = {
         (section, key)

@@ -330,12 +330,17 @@ def cell_tasks(
     return [task for cell_tasks_ in tasks.values() for task in cell_tasks_]
 
 
-def environment_parameters(conf_source: Path, env: str) -> dict[str, Any]:
-    """The parameters of ``env`` as `kedro run --env` merges them over ``base``."""
+def environment_config(conf_source: Path, env: str) -> Any:
+    """The project's config loader for ``env``: its parameters, globals and catalog as `kedro run --env` merges them
+    over ``base``."""
     from mind_the_gap import settings
 
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), env=env, **settings.CONFIG_LOADER_ARGS)
-    return loader["parameters"]
+    return settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), env=env, **settings.CONFIG_LOADER_ARGS)
+
+
+def environment_parameters(conf_source: Path, env: str) -> dict[str, Any]:
+    """The parameters of ``env`` as `kedro run --env` merges them over ``base``."""
+    return environment_config(conf_source, env)["parameters"]
 
 
 def pipeline_cells() -> dict[str, tuple[str, ...]]:
