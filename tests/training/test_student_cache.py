@@ -254,6 +254,14 @@ def test_a_result_survives_its_json_round_trip():
     assert result.metrics()["train_images_per_second"] == 100.0
 
 
+def test_a_student_two_threads_ask_for_at_once_is_trained_once(trainer: Trainer):
+    """Two cells may need one student: the second waits for the first's, then reuses it."""
+    first, second = map_concurrently(lambda _: trainer(), [0, 1], workers=2, cost=lambda _: 0)
+    assert first.key == second.key
+    assert sorted([first.cache_hit, second.cache_hit]) == [False, True]
+    assert first.test.loss == second.test.loss
+
+
 @pytest.mark.parametrize("from_parent", [False, True], ids=["fresh", "from a parent"])
 def test_students_trained_at_once_equal_those_trained_one_by_one(tmp_path: Path, from_parent: bool):
     """Initial weights come from the global generator: concurrent students must not draw each other's, nor move

@@ -17,7 +17,7 @@ import torch
 from mind_the_gap import devices
 from mind_the_gap.data.imageset import ImageSet, TrainingImages
 from mind_the_gap.devices import GLOBAL_RNG, precision_name
-from mind_the_gap.files import write_atomically
+from mind_the_gap.files import exclusive, write_atomically
 from mind_the_gap.keys import content_key
 from mind_the_gap.models import architectures, units
 from mind_the_gap.models.architectures import StudentConfig, UnitNet, build_student, count_parameters
@@ -239,61 +239,65 @@ def train_student(
             **({"stitch": {**stitch.describe(), "code": code_version((stitching,))}} if stitch is not None else {}),
         }
     )
-    cached = store.load_result(key)
-    if cached is not None:
-        log.info("%s: reusing trained student %s (test accuracy %.4f)", description, key, cached.test.top1)
-        if tracker is not None:
-            for record in cached.history:
-                tracker.log_epoch(record)
-        return cached
-    lr_scales = {}
-    if transfer is not None:
-        parent = store.load_model(transfer.parent, student, train)
-        lr_scales = start_from_parent(model, parent, transfer)
-    if stitch is not None:
-        bottom = store.load_model(stitch.bottom, student, train)
-        top = store.load_model(stitch.top, student, train)
-        with GLOBAL_RNG:  # a stitching layer whose channels differ draws its initial weights from the seed
-            seed_everything(seed)
-            model = stitch_students(bottom, top, stitch.cut)
-    fitted = fit(
-        model,
-        train,
-        training,
-        seed,
-        normalization,
-        val=val,
-        lr_scales=lr_scales,
-        on_epoch=tracker.log_epoch if tracker else None,
-        description=description,
-        progress_file=store.progress_path(key),
-        device=device,
-        precision=precision,
-        teacher=_load_teacher(store, teacher, student, train),
-    )
-    result = StudentResult(
-        key=key,
-        seed=seed,
-        history=fitted.history,
-        test=evaluate(model, test, normalization, training, device=device, precision=precision),
-        normalization=normalization,
-        train_seconds=fitted.seconds,
-        images_per_second=fitted.images_per_second,
-        num_parameters=count_parameters(model),
-    )
-    metadata = {"student": student.model_dump(mode="json"), "seed": seed, "class_names": list(train.class_names)}
-    # A stitched student stores its stitching layer alone: its students are in the store already (see load_stitched).
-    stored = model.cpu() if stitch is None else stitching_layer(model.cpu())
-    store.save(key, stored, result, metadata | ({"stitch": stitch.describe()} if stitch is not None else {}))
-    store.progress_path(key).unlink(missing_ok=True)
-    log.info(
-        "%s: test accuracy %.4f (top-5 %.4f) after %.0f s",
-        description,
-        result.test.top1,
-        result.test.top5,
-        result.train_seconds,
-    )
-    return result
+    # Two cells may need one student (levers' `none` and the layer swap's headline cell do): on a Dask cluster, or in
+    # two `kedro run`s at once, the second waits for the first, then reuses its student rather than training it too.
+    waiting = lambda: log.info("%s: waiting for student %s, which another run is training", description, key)  # noqa: E731
+    with exclusive(store.directory, key, on_wait=waiting):
+        cached = store.load_result(key)
+        if cached is not None:
+            log.info("%s: reusing trained student %s (test accuracy %.4f)", description, key, cached.test.top1)
+            if tracker is not None:
+                for record in cached.history:
+                    tracker.log_epoch(record)
+            return cached
+        lr_scales = {}
+        if transfer is not None:
+            parent = store.load_model(transfer.parent, student, train)
+            lr_scales = start_from_parent(model, parent, transfer)
+        if stitch is not None:
+            bottom = store.load_model(stitch.bottom, student, train)
+            top = store.load_model(stitch.top, student, train)
+            with GLOBAL_RNG:  # a stitching layer whose channels differ draws its initial weights from the seed
+                seed_everything(seed)
+                model = stitch_students(bottom, top, stitch.cut)
+        fitted = fit(
+            model,
+            train,
+            training,
+            seed,
+            normalization,
+            val=val,
+            lr_scales=lr_scales,
+            on_epoch=tracker.log_epoch if tracker else None,
+            description=description,
+            progress_file=store.progress_path(key),
+            device=device,
+            precision=precision,
+            teacher=_load_teacher(store, teacher, student, train),
+        )
+        result = StudentResult(
+            key=key,
+            seed=seed,
+            history=fitted.history,
+            test=evaluate(model, test, normalization, training, device=device, precision=precision),
+            normalization=normalization,
+            train_seconds=fitted.seconds,
+            images_per_second=fitted.images_per_second,
+            num_parameters=count_parameters(model),
+        )
+        metadata = {"student": student.model_dump(mode="json"), "seed": seed, "class_names": list(train.class_names)}
+        # A stitched student stores its stitching layer alone: its students are in the store (see load_stitched).
+        stored = model.cpu() if stitch is None else stitching_layer(model.cpu())
+        store.save(key, stored, result, metadata | ({"stitch": stitch.describe()} if stitch is not None else {}))
+        store.progress_path(key).unlink(missing_ok=True)
+        log.info(
+            "%s: test accuracy %.4f (top-5 %.4f) after %.0f s",
+            description,
+            result.test.top1,
+            result.test.top5,
+            result.train_seconds,
+        )
+        return result
 
 
 def stitch_normalization(store: StudentStore, stitch: Stitch) -> Normalization:
