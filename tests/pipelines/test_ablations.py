@@ -19,6 +19,7 @@ from mind_the_gap.data.imageset import ImageSet, ImageView
 from mind_the_gap.data.prepare import nested_subsets
 from mind_the_gap.experiments.ablations import (
     AblationsConfig,
+    evaluate_texture_shape,
     oracle_generations,
     plan_diversity,
     plan_diversity_swaps,
@@ -27,11 +28,7 @@ from mind_the_gap.experiments.ablations import (
 )
 from mind_the_gap.experiments.study import SetView, views
 from mind_the_gap.generators.config import GenerationConfig
-from mind_the_gap.pipelines.ablations.nodes import (
-    evaluate_texture_shape,
-    summarize_ablations,
-    train_on_pools,
-)
+from mind_the_gap.pipelines.ablations.nodes import summarize_ablations, train_on_pools
 from mind_the_gap.pipelines.ablations.pipeline import FACTORS, create_pipeline
 from mind_the_gap.results.sections import views_by_source
 

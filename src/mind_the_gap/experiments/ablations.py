@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from pydantic import Field, model_validator
 
+from mind_the_gap.analysis import fidelity, per_class, texture_shape
 from mind_the_gap.analysis.statistics import by_seed, holm, paired_columns, paired_difference, with_holm
 from mind_the_gap.analysis.statistics import summarize as summarize_metrics
 from mind_the_gap.analysis.texture_shape import VIEWS, ViewsConfig
@@ -226,7 +227,7 @@ def load_variants(
     return SetsOnDemand(loaders, {variant: len(rows) for variant, rows in groups.items()})
 
 
-def diversity_sets(
+def _diversity_sets(
     manifest: pd.DataFrame,
     output_dir: Path,
     generation: GenerationConfig,
@@ -385,7 +386,7 @@ def train_diversity(
     return pd.concat([runs, train_cell(study, "ablations", "diversity", swaps, sets)], ignore_index=True)
 
 
-def texture_shape_groups(
+def _texture_shape_groups(
     real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, texture_shape_runs: pd.DataFrame
 ) -> list[tuple[str, str, pd.DataFrame]]:
     """The students the texture-vs-shape views test, as (variant, trained_on, runs): the baselines (standard) and
@@ -394,6 +395,56 @@ def texture_shape_groups(
     if texture_shape_runs.empty:  # the factor is off
         return groups
     return groups + [("local_shuffle", source, rows) for source, rows in texture_shape_runs.groupby("trained_on")]
+
+
+def evaluate_texture_shape(
+    real_runs: pd.DataFrame,
+    synthetic_runs: pd.DataFrame,
+    texture_shape_runs: pd.DataFrame,
+    study: Study,
+    analyses: Path,
+    config: AblationsConfig,
+) -> pd.DataFrame:
+    """Every baseline and texture-shape student on the real test set, its shape-only and texture-only views, the
+    blur, noise and contrast controls and, where given, cue-conflict images: accuracy on each and the shape bias."""
+    groups = _texture_shape_groups(real_runs, synthetic_runs, texture_shape_runs)
+    return texture_shape.texture_shape_views(groups, config.seeds, study, analyses, config.texture_shape)
+
+
+def measure_sets(
+    manifest: pd.DataFrame,
+    output_dir: Path,
+    generation: GenerationConfig,
+    real_train: ImageSet,
+    synthetic_train: ImageSet,
+    real_runs: pd.DataFrame,
+    study: Study,
+    analyses: Path,
+    config: AblationsConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each set's fidelity and diversity in every real-trained student's penultimate features (recognisability,
+    within-class spread, precision, recall, density, coverage): per set over the judges, and per judge and class."""
+    keys, load = _diversity_sets(manifest, output_dir, generation, real_train, synthetic_train)
+    units = config.diversity
+    by_class = fidelity.measure_sets(
+        real_runs, config.seeds, keys, load, study, analyses, units.spread_images, units.neighbours
+    )
+    return fidelity.summarize_sets(by_class), by_class
+
+
+def measure_per_class_gaps(
+    real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, judged: pd.DataFrame, study: Study
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each class's real-vs-synthetic gap of the baseline students, paired by seed, beside the judges' measures of
+    the generation's synthetic images of the class; and the rank correlations between them."""
+    table = per_class.per_class_gaps(
+        per_class.per_class_accuracy(real_runs, study),
+        per_class.per_class_accuracy(synthetic_runs, study),
+        list(study.test.class_names),
+        judged,
+        GENERATION_SET,
+    )
+    return table, per_class.rank_correlations(table)
 
 
 def view_comparisons(texture_shape_views: pd.DataFrame) -> pd.DataFrame:

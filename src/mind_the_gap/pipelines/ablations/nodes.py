@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import plotly.graph_objects as go
 
-from mind_the_gap.analysis import fidelity, per_class, texture_shape
+from mind_the_gap.analysis import fidelity
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments import ablations
 from mind_the_gap.experiments.ablations import AblationsConfig
@@ -83,45 +83,20 @@ def measure_sets(
     analyses: Path,
     config: AblationsConfig,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
-    """Each set's fidelity and diversity in every real-trained student's penultimate features (recognisability,
-    within-class spread, precision, recall, density, coverage): per judge and class, and per set over the judges."""
-    keys, load = ablations.diversity_sets(manifest, output_dir, generation, real_train, synthetic_train)
-    units = config.diversity
-    per_class = fidelity.measure_sets(
-        real_runs, config.seeds, keys, load, study, analyses, units.spread_images, units.neighbours
+    """Each set's fidelity and diversity, per set and per judge and class, and the summary as metrics."""
+    summary, by_class = ablations.measure_sets(
+        manifest, output_dir, generation, real_train, synthetic_train, real_runs, study, analyses, config
     )
-    summary = fidelity.summarize_sets(per_class)
-    return summary, per_class, as_metrics(fidelity.summary_values(summary))
+    return summary, by_class, as_metrics(fidelity.summary_values(summary))
 
 
 def measure_per_class_gaps(
     real_runs: pd.DataFrame, synthetic_runs: pd.DataFrame, judged: pd.DataFrame, study: Study
 ) -> tuple[pd.DataFrame, pd.DataFrame, plt.Figure, go.Figure]:
-    """Each class's real-vs-synthetic gap of the baseline students, paired by seed, beside the judges' measures of
-    the generation's synthetic images of the class; the rank correlations between them; the gaps as a chart."""
-    table = per_class.per_class_gaps(
-        per_class.per_class_accuracy(real_runs, study),
-        per_class.per_class_accuracy(synthetic_runs, study),
-        list(study.test.class_names),
-        judged,
-        ablations.GENERATION_SET,
-    )
+    """Each class's gap beside the judges' measures of its synthetic images, their rank correlations, the chart."""
+    table, correlations = ablations.measure_per_class_gaps(real_runs, synthetic_runs, judged, study)
     chart = per_class_chart(table)
-    return table, per_class.rank_correlations(table), matplotlib_figure(chart), plotly_figure(chart)
-
-
-def evaluate_texture_shape(
-    real_runs: pd.DataFrame,
-    synthetic_runs: pd.DataFrame,
-    texture_shape_runs: pd.DataFrame,
-    study: Study,
-    analyses: Path,
-    config: AblationsConfig,
-) -> pd.DataFrame:
-    """Every baseline and texture-shape student on the real test set, its shape-only and texture-only views, the
-    blur, noise and contrast controls and, where given, cue-conflict images: accuracy on each and the shape bias."""
-    groups = ablations.texture_shape_groups(real_runs, synthetic_runs, texture_shape_runs)
-    return texture_shape.texture_shape_views(groups, config.seeds, study, analyses, config.texture_shape)
+    return table, correlations, matplotlib_figure(chart), plotly_figure(chart)
 
 
 def summarize_ablations(

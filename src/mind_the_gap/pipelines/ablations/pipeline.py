@@ -4,6 +4,7 @@ factor."""
 
 from kedro.pipeline import Node, Pipeline
 
+from mind_the_gap.experiments import ablations
 from mind_the_gap.pipelines.ablations import nodes
 from mind_the_gap.pipelines.wiring import bind, study_node
 
@@ -44,7 +45,7 @@ def _factor(factor: str) -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     views = Node(
-        nodes.evaluate_texture_shape,
+        ablations.evaluate_texture_shape,
         [
             "baselines_real_runs",
             "baselines_synthetic_runs",
