@@ -332,7 +332,7 @@ def test_summary_gives_the_distance_to_the_real_students_and_whether_more_steps_
     ]
     # The PNG's figure: a line per strategy over the real images used, on a log2 axis, under the baselines.
     (axes,) = figure.axes
-    assert axes.get_title() == "Data efficiency: the last units on a little real data, at tuned rates"
+    assert figure.get_suptitle() == "Data efficiency: the last units on a little real data, at tuned rates"
     assert axes.get_xscale() == "log"
     lines = {line.get_label(): line for line in axes.get_lines()}
     assert list(lines["from scratch on the subset"].get_xdata()) == [400, 800]

@@ -194,7 +194,7 @@ def test_summary_places_each_cell_between_the_synthetic_and_the_real_students():
     assert metrics["prefix_from_real.0-2.test_accuracy_mean"]["value"] == pytest.approx(0.7)
     # The PNG's figure: accuracy against cut, a line per cell through its cuts, between the baselines.
     (axes,) = figure.axes
-    assert axes.get_title() == "Layer swap: which units carry the gap"
+    assert figure.get_suptitle() == "Layer swap: which units carry the gap"
     cells = {bars.get_label(): bars.lines[0] for bars in axes.containers}  # each cell's line with its error bars
     png_prefix = cells["units 0..k-1 kept from the real student, the rest trained on synthetic"]
     assert list(png_prefix.get_xdata()) == [0, 3, NARROW_UNITS]

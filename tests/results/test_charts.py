@@ -4,10 +4,12 @@ interactive report, kedro-viz's preview) show the same numbers."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
+from matplotlib.text import Text
 
 from mind_the_gap.results.charts import BarChart, Bars, Curve, Level, LineChart, Panel, baseline_levels, table_curve
 from mind_the_gap.results.figures import matplotlib_figure
@@ -73,7 +75,7 @@ def test_plotly_draws_curves_with_their_ci_as_error_bars_or_bands_and_levels_as_
 def test_matplotlib_draws_the_same_curves_and_levels():
     figure = matplotlib_figure(line_chart())
     (axes,) = figure.axes
-    assert axes.get_title() == "Data efficiency"
+    assert figure.get_suptitle() == "Data efficiency"
     assert axes.get_xlabel() == "real images"
     assert axes.get_ylabel() == "test accuracy"
     assert [text.get_text() for text in axes.get_legend().get_texts()] == [
@@ -161,3 +163,25 @@ def test_a_figure_div_draws_its_figure_once_plotly_js_is_on_the_page():
     assert 'id="data_efficiency"' in div
     assert "Plotly.newPlot" in div
     assert "plotly.js" not in div  # inlined once per page, not per figure
+
+
+@pytest.mark.parametrize("kind", ["line", "bar"])
+def test_a_long_title_is_wrapped_inside_the_png_above_the_axes(kind: str):
+    title = "Test accuracy of each lever's synthetic students and of their headline swaps, beside the baselines " * 2
+    if kind == "line":
+        chart = replace(line_chart(), title=title, size=(5.0, 3.0))
+    else:
+        chart = BarChart(
+            title, "test accuracy", [Bars("a", ["a long category name"], [0.8], [0.01], "C0")], [], (0, 1), (5.0, 3.0)
+        )
+    figure = matplotlib_figure(chart)
+    figure.canvas.draw()
+    text = figure.get_suptitle()
+    assert text.replace("\n", " ") == title.strip()
+    assert text.count("\n") >= 3
+    (drawn,) = [label.get_window_extent() for label in figure.findobj(Text) if label.get_text() == text]
+    page = figure.bbox
+    assert page.x0 <= drawn.x0
+    assert drawn.x1 <= page.x1
+    assert drawn.y1 <= page.y1
+    assert drawn.y0 >= max(axes.get_window_extent().y1 for axes in figure.axes)

@@ -3,6 +3,7 @@ sample grids."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -13,6 +14,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mind_the_gap.results.charts import BarChart, Chart, LineChart  # noqa: E402
+
+TITLE_CHARACTERS_PER_INCH = 10  # at the title's 12 points
+
+
+def _title(figure: plt.Figure, title: str) -> None:
+    """The chart's title over the whole figure, wrapped to its width: an axes' title runs past the figure's edge,
+    where the PNG cuts it off."""
+    figure.suptitle(textwrap.fill(title, int(figure.get_figwidth() * TITLE_CHARACTERS_PER_INCH)))
 
 
 def matplotlib_figure(chart: Chart) -> plt.Figure:
@@ -45,7 +54,7 @@ def _line_figure(chart: LineChart) -> plt.Figure:
         positions, labels = zip(*chart.x_ticks, strict=True)
         bottom.set_xticks(positions, labels, fontsize=7)
     bottom.set_xlabel(chart.x_title)
-    axes[0, 0].set_title(chart.title)
+    _title(figure, chart.title)
     figure.tight_layout()
     return figure
 
@@ -69,7 +78,7 @@ def _bar_figure(chart: BarChart) -> plt.Figure:
         ax.axvline(level.mean, color=level.colour, lw=0.8, ls=level.style, label=level.label)
     ax.set_xlim(*chart.value_range)
     ax.set_xlabel(chart.value_title)
-    ax.set_title(chart.title)
+    _title(figure, chart.title)
     ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
