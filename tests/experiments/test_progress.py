@@ -137,6 +137,37 @@ def test_a_failed_student_leaves_the_students_in_flight_and_a_retry_counts_once(
     ]
 
 
+def test_students_on_workers_report_their_start_and_end_and_count_as_here(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
+    """On a Dask cluster the driver hears each student's start and end as events; a student whose worker died
+    starts again, and one that failed is not done."""
+    caplog.set_level(logging.INFO, LOGGER)
+    tracked = StudentProgress({"a": 100, "b": 100, "c": 100}, clock)
+
+    def event(name: str, what: str, seconds: float = 0) -> None:
+        clock.now += seconds
+        progress.report(tracked, {"cell": "layer_swap.prefix_from_real", "name": name, "event": what})
+
+    event("a", "started")
+    event("b", "started")
+    event("a", "started", 5)  # a's worker died: a runs again
+    event("a", "trained", 20)
+    event("b", "failed")
+    event("c", "started")
+    event("c", "reused")
+    event("b", "trained")  # a retry's end whose start was not heard: not counted
+    assert [line.split(": ")[0] for line in lines(caplog)] == [
+        "student 1/3 started (layer_swap.prefix_from_real)",
+        "student 2/3 started (layer_swap.prefix_from_real)",
+        "student 2/3 started (layer_swap.prefix_from_real)",  # a again, its first try over
+        # 100 steps in the 25 s with a student in flight: b's and c's 200 take 50 s.
+        "student 1/3 done (layer_swap.prefix_from_real), about 50 s left",
+        "student 2/3 started (layer_swap.prefix_from_real)",  # b failed: one done, c in flight
+        "student 2/3 done (layer_swap.prefix_from_real), about 25 s left",  # c reused; b's 100 steps left
+    ]
+
+
 def test_a_student_the_plan_did_not_name_adds_to_the_total(clock: FakeClock, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO, LOGGER)
     tracked = StudentProgress({"a": 100}, clock)

@@ -164,6 +164,9 @@ def test_the_grid_writes_its_outputs_and_the_cells_logs(grid: Grid):
     (folder,) = (grid.distributed / "logs" / "dask").iterdir()
     assert {p.stem for p in folder.glob("*.log")} == CELLS == {p.stem for p in folder.glob("*.yml")}
     assert "Cell layer_swap finished on tcp://127.0.0.1:" in grid.run.stdout
+    # The students, trained on the workers, counted by the driver as in a sequential run.
+    assert f"this run trains or reuses {STUDENTS} students" in grid.run.stdout
+    assert f"student {STUDENTS}/{STUDENTS} done (layer_swap." in grid.run.stdout
 
 
 def test_the_distributed_grid_equals_the_sequential_one_bit_for_bit(grid: Grid):

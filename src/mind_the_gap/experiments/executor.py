@@ -34,6 +34,7 @@ CELL_KEY_ENV = "MIND_THE_GAP_DASK_CELL_KEY"  # the cell's Dask task: its event, 
 CELL_LOG_ENV = "MIND_THE_GAP_DASK_CELL_LOG"  # the cell's log, where its students' lines go too
 WORKER_TAG = "dask.worker"  # the MLflow tag naming the worker a cell or a student ran on
 GPU = "GPU"  # the worker resource that counts GPUs: `dask worker ... --resources GPU=1`
+PROGRESS_TOPIC = "mind-the-gap-students"  # the Dask events by which students report their start and end
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,14 @@ def _on_worker(function: Callable[[Item], Result], log: str | None, item: Item) 
         project.removeHandler(handler)
         project.setLevel(level)
         handler.close()
+
+
+def report_student(cell: str, name: str, event: str) -> None:
+    """On a worker: the student ``name`` of ``cell`` started, trained, was reused or failed, as an event the run's
+    driver counts (``progress.report``)."""
+    from distributed import get_worker
+
+    get_worker().log_event(PROGRESS_TOPIC, {"cell": cell, "name": name, "event": event})
 
 
 def worker_address() -> str:

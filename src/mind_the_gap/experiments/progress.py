@@ -7,7 +7,8 @@ reuses through ``cell_progress``. Outside a run (a notebook), each ``train_cell`
 student reused from the store is done at once. The time left is the planned steps of the students not done over the
 steps per second measured on the students trained so far, in wall time while any student is in flight (students
 training side by side count together); until a trained student ends it is not yet known. A starting student's
-number counts the students done or in flight, so a student that failed and starts again counts once.
+number counts the students done or in flight, so a student that failed and starts again counts once. On a Dask
+cluster each student's task reports its start and end to the run's driver (``report``), which counts them so.
 
     student 15/40 started (layer_swap.prefix_from_synthetic): layer_swap/prefix_from_synthetic/cut8/seed0
     student 14/40 done (layer_swap.prefix_from_synthetic), about 12 min left: layer_swap/.../seed2 trained in 3 min
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Result = TypeVar("Result")
 
@@ -42,6 +43,7 @@ class StudentProgress:
         self._busy_since = 0.0
         self._clock = clock
         self._lock = threading.Lock()
+        self._elsewhere: dict[tuple[str, str], tuple[bool, float]] = {}  # started on a worker: (planned, began)
 
     @property
     def total(self) -> int:
@@ -58,6 +60,25 @@ class StudentProgress:
             raise
         self._end(cell, name, began, reused(result))
         return result
+
+    def started(self, cell: str, name: str) -> None:
+        """The student ``name`` of ``cell`` started elsewhere (a task on a Dask worker); ``ended`` follows. A student
+        started again (its worker died) ends its first try unfinished."""
+        previous = self._elsewhere.pop((cell, name), None)
+        if previous is not None:
+            self._abandon(previous[0])
+        self._elsewhere[(cell, name)] = self._begin(cell, name)
+
+    def ended(self, cell: str, name: str, reused: bool | None) -> None:
+        """The student ``started`` elsewhere ended: reused from the store, trained, or (None) failed."""
+        begun = self._elsewhere.pop((cell, name), None)
+        if begun is None:  # its start was not seen
+            return
+        planned, began = begun
+        if reused is None:
+            self._abandon(planned)
+        else:
+            self._end(cell, name, began, reused)
 
     def _begin(self, cell: str, name: str) -> tuple[bool, float]:
         with self._lock:
@@ -105,6 +126,16 @@ class StudentProgress:
         if self._trained_steps <= 0 or busy <= 0:
             return "time left not yet known"
         return f"about {duration(sum(self._left.values()) * busy / self._trained_steps)} left"
+
+
+def report(progress: StudentProgress, event: Mapping[str, Any]) -> None:
+    """A student's start or end as its worker reports it (``executor.report_student``): ``cell``, ``name`` and
+    ``event``, one of started, trained, reused, failed."""
+    cell, name, what = event["cell"], event["name"], event["event"]
+    if what == "started":
+        progress.started(cell, name)
+    else:
+        progress.ended(cell, name, {"trained": False, "reused": True, "failed": None}[what])
 
 
 def duration(seconds: float) -> str:

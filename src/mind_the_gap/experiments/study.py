@@ -31,6 +31,7 @@ from mind_the_gap.experiments.executor import (
     SetFile,
     map_on_cluster,
     on_cluster,
+    report_student,
     set_file,
     worker_address,
 )
@@ -201,7 +202,8 @@ def train_cell(
             study, store=study.store.resolve(), val=set_file(study.val, folder), test=set_file(study.test, folder)
         )
         train = partial(_train_from_files, shipped, pipeline, cell, files)
-        return pd.DataFrame(map_on_cluster(train, students, [job.name for job in jobs], cost=steps))
+        reported = partial(_reported_on_cluster, f"{pipeline}.{cell}", train)
+        return pd.DataFrame(map_on_cluster(reported, students, [job.name for job in jobs], cost=steps))
     stop = threading.Event()  # set when a student of the cell fails or the run is interrupted
     workers = concurrent_workers(
         study.training.concurrent_students, resolve_device(study.training.device, allow_cpu=study.training.allow_cpu)
@@ -220,6 +222,23 @@ def _reported(
 ) -> dict[str, Any]:
     """``train(student)``, logged as it starts and ends with the run's counts (see ``progress``)."""
     return progress.track(cell, student[0].name, partial(train, student), reused=lambda row: row["cache_hit"])
+
+
+def _reported_on_cluster(
+    cell: str,
+    train: Callable[[tuple[StudentJob, MlflowStudentRun]], dict[str, Any]],
+    student: tuple[StudentJob, MlflowStudentRun],
+) -> dict[str, Any]:
+    """On a Dask worker: ``train(student)``, its start and end reported to the run's driver, which counts them."""
+    report = partial(report_student, cell, student[0].name)
+    report("started")
+    try:
+        row = train(student)
+    except BaseException:
+        report("failed")
+        raise
+    report("reused" if row["cache_hit"] else "trained")
+    return row
 
 
 def _train_student(

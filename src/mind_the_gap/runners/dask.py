@@ -19,6 +19,7 @@ with none, starts a cluster on this machine: one worker per GPU, else a few sing
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -38,7 +39,15 @@ from kedro.runner import AbstractRunner
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from mind_the_gap.experiments.executor import CELL_KEY_ENV, CELL_LOG_ENV, GPU, SCHEDULER_ENV, WORKER_TAG
+from mind_the_gap.experiments import progress
+from mind_the_gap.experiments.executor import (
+    CELL_KEY_ENV,
+    CELL_LOG_ENV,
+    GPU,
+    PROGRESS_TOPIC,
+    SCHEDULER_ENV,
+    WORKER_TAG,
+)
 from mind_the_gap.runners.grid import Cell, grid_cells, memory_handoffs
 
 CELL_TAG = "dask.cell"
@@ -232,7 +241,14 @@ class DaskRunner(AbstractRunner):
             dashboard = f" (dashboard: {client.dashboard_link})" if importlib.util.find_spec("bokeh") else ""
             address = client.scheduler.address
             self._logger.info("Dask: %d cells on the scheduler at %s%s", len(cells), address, dashboard)
-            self._schedule(client, cells, tasks)
+            # The students' tasks report their start and end: counted here as in a sequential run, planned when
+            # the first starts.
+            students = functools.cache(lambda: progress.cell_progress({}))
+            client.subscribe_topic(PROGRESS_TOPIC, lambda event: progress.report(students(), event[1]))
+            try:
+                self._schedule(client, cells, tasks)
+            finally:
+                client.unsubscribe_topic(PROGRESS_TOPIC)
 
     def _tasks(self, cells: list[Cell], project: Path, run_id: str) -> dict[str, CellTask]:
         folder = project / "logs" / "dask" / run_id  # the cells' options and output, beside the project
