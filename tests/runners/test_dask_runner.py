@@ -304,7 +304,9 @@ def test_a_worker_killed_mid_cell_stops_its_cell_which_resumes_its_students_on_a
     cells, students = _study(runs, parent["run_id"])
     assert sorted(cells["cell"]) == sorted(CELLS)
     assert (cells["status"] == "FINISHED").all()
-    assert (students["status"] == "FINISHED").sum() == STUDENTS
+    # Every student finished. One that the killed cell's first try trained after the kill, on the other worker, has
+    # a second run: the cell's second try reused it from the store.
+    assert students.loc[students["status"] == "FINISHED", "name"].nunique() == STUDENTS
 
 
 def test_a_failing_cell_fails_its_run_and_the_study_and_is_named_while_the_others_finish(grid: Grid, scheduler: str):
