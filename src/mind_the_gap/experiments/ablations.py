@@ -421,15 +421,17 @@ def measure_sets(
     study: Study,
     analyses: Path,
     config: AblationsConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
     """Each set's fidelity and diversity in every real-trained student's penultimate features (recognisability,
-    within-class spread, precision, recall, density, coverage): per set over the judges, and per judge and class."""
+    within-class spread, precision, recall, density, coverage): per set over the judges, per judge and class, and
+    the per-set summary as metrics."""
     keys, load = _diversity_sets(manifest, output_dir, generation, real_train, synthetic_train)
     units = config.diversity
     by_class = fidelity.measure_sets(
         real_runs, config.seeds, keys, load, study, analyses, units.spread_images, units.neighbours
     )
-    return fidelity.summarize_sets(by_class), by_class
+    summary = fidelity.summarize_sets(by_class)
+    return summary, by_class, as_metrics(fidelity.summary_values(summary))
 
 
 def measure_per_class_gaps(

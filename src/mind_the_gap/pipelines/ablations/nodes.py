@@ -10,11 +10,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import plotly.graph_objects as go
 
-from mind_the_gap.analysis import fidelity
 from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.experiments import ablations
 from mind_the_gap.experiments.ablations import AblationsConfig
-from mind_the_gap.experiments.study import Study, as_metrics, train_cell
+from mind_the_gap.experiments.study import Study, train_cell
 from mind_the_gap.generators.config import GenerationConfig
 from mind_the_gap.results.ablations import ablations_chart
 from mind_the_gap.results.figures import matplotlib_figure
@@ -70,24 +69,6 @@ def train_diversity(
     the last units trained on real images and the rest kept from the synthetic student."""
     variants = ablations.load_variants(manifest, output_dir, real_train, generation)
     return ablations.train_diversity(variants, real_train, study, config)
-
-
-def measure_sets(
-    manifest: pd.DataFrame,
-    output_dir: Path,
-    generation: GenerationConfig,
-    real_train: ImageSet,
-    synthetic_train: ImageSet,
-    real_runs: pd.DataFrame,
-    study: Study,
-    analyses: Path,
-    config: AblationsConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
-    """Each set's fidelity and diversity, per set and per judge and class, and the summary as metrics."""
-    summary, by_class = ablations.measure_sets(
-        manifest, output_dir, generation, real_train, synthetic_train, real_runs, study, analyses, config
-    )
-    return summary, by_class, as_metrics(fidelity.summary_values(summary))
 
 
 def measure_per_class_gaps(

@@ -59,7 +59,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         namespace="ablations.texture_shape",
     )
     diversity = Node(
-        nodes.measure_sets,
+        ablations.measure_sets,
         [
             "ablations.diversity.generation_sets",
             "synthetic_images_dir",
