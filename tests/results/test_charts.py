@@ -11,7 +11,17 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.text import Text
 
-from mind_the_gap.results.charts import BarChart, Bars, Curve, Level, LineChart, Panel, baseline_levels, table_curve
+from mind_the_gap.results.charts import (
+    SHARE_BOUNDS,
+    BarChart,
+    Bars,
+    Curve,
+    Level,
+    LineChart,
+    Panel,
+    baseline_levels,
+    table_curve,
+)
 from mind_the_gap.results.figures import matplotlib_figure
 from mind_the_gap.results.interactive import figure_div, plotly_figure
 
@@ -185,3 +195,24 @@ def test_a_long_title_is_wrapped_inside_the_png_above_the_axes(kind: str):
     assert drawn.x1 <= page.x1
     assert drawn.y1 <= page.y1
     assert drawn.y0 >= max(axes.get_window_extent().y1 for axes in figure.axes)
+
+
+@pytest.mark.parametrize("bounds", [SHARE_BOUNDS, None])
+def test_a_bounded_panel_zooms_to_its_data_but_never_past_its_bounds(bounds: tuple[float, float] | None):
+    # Three seeds' t-interval can reach past 100 %: a bounded accuracy axis stops just above 1 all the same.
+    wide = Curve("stitched", [1, 2, 3], [0.62, 0.8, 0.84], [0.59, 0.03, 0.01], "C0")
+    chart = LineChart("Stitching", "cut", [Panel("test accuracy", [wide], bounds=bounds)])
+    low, high = matplotlib_figure(chart).axes[0].get_ylim()
+    autorange = plotly_figure(chart).layout.yaxis.autorangeoptions
+    if bounds is None:
+        assert high > 1.2  # matplotlib's own limits: the interval's 1.21 and a margin
+        assert autorange.maxallowed is None
+    else:
+        assert high == pytest.approx(1.02)
+        assert low == pytest.approx(-0.02)  # the interval's 0.03 less the axis' margin, held at the bound's
+        assert (autorange.minallowed, autorange.maxallowed) == pytest.approx((-0.02, 1.02))
+    narrow = Curve("real", [1, 2], [0.80, 0.84], [0.01, 0.01], "C0")
+    zoomed = LineChart("Swap", "cut", [Panel("test accuracy", [narrow], bounds=bounds)])
+    low, high = matplotlib_figure(zoomed).axes[0].get_ylim()
+    assert 0.7 < low < 0.8  # the bounds never widen a narrow axis
+    assert 0.85 < high < 0.9

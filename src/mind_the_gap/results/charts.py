@@ -40,11 +40,24 @@ class Level:
     style: str = ":"
 
 
+# The values a share (an accuracy, a CKA) can take: its axis stops there, however wide a 3-seed interval reaches.
+SHARE_BOUNDS = (0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class Panel:
     value_title: str  # a newline breaks it
     curves: list[Curve]
     levels: list[Level] = field(default_factory=list)
+    bounds: tuple[float, float] | None = None  # the axis zooms to the data as always, but never past these
+
+    def padded_bounds(self) -> tuple[float, float] | None:
+        """The bounds with a small margin, so a marker on a bound is drawn whole."""
+        if self.bounds is None:
+            return None
+        low, high = self.bounds
+        margin = 0.02 * (high - low)
+        return low - margin, high + margin
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ def _line_figure(chart: LineChart) -> plt.Figure:
                 ax.fill_between(curve.x, mean - ci, mean + ci, color=curve.colour, alpha=0.15)
             else:
                 ax.errorbar(curve.x, curve.mean, yerr=curve.ci, capsize=3, **style)
+        if bounds := panel.padded_bounds():
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
         ax.set_ylabel(panel.value_title)
         ax.grid(alpha=0.3)
         if panel.curves or panel.levels:

@@ -44,7 +44,9 @@ def _line_figure(chart: LineChart) -> go.Figure:
             place = {"row": row, "col": 1, "exclude_empty_subplots": False}
             figure.add_hrect(y0=level.mean - level.ci, y1=level.mean + level.ci, **_band(level), **place)
             figure.add_hline(y=level.mean, **_line(level), **place)
-        figure.update_yaxes(title_text=_text(panel.value_title), row=row, col=1)
+        bounds = panel.padded_bounds()
+        autorange = {"autorangeoptions": {"minallowed": bounds[0], "maxallowed": bounds[1]}} if bounds else {}
+        figure.update_yaxes(title_text=_text(panel.value_title), **autorange, row=row, col=1)
     x_axis: dict = {"title_text": chart.x_title}
     if chart.log2_x:
         x_axis |= {"type": "log", "dtick": math.log10(2)}  # a tick at every power of two
