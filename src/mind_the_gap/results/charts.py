@@ -40,7 +40,7 @@ class Level:
     style: str = ":"
 
 
-# The values a share (an accuracy, a CKA) can take: its axis stops there, however wide a 3-seed interval reaches.
+# The values an accuracy can take: its axis stops there, however wide a 3-seed interval reaches.
 SHARE_BOUNDS = (0.0, 1.0)
 
 
