@@ -12,7 +12,7 @@ from matplotlib.colors import to_hex
 from matplotlib.text import Text
 
 from mind_the_gap.results.charts import (
-    SHARE_BOUNDS,
+    ACCURACY_BOUNDS,
     BarChart,
     Bars,
     Curve,
@@ -197,7 +197,7 @@ def test_a_long_title_is_wrapped_inside_the_png_above_the_axes(kind: str):
     assert drawn.y0 >= max(axes.get_window_extent().y1 for axes in figure.axes)
 
 
-@pytest.mark.parametrize("bounds", [SHARE_BOUNDS, None])
+@pytest.mark.parametrize("bounds", [ACCURACY_BOUNDS, None])
 def test_a_bounded_panel_zooms_to_its_data_but_never_past_its_bounds(bounds: tuple[float, float] | None):
     # Three seeds' t-interval can reach past 100 %: a bounded accuracy axis stops just above 1 all the same.
     wide = Curve("stitched", [1, 2, 3], [0.62, 0.8, 0.84], [0.59, 0.03, 0.01], "C0")

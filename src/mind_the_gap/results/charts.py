@@ -41,7 +41,7 @@ class Level:
 
 
 # The values an accuracy can take: its axis stops there, however wide a 3-seed interval reaches.
-SHARE_BOUNDS = (0.0, 1.0)
+ACCURACY_BOUNDS = (0.0, 1.0)
 
 
 @dataclass(frozen=True)

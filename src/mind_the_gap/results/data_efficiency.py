@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mind_the_gap.results.charts import SHARE_BOUNDS, LineChart, Panel, baseline_levels, table_curve
+from mind_the_gap.results.charts import ACCURACY_BOUNDS, LineChart, Panel, baseline_levels, table_curve
 
 
 def arm_label(arm: str) -> str:
@@ -36,7 +36,7 @@ def data_efficiency_chart(summary: pd.DataFrame, reference: pd.DataFrame) -> Lin
     return LineChart(
         "Data efficiency: the last units on a little real data, at tuned rates",
         "real training images used",
-        [Panel("test accuracy on real images", curves, levels, SHARE_BOUNDS)],
+        [Panel("test accuracy on real images", curves, levels, ACCURACY_BOUNDS)],
         log2_x=True,
         legend_at="lower right",
         size=(7.5, 4.8),

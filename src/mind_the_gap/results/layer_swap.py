@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mind_the_gap.results.charts import (
-    SHARE_BOUNDS,
+    ACCURACY_BOUNDS,
     SOURCE_COLOURS,
     Curve,
     LineChart,
@@ -41,9 +41,11 @@ def layer_swap_chart(summary: pd.DataFrame, baselines: pd.DataFrame, names: list
         curves[control].append(Curve(label, cuts, means, cis, SOURCE_COLOURS[source], STYLES[arrangement, control]))
     levels = baseline_levels(baselines, {"real": "real-only", "synthetic": "synthetic-only"})
     ticks = [(k, str(k) if k in (0, n) else f"{k}\n{names[k]}") for k in range(n + 1)]
-    panels = [Panel("test accuracy on real images", curves[False], levels, SHARE_BOUNDS)]
+    panels = [Panel("test accuracy on real images", curves[False], levels, ACCURACY_BOUNDS)]
     if curves[True]:
-        panels.append(Panel("same-source controls:\ntest accuracy on real images", curves[True], levels, SHARE_BOUNDS))
+        panels.append(
+            Panel("same-source controls:\ntest accuracy on real images", curves[True], levels, ACCURACY_BOUNDS)
+        )
     return LineChart(
         "Layer swap: which units carry the gap",
         "cut k (the first unit after it)",

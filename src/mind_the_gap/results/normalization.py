@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mind_the_gap.analysis.input_statistics import PixelHistograms
-from mind_the_gap.results.charts import SHARE_BOUNDS, Curve, LineChart, Panel, table_curve
+from mind_the_gap.results.charts import ACCURACY_BOUNDS, Curve, LineChart, Panel, table_curve
 
 
 def histogram_figure(histograms: PixelHistograms) -> plt.Figure:
@@ -72,7 +72,7 @@ def profile_chart(table: pd.DataFrame) -> LineChart:
                     ("probe_real", "real-trained student", "C0", "-"),
                     ("probe_synthetic", "synthetic-trained student", "C3", "-"),
                 ),
-                bounds=SHARE_BOUNDS,
+                bounds=ACCURACY_BOUNDS,
             ),
         ],
         [(u, f"{u}\n{name}") for u, name in zip(units, table["name"], strict=True)],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mind_the_gap.results.charts import SHARE_BOUNDS, SOURCE_COLOURS, LineChart, Panel, runs_levels, table_curve
+from mind_the_gap.results.charts import ACCURACY_BOUNDS, SOURCE_COLOURS, LineChart, Panel, runs_levels, table_curve
 
 # real-real and synthetic-synthetic solid in their sources' colours; the cross-source arrangements dashed.
 STYLES = {
@@ -29,7 +29,7 @@ def stitching_chart(summary: pd.DataFrame, real_runs: pd.DataFrame, synthetic_ru
     return LineChart(
         "Stitching: can one student's upper units read another's features?",
         "cut k (the first unit of the top student)",
-        [Panel("test accuracy on real images", curves, levels, SHARE_BOUNDS)],
+        [Panel("test accuracy on real images", curves, levels, ACCURACY_BOUNDS)],
         [(k, str(k)) for k in cuts],
         legend_at="lower right",
     )
