@@ -18,11 +18,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from pydantic import ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -32,6 +31,11 @@ from mind_the_gap.data.imageset import ImageSet
 from mind_the_gap.devices import autocast, resolve_device, resolve_precision
 from mind_the_gap.files import write_atomically
 from mind_the_gap.generators.base import ImageRequest
+
+# diffusers takes seconds to import, and every `kedro run` imports this module with the pipelines: it is imported
+# where a UNet or scheduler is built.
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def build_unet(config: ClassDiffusionConfig, channels: int, size: tuple[int, int], num_classes: int) -> UNet2DModel:
     """The UNet for ``num_classes`` classes; class ``num_classes`` is the null class of classifier-free guidance."""
+    from diffusers import UNet2DModel
+
     levels = len(config.block_out_channels)
     return UNet2DModel(
         sample_size=size,
@@ -197,6 +203,8 @@ def _padded(config: ClassDiffusionConfig, size: tuple[int, int]) -> tuple[int, i
 
 
 def _noise_scheduler(config: ClassDiffusionConfig) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(
         num_train_timesteps=config.num_train_timesteps,
         beta_schedule=config.beta_schedule,
@@ -206,6 +214,8 @@ def _noise_scheduler(config: ClassDiffusionConfig) -> DDPMScheduler:
 
 
 def _sampler(config: ClassDiffusionConfig) -> DPMSolverMultistepScheduler:
+    from diffusers import DPMSolverMultistepScheduler
+
     # At the cosine schedule's first sampling step the signal scale is ~5e-5, so the image an epsilon prediction implies
     # is its error amplified 2e4-fold: clipping that image to the data range ([-1, 1]) keeps DPM-Solver++ on track.
     clip = config.prediction_type == "epsilon"
