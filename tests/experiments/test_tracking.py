@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mind_the_gap.devices import map_concurrently
+from mind_the_gap.experiments import tracking
 from mind_the_gap.experiments.tracking import MlflowStudentRun
 from mind_the_gap.models.architectures import StudentConfig
 from mind_the_gap.training.config import TrainConfig
@@ -75,11 +76,24 @@ def test_curves_span_the_epochs_and_final_metrics_sit_at_the_last(client: Mlflow
     assert run.data.params["student.width"] == "8"
 
 
-def test_a_reused_student_replays_the_same_curves(client: MlflowClient, tmp_path: Path):
+def test_a_reused_student_replays_the_same_curves_in_one_write(
+    client: MlflowClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     store = StudentStore(tmp_path / "students")
     _tracked_student(store)
+    metric_writes = []
+    log_batch = MlflowClient.log_batch
+
+    def counted(self: MlflowClient, run_id: str, metrics=(), **kwargs):
+        metric_writes.extend([len(metrics)] if metrics else [])
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counted)
     run_id, result = _tracked_student(store)
     assert result.cache_hit
+    # Every point of every curve and the final and per-class metrics, in one transaction.
+    points = sum(len(client.get_metric_history(run_id, name)) for name in client.get_run(run_id).data.metrics)
+    assert metric_writes == [points]
     assert client.get_run(run_id).data.tags["cache_hit"] == "true"
     assert _steps(client, run_id, "train_loss") == list(range(1, EPOCHS + 1))
     assert _steps(client, run_id, "test_accuracy") == [EPOCHS]
@@ -107,3 +121,12 @@ def test_students_trained_at_once_log_to_their_own_runs_under_the_parent(client:
         assert run.info.run_name == f"seed {seed}"
         assert _steps(client, run_id, "train_loss") == list(range(1, EPOCHS + 1))
     assert mlflow.active_run() is None
+
+
+def test_a_student_in_training_shows_each_epoch_as_it_ends(client: MlflowClient, monkeypatch: pytest.MonkeyPatch):
+    clock = iter(range(0, 1000, 60))  # a minute between epochs
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: float(next(clock)))
+    with MlflowStudentRun("real seed 0", TAGS).start({"seed": 0}) as run:
+        for epoch in range(1, EPOCHS + 1):
+            run.log_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
+            assert _steps(client, run.run.info.run_id, "train_loss") == list(range(1, epoch + 1))
