@@ -101,11 +101,13 @@ def _learned_metrics(students: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def _reference_stamp() -> dict[str, Any]:
-    """What decides the students' floating-point arithmetic here: the precision bf16 autocast picks and the threads."""
+    """What decides the students' floating-point arithmetic here: the precision bf16 autocast picks, the instructions
+    its matrix products run on (AMX tiles or AVX-512 BF16 sum in different orders) and the threads."""
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_bf16": cpu_has_native_bf16(),
+        "cpu_amx": bool(getattr(torch.cpu, "get_capabilities", dict)().get("amx_bf16")),
         "cuda": torch.cuda.is_available(),
     }
 
