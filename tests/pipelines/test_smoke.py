@@ -102,7 +102,7 @@ def _learned_metrics(students: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def _reference_stamp() -> dict[str, Any]:
     """What decides the students' floating-point arithmetic here: the precision bf16 autocast picks, the instructions
-    its matrix products run on (AMX tiles or AVX-512 BF16 sum in different orders) and the threads."""
+    its matrix products run on (AMX or AVX-512 BF16: students differed between the two) and the threads."""
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
