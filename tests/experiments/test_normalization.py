@@ -19,3 +19,7 @@ def test_plan_trains_one_student_per_seed_on_the_synthetic_set_with_its_own_stat
     assert all(job.columns == {"statistics": "synthetic"} for job in jobs)
     assert jobs[0].training == training.model_copy(update={"normalization": "train"})
     assert training.normalization == "real"  # the study's recipe itself is left alone
+
+
+def test_plan_trains_no_student_where_the_synthetic_statistics_variants_are_off():
+    assert plan(NormalizationConfig(seeds=[0, 1], synthetic_statistics=False), TrainConfig(epochs=3)) == []

@@ -181,6 +181,19 @@ def test_normalisation_variants_and_adabn(tiny: TinyExperiment, tracking, tmp_pa
     assert summary.loc["adabn_all", "change_vs_synthetic_pp"] == pytest.approx(adabn["change_pp"].mean())
 
 
+def test_without_the_synthetic_statistics_students_the_variants_are_the_baselines_and_adabn(
+    tiny: TinyExperiment, tracking, tmp_path: Path
+):
+    config = CONFIG.model_copy(update={"synthetic_statistics": False})
+    runs = train_with_synthetic_statistics(tiny.synthetic_train, tiny.study, config)
+    assert runs.empty
+    summary, per_seed, _ = compare_normalizations(
+        tiny.real_runs, tiny.synthetic_runs, runs, tiny.real_train, tiny.study, tmp_path, config
+    )
+    assert set(summary["variant"]) == {"real", "synthetic", "adabn_all", "adabn_7-9"}
+    assert sorted(per_seed[per_seed["variant"] == "adabn_all"]["seed"]) == BASELINE_SEEDS
+
+
 def test_pipeline_wiring():
     pipeline = create_pipeline()
     assert {n.name for n in pipeline.nodes} == {

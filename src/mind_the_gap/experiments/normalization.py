@@ -38,11 +38,18 @@ from mind_the_gap.training.student_cache import code_version
 
 class NormalizationConfig(ProfileConfig):
     adabn_units: list[str] = Field(["all", "-3"], min_length=1, description="units adapted: all, or a unit range")
+    synthetic_statistics: bool = Field(
+        True,
+        description="train the synthetic students normalised with the synthetic set's statistics (one per seed); "
+        "false leaves their two variants out and trains no student",
+    )
 
 
 def plan(config: NormalizationConfig, training: TrainConfig) -> list[StudentJob]:
     """Synthetic-only students, one per seed on the stored set ``synthetic_train``, normalised with its own
-    statistics at train and test time."""
+    statistics at train and test time; none where ``config.synthetic_statistics`` is off."""
+    if not config.synthetic_statistics:
+        return []
     recipe = training.model_copy(update={"normalization": "train"})
     return [
         StudentJob(
@@ -96,11 +103,14 @@ def compare_variants(
     ``description``.
 
     Variants: the baselines (real statistics everywhere); synthetic statistics at train and test time (the students
-    of ``plan``); each source's own (those students tested on real images normalised with real statistics); and the
-    baseline synthetic students after AdaBN on unlabelled real training images, for every ``adabn_units``. Cached in
-    ``analyses`` by the students' keys, the images, the settings, the real statistics and the code it runs.
+    of ``plan``, where ``config.synthetic_statistics`` is on); each source's own (those students tested on real
+    images normalised with real statistics); and the baseline synthetic students after AdaBN on unlabelled real
+    training images, for every ``adabn_units``. Cached in ``analyses`` by the students' keys, the images, the
+    settings, the real statistics and the code it runs.
     """
-    runs = {"real": real_runs, "synthetic": synthetic_runs, "synthetic-statistics": synthetic_statistics_runs}
+    runs = {"real": real_runs, "synthetic": synthetic_runs}
+    if config.synthetic_statistics:
+        runs["synthetic-statistics"] = synthetic_statistics_runs
     key = {
         "analysis": "compare_normalizations",
         "code": code_version((adapt, engine, sys.modules[__name__])),
@@ -115,7 +125,7 @@ def compare_variants(
 def _per_seed(
     runs: dict[str, pd.DataFrame], real_train: ImageSet, study: Study, config: NormalizationConfig
 ) -> pd.DataFrame:
-    real_runs, synthetic_runs, synthetic_statistics_runs = runs["real"], runs["synthetic"], runs["synthetic-statistics"]
+    real_runs, synthetic_runs = runs["real"], runs["synthetic"]
     seeds, training, test = config.seeds, study.training, study.test
     device = resolve_device(training.device, allow_cpu=training.allow_cpu)
     rows = []
@@ -138,7 +148,9 @@ def _per_seed(
                 seed,
                 evaluate(model, test, result.normalization, training).top1,
             )
-    own = load_students(synthetic_statistics_runs, seeds, "synthetic-statistics", study, test)
+    own = {}
+    if "synthetic-statistics" in runs:
+        own = load_students(runs["synthetic-statistics"], seeds, "synthetic-statistics", study, test)
     for seed, (model, result) in own.items():
         add("synthetic_statistics", "synthetic-only, synthetic statistics at train and test", seed, result.test.top1)
         add(
