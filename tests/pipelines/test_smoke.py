@@ -865,6 +865,7 @@ DEFAULT_OFF = [
     ("layer_swap", "arrangements"),
     ("data_efficiency", "reinit_last_units"),
     ("data_efficiency", "convergence_check"),
+    ("normalization", "synthetic_statistics"),
     ("ablations", "augmentation", "policies"),
     ("ablations", "texture_shape", "sources"),
     ("ablations", "oracle", "reconstruction_strengths"),
@@ -897,6 +898,10 @@ def test_the_defaults_switches_run_every_pipeline_and_the_report_with_the_factor
     assert pd.read_csv(runs / "layer_swap/suffix_from_synthetic_runs.csv").empty  # base: prefixes alone
     swap = pd.read_csv(reporting / "layer_swap_summary.csv")
     assert set(swap["arrangement"]) == {"baseline", "prefix"}
+    assert pd.read_csv(runs / "normalization/synthetic_statistics_runs.csv").empty
+    variants = set(pd.read_csv(reporting / "normalization_summary.csv")["variant"])
+    assert {"synthetic", "adabn_all"} <= variants
+    assert not variants & {"synthetic_statistics", "own_statistics"}
     ablations = pd.read_csv(reporting / "ablations_summary.csv")
     assert set(ablations["factor"]) == {"baseline"}
     assert set(pd.read_csv(reporting / "levers_summary.csv")["lever"]) == {"none"}
