@@ -4,6 +4,7 @@ copies must run; Kedro's `--params`, for one, splits at every comma, lists inclu
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import shlex
@@ -59,14 +60,7 @@ def models() -> dict[str, typing.Any]:
 
 @pytest.fixture(scope="module")
 def parameters() -> typing.Callable[[str], dict[str, typing.Any]]:
-    cache: dict[str, dict[str, typing.Any]] = {}
-
-    def of(env: str) -> dict[str, typing.Any]:
-        if env not in cache:
-            cache[env] = environment_parameters(REPO / "conf", env)
-        return cache[env]
-
-    return of
+    return functools.cache(lambda env: environment_parameters(REPO / "conf", env))
 
 
 def commands() -> list[tuple[str, str]]:
